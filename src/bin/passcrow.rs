@@ -1,1 +1,721 @@
-fn main() {}
+//! `passcrow`: the command line tool, accepting python-passcrow 0.0.7's
+//! command lines as written.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use passcrow::client::{
+    create_private_dir, default_dirs, Client, ClientConfig, Ephemeral, ProtectOptions, Recovered,
+    Verification,
+};
+use passcrow::crypto::{self, SecretBytes};
+use passcrow::pack::{write_atomic, RecoveryPack};
+use passcrow::policy::{parse_ratio, Defaults, RecoveryPolicy, ServerChoice};
+use passcrow::proto::{explain_kind, to_reference_json};
+use passcrow::Error;
+use serde::Serialize;
+
+const TEST_SERVER: &str = "email, tel, sms via passcrow-test.mailpile.is";
+
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+/// Parsed options, in the manner of python-passcrow's `arg_dict`: each
+/// option is `-X`; an option listed with `:` takes the next argument.
+struct Args {
+    opts: HashMap<char, Vec<String>>,
+    flags: HashMap<char, bool>,
+    bare: Vec<String>,
+}
+
+impl Args {
+    fn parse(args: &[String], spec: &str, multi: &str) -> Result<Args, CliError> {
+        let mut a = Args {
+            opts: HashMap::new(),
+            flags: HashMap::new(),
+            bare: vec![],
+        };
+        let mut pending: Option<char> = None;
+        for arg in args {
+            if arg.starts_with('-') && arg.len() > 1 {
+                let c = arg.chars().nth(1).unwrap_or('-');
+                let Some(pos) = spec.find(c).filter(|_| c != ':') else {
+                    return Err(CliError::Usage(format!("Bad option: {arg}")));
+                };
+                let takes = spec[pos + c.len_utf8()..].starts_with(':');
+                if !multi.contains(c) && (a.opts.contains_key(&c) || a.flags.contains_key(&c)) {
+                    return Err(CliError::Usage(format!("Too many options: {arg}")));
+                }
+                if arg.chars().count() > 2 {
+                    return Err(CliError::Usage(format!("Bad option: {arg}")));
+                }
+                if takes {
+                    a.opts.entry(c).or_default();
+                    pending = Some(c);
+                } else {
+                    a.flags.insert(c, true);
+                    pending = None;
+                }
+            } else if let Some(c) = pending.take() {
+                a.opts.entry(c).or_default().push(arg.clone());
+            } else {
+                a.bare.push(arg.clone());
+            }
+        }
+        for (c, v) in &a.opts {
+            if v.is_empty() {
+                return Err(CliError::Usage(format!("Option -{c} needs a value")));
+            }
+        }
+        Ok(a)
+    }
+
+    fn flag(&self, c: char) -> bool {
+        self.flags.get(&c).copied().unwrap_or(false)
+    }
+
+    fn one(&self, c: char) -> Option<&str> {
+        self.opts
+            .get(&c)
+            .and_then(|v| v.first())
+            .map(|s| s.as_str())
+    }
+
+    fn all(&self, c: char) -> Vec<String> {
+        self.opts.get(&c).cloned().unwrap_or_default()
+    }
+
+    fn number(&self, c: char) -> Result<Option<u32>, CliError> {
+        match self.one(c) {
+            None => Ok(None),
+            Some(v) => match v.parse::<u32>() {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(n)),
+                Err(_) => Err(CliError::Usage(format!("-{c}: {v:?} is not a number"))),
+            },
+        }
+    }
+}
+
+fn dirs(a: &Args) -> Result<(PathBuf, PathBuf), CliError> {
+    let (h, c, d) = (a.one('H'), a.one('C'), a.one('D'));
+    if h.is_some() && (c.is_some() || d.is_some()) {
+        return Err(CliError::Usage(
+            "Please use option -H or -C/-D (or neither), but not both.".into(),
+        ));
+    }
+    if a.flag('T') {
+        return Err(CliError::Usage(
+            "test mode (-T) is not supported; run passcrow-server on loopback instead".into(),
+        ));
+    }
+    let (mut conf, mut data) = default_dirs();
+    if h.is_none() && c.is_none() && d.is_none() {
+        if let Some(home) = std::env::var_os("PASSCROW_HOME") {
+            conf = PathBuf::from(&home);
+            data = PathBuf::from(&home);
+        }
+        if let Some(x) = std::env::var_os("PASSCROW_CONFIG") {
+            conf = PathBuf::from(x);
+        }
+        if let Some(x) = std::env::var_os("PASSCROW_DATA") {
+            data = PathBuf::from(x);
+        }
+    }
+    if let Some(h) = h {
+        conf = PathBuf::from(h);
+        data = PathBuf::from(h);
+    }
+    if let Some(c) = c {
+        conf = PathBuf::from(c);
+    }
+    if let Some(d) = d {
+        data = PathBuf::from(d);
+    }
+    Ok((conf, data))
+}
+
+fn client(a: &Args, batch: bool) -> Result<Client, CliError> {
+    let (conf, data) = dirs(a)?;
+    for d in [&conf, &data] {
+        if !d.is_dir() {
+            return Err(CliError::Failed(format!(
+                "Directory not found: {} (run `passcrow init` first)",
+                d.display()
+            )));
+        }
+    }
+    let mut c = Client::new(ClientConfig::new(conf, data))?;
+    let tty = std::io::stderr().is_terminal();
+    if !batch {
+        c.set_log(Arc::new(|m: &str| eprintln!("passcrow: {m}")));
+    }
+    if tty {
+        c.set_progress(Arc::new(|p: passcrow::payment::Progress| {
+            eprint!(
+                "\rpasscrow: paying with proof of work: {} of ~{} attempts, {:.1} s ",
+                p.attempts,
+                p.expected,
+                p.elapsed.as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }));
+    }
+    Ok(c)
+}
+
+fn local_time(ts: i64) -> (String, String) {
+    use chrono::{Local, TimeZone};
+    match Local.timestamp_opt(ts, 0).single() {
+        Some(t) => (
+            t.format("%Y-%m-%d").to_string(),
+            t.format("%H:%M").to_string(),
+        ),
+        None => ("????-??-??".into(), "??:??".into()),
+    }
+}
+
+fn cmd_init(args: &[String]) -> CliResult {
+    let a = Args::parse(args, "C:D:H:T", "")?;
+    if !a.bare.is_empty() {
+        return Err(CliError::Usage(format!(
+            "Invalid arguments: {}",
+            a.bare.join(" ")
+        )));
+    }
+    let (conf, data) = dirs(&a)?;
+    for d in [&conf, &data] {
+        if !d.is_dir() {
+            create_private_dir(d)?;
+            eprintln!("Created {}", d.display());
+        }
+    }
+    let rc = conf.join("policy.rc");
+    if rc.exists() {
+        Defaults::load(&rc)?;
+        eprintln!(
+            "Your default Passcrow policy is here (kept as it was): {}",
+            rc.display()
+        );
+        return Ok(());
+    }
+    let d = Defaults {
+        servers: vec![ServerChoice::parse(TEST_SERVER)?],
+        ..Defaults::default()
+    };
+    d.save(&rc)?;
+    eprintln!(
+        "NOTE: `passcrow-test.mailpile.is` is now the default server for e-mail and SMS.\n      \
+         It is for testing only and deletes all data after 30 days, whatever\n      \
+         expiration was asked for.\n"
+    );
+    eprintln!("Edit your default Passcrow policy here: {}", rc.display());
+    Ok(())
+}
+
+fn cmd_list(args: &[String]) -> CliResult {
+    let a = Args::parse(args, "C:D:H:Tbx:", "")?;
+    if !a.bare.is_empty() {
+        return Err(CliError::Usage(format!(
+            "Invalid arguments: {}",
+            a.bare.join(" ")
+        )));
+    }
+    let batch = a.flag('b');
+    let c = client(&a, true)?;
+    let mut packs = match a.number('x')? {
+        Some(days) => c.expiring(Duration::from_secs(days as u64 * 86400))?,
+        None => c.list()?,
+    };
+    if packs.is_empty() {
+        eprintln!("*** (no passcrow data) ***");
+        return Ok(());
+    }
+    packs.sort_by(|x, y| (x.created_ts, &x.name).cmp(&(y.created_ts, &y.name)));
+    let mut out = std::io::stdout().lock();
+    if !batch {
+        let _ = writeln!(
+            out,
+            "{:<10}{:>6}  {:<10}{:>6}  NAME",
+            "CREATED", "", "EXPIRES", ""
+        );
+    }
+    for p in &packs {
+        if let Some(e) = &p.error {
+            eprintln!("{}: unreadable: {e}", p.name);
+            continue;
+        }
+        let (cd, ct) = local_time(p.created_ts);
+        let (ed, et) = local_time(p.expires_ts);
+        if batch {
+            let _ = writeln!(out, "{cd}\t{ct}\t{ed}\t{et}\t{}", p.name);
+        } else {
+            let _ = writeln!(out, "{cd:<10}{ct:>6}  {ed:<10}{et:>6}  {}", p.name);
+        }
+    }
+    Ok(())
+}
+
+/// The policy from -p, bare words, -r, -d, -m and the defaults (unless -I).
+fn make_policy(a: &Args, bare: &[String], c: &Client) -> Result<RecoveryPolicy, CliError> {
+    let use_defaults = !a.flag('I');
+    let mut texts = a.all('p');
+    if !bare.is_empty() {
+        if bare.iter().any(|w| w == "via") {
+            texts.push(bare.join(" "));
+        } else {
+            texts.extend(bare.iter().cloned());
+        }
+    }
+    let defaults = if use_defaults {
+        c.defaults()
+    } else {
+        Defaults::default()
+    };
+    if !use_defaults {
+        c.set_defaults(Defaults::default());
+    }
+    let ids = if texts.is_empty() && use_defaults {
+        let t: Vec<String> = defaults.ids.iter().map(|i| i.to_string()).collect();
+        c.parse_identities(&t)
+    } else {
+        c.parse_identities(&texts)
+    }
+    .map_err(|e| CliError::Usage(format!("Bad policy: {e}")))?;
+    if ids.is_empty() {
+        return Err(CliError::Usage("At least one policy is required.".into()));
+    }
+    for p in &ids {
+        if p.server.is_none() {
+            return Err(CliError::Usage(format!("No server found for: {p}")));
+        }
+    }
+    let (n, m) = match a.one('r') {
+        Some(r) => {
+            parse_ratio(r, Some(ids.len() as u32)).map_err(|e| CliError::Usage(e.to_string()))?
+        }
+        None if use_defaults => (defaults.n, defaults.m),
+        None => return Err(CliError::Usage("Please specify a ratio.".into())),
+    };
+    let mut pol = RecoveryPolicy::new(ids, n, m, &defaults);
+    if let Some(d) = a.number('d')? {
+        pol.expiration_days = d;
+    }
+    if let Some(m) = a.number('m')? {
+        pol.timeout_minutes = m;
+    }
+    Ok(pol)
+}
+
+fn read_secret(source: &str) -> Result<SecretBytes, CliError> {
+    let mut buf = Vec::new();
+    let r = if source == "-" {
+        std::io::stdin().lock().read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(source).and_then(|mut f| f.read_to_end(&mut buf))
+    };
+    let buf = SecretBytes::new(buf);
+    r.map_err(|e| CliError::Usage(format!("{source}: {e}")))?;
+    Ok(buf)
+}
+
+fn cmd_protect(args: &[String], renew: bool) -> CliResult {
+    let a = Args::parse(args, "C:D:H:TIp:r:d:m:beEn:qf", "np")?;
+    let mut bare = a.bare.clone();
+    let source = if bare.is_empty() {
+        "-".to_string()
+    } else {
+        bare.remove(0)
+    };
+    let ephemeral = if a.flag('e') {
+        Ephemeral::Both
+    } else if a.flag('E') {
+        Ephemeral::Only
+    } else {
+        Ephemeral::No
+    };
+    let batch = a.flag('b');
+    let names = a.all('n');
+    let name = if !names.is_empty() {
+        names.join(" ")
+    } else if source == "-" {
+        if ephemeral == Ephemeral::Only {
+            "Data".to_string()
+        } else {
+            return Err(CliError::Usage("Please provide a name (-n).".into()));
+        }
+    } else {
+        source.clone()
+    };
+    let c = client(&a, batch)?;
+    let pol = make_policy(&a, &bare, &c)?;
+    let data = read_secret(&source)?;
+    let result = if renew {
+        c.renew(&name, data.as_slice(), Some(&pol))?
+    } else {
+        let opts = ProtectOptions {
+            ephemeral,
+            replace: a.flag('f'),
+            ..Default::default()
+        };
+        c.protect(&name, data.as_slice(), &pol, &opts)?
+    };
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    for f in &result.cleanup_failures {
+        eprintln!("passcrow: warning: could not delete an old escrow: {f}");
+    }
+    if let Some(info) = &result.ephemeral {
+        if batch {
+            println!("{}", to_reference_json(&info.record));
+        } else {
+            let (date, _) = local_time(info.expiration);
+            println!(
+                "Your data has been placed in ephemeral escrow.\n\n\
+                 It can be recovered without any local file, with the command below.\n\
+                 Write it down or print it, and keep it safe:\n\n    \
+                 passcrow recover {}\n\n\
+                 The escrowed data expires on {date}.",
+                info.recovery_id().expose()
+            );
+        }
+    } else if !batch {
+        let p = &result.pack;
+        let (date, _) = local_time(p.expires_ts());
+        eprintln!(
+            "Protected {:?}: {} of {} codes will recover it; escrows expire {date}.",
+            name,
+            p.min_shares,
+            p.prefixed_escrows().len()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct BatchHint<'a> {
+    expiration: i64,
+    hint: &'a str,
+    #[serde(rename = "action-url", skip_serializing_if = "Option::is_none")]
+    action_url: Option<&'a str>,
+    prefix: String,
+    kind: &'a str,
+}
+
+#[derive(Serialize)]
+struct BatchVerify<'a> {
+    name: &'a str,
+    #[serde(rename = "min-shares")]
+    min_shares: u32,
+    timeout: i64,
+    verifications: Vec<BatchHint<'a>>,
+    recovered: bool,
+}
+
+#[derive(Serialize)]
+struct BatchRecovered<'a> {
+    name: &'a str,
+    data: String,
+    recovered: bool,
+}
+
+fn print_verification(name: &str, v: &Verification, batch: bool) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let timeout = v.hints.iter().map(|h| h.expiration).min().unwrap_or(now) - now;
+    if batch {
+        let b = BatchVerify {
+            name,
+            min_shares: v.min_shares,
+            timeout,
+            verifications: v
+                .hints
+                .iter()
+                .map(|h| BatchHint {
+                    expiration: h.expiration,
+                    hint: &h.hint,
+                    action_url: h.action_url.as_deref(),
+                    prefix: h.prefix.to_string(),
+                    kind: explain_kind(&h.kind),
+                })
+                .collect(),
+            recovered: false,
+        };
+        println!("{}", to_reference_json(&b));
+        return;
+    }
+    let mut text = String::from("Verification initiated!\n\n");
+    let urls: Vec<String> = v
+        .hints
+        .iter()
+        .filter_map(|h| {
+            h.action_url
+                .as_ref()
+                .map(|u| format!("    * {u} (login hint: {})", h.hint))
+        })
+        .collect();
+    let sent: Vec<String> = v
+        .hints
+        .iter()
+        .filter(|h| h.action_url.is_none())
+        .map(|h| {
+            format!(
+                "    * {} {} (code starts with {})",
+                explain_kind(&h.kind),
+                h.hint,
+                h.prefix
+            )
+        })
+        .collect();
+    if !sent.is_empty() {
+        text.push_str(&format!(
+            "You should receive {} verification code(s):\n{}\n\n",
+            sent.len(),
+            sent.join("\n")
+        ));
+    }
+    if !urls.is_empty() {
+        text.push_str(&format!(
+            "You can find verification codes at:\n{}\n\n",
+            urls.join("\n")
+        ));
+    }
+    for f in &v.failures {
+        text.push_str(&format!("(Could not start one verification: {f})\n\n"));
+    }
+    let examples = ["1234567", "2321123", "3456789"];
+    text.push_str(&format!(
+        "When you have the codes, run `passcrow recover` again with the codes\n\
+         as arguments, for example:\n\n    passcrow recover \"{name}\" {}\n\n\
+         You must give at least {} code(s) within {} minutes.",
+        examples[..(v.min_shares as usize).min(3)].join(" "),
+        v.min_shares,
+        (timeout as f64 / 60.0).round()
+    ));
+    println!("{text}");
+}
+
+fn cmd_recover(args: &[String]) -> CliResult {
+    let a = Args::parse(args, "C:D:H:To:bq", "")?;
+    let mut bare = a.bare.clone();
+    if bare.is_empty() {
+        return Err(CliError::Usage("Recover what?".into()));
+    }
+    let name = bare.remove(0);
+    let codes = bare;
+    let batch = a.flag('b');
+    let c = client(&a, batch)?;
+    let mut pack: RecoveryPack = c.pack(&name)?;
+    let mut shown_name = name.clone();
+    if !codes.is_empty() {
+        if codes.len() < pack.min_shares as usize {
+            return Err(CliError::Usage(format!(
+                "Need at least {} verification codes",
+                pack.min_shares
+            )));
+        }
+        match c.recover(&pack, &codes)? {
+            Recovered::Secret(secret) => {
+                if let Some(out) = a.one('o') {
+                    write_atomic(std::path::Path::new(out), secret.as_slice())?;
+                    if !batch {
+                        eprintln!("Recovered {name:?} into {out}");
+                    }
+                }
+                if batch {
+                    let b = BatchRecovered {
+                        name: &name,
+                        data: if a.one('o').is_some() {
+                            String::new()
+                        } else {
+                            crypto::b64encode(secret.as_slice())
+                        },
+                        recovered: true,
+                    };
+                    println!("{}", to_reference_json(&b));
+                } else if a.one('o').is_none() {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(secret.as_slice())
+                        .and_then(|_| out.flush())
+                        .map_err(|e| CliError::Failed(format!("writing the secret: {e}")))?;
+                }
+                return Ok(());
+            }
+            Recovered::Pack {
+                name: new_name,
+                pack: p,
+            } => {
+                if !batch {
+                    eprintln!(
+                        "Restored the recovery pack from ephemeral escrow (saved as {new_name:?}).\n\
+                         Now starting verification of its escrows."
+                    );
+                }
+                pack = p;
+                shown_name = new_name;
+            }
+        }
+    }
+    let v = c.verify(&pack)?;
+    print_verification(&shown_name, &v, batch);
+    Ok(())
+}
+
+fn cmd_forget(args: &[String]) -> CliResult {
+    let a = Args::parse(args, "C:D:H:Tlq", "")?;
+    if a.bare.is_empty() {
+        return Err(CliError::Usage("Forget what?".into()));
+    }
+    let c = client(&a, false)?;
+    let mut failed = false;
+    for name in &a.bare {
+        match c.forget(name, a.flag('l')) {
+            Ok(f) => eprintln!("Forgot {name:?} ({} escrows deleted on servers)", f.deleted),
+            Err(e) => {
+                eprintln!("Failed({name}): {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Failed(
+            "some packs were not forgotten (use -l to forget them locally only)".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+const GLOBAL_HELP: &str = "\
+Global options:
+    -C <path>  Directory for configuration (PASSCROW_CONFIG)
+    -D <path>  Directory for recovery packs (PASSCROW_DATA)
+    -H <path>  One directory for both (PASSCROW_HOME)";
+
+const POLICY_HELP: &str = "\
+Policy options:
+    -p <POLICY>   A verification policy (may be repeated)
+    -r <N>[/<M>]  Require N of M identities; without M, M = number of policies
+    -d <DAYS>     Ask servers to keep the escrow this many days
+    -m <MINUTES>  Verification codes live this many minutes
+    -I            Ignore the defaults in policy.rc
+
+A policy is: <ID>[, notify=<ID>][ via <SERVER>]
+    email:a@example.org via passcrow.example.org
+    a@example.org, notify=b@example.org via passcrow.example.org
+    +3545885522 via sms.passcrow.example.org
+Bare e-mail addresses and phone numbers get email: and tel: added. Without
+`via`, a server is chosen from policy.rc. A server written http://host:port is
+reached over plain HTTP (loopback testing only); a bare name means HTTPS.";
+
+fn help_for(cmd: &str) -> Option<String> {
+    let body = match cmd {
+        "init" => "init [-H|-C|-D <path>]\n\n    Create the pack directory and a default policy.rc to edit.".to_string(),
+        "list" => "list [-b] [-x <DAYS>]\n\n    Show the recovery packs: created, expires, name.\n\n    \
+                   -b            Batch mode: tab-separated columns\n    \
+                   -x <DAYS>     Only packs whose escrows expire within DAYS days".to_string(),
+        "protect" | "renew" => format!(
+            "{cmd} [-n NAME] [-p POLICY]... [-r N/M] [-d DAYS] [-m MINUTES] [-e|-E] [-b] [-f] [FILE|-] [POLICY...]\n\n    \
+             {}\n\n    \
+             -b            Batch mode (machine-readable output)\n    \
+             -n <NAME>     Name of the secret (required when reading stdin)\n    \
+             -e            Ephemeral: also escrow the pack, to recover without local files\n    \
+             -E            Ephemeral only: no local pack\n    \
+             -f            Replace an existing pack of that name (its escrows are deleted)\n\n{POLICY_HELP}",
+            if cmd == "renew" {
+                "Escrow a secret afresh (yearly renewal): the new pack replaces the old one,\n    \
+                 and only then are the old escrows deleted. Give the secret again."
+            } else {
+                "Protect a secret (a file, or - for stdin): split its key among servers."
+            }
+        ),
+        "recover" => "recover [-b] [-o FILE] NAME|SERVER:KEY [CODES...]\n\n    \
+                      Without codes, ask the servers to send verification codes. With codes,\n    \
+                      recover the secret (to stdout, or FILE with -o). Ephemeral recovery\n    \
+                      (SERVER:KEY) first restores the pack, then asks for codes again.\n\n    \
+                      -b            Batch mode: JSON output, recovered data base64-encoded\n    \
+                      -o <FILE>     Write the secret to FILE (mode 0600)".to_string(),
+        "forget" => "forget [-l] NAME...\n\n    Delete packs and their escrows on the servers.\n\n    \
+                     -l            Local only: do not contact the servers".to_string(),
+        "help" => "help [COMMAND]".to_string(),
+        _ => return None,
+    };
+    Some(format!("passcrow {body}\n\n{GLOBAL_HELP}"))
+}
+
+fn usage() -> String {
+    format!(
+        "passcrow [forget|help|init|list|protect|recover|renew]\n\n\
+         libpasscrow {}: password recovery for locally encrypted data,\n\
+         compatible with python-passcrow 0.0.7.\n\n\
+         A secret is encrypted with a random key; the key is split among\n\
+         independent servers, which give their parts back once you prove you\n\
+         control an e-mail address or phone number.\n\n\
+         Start with `passcrow init`, then edit policy.rc.\n\
+         Run `passcrow help COMMAND` for details.",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first().cloned() else {
+        eprintln!("{}\n\nError: Need a valid command to continue", usage());
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "init" => cmd_init(rest),
+        "list" => cmd_list(rest),
+        "protect" => cmd_protect(rest, false),
+        "renew" => cmd_protect(rest, true),
+        "recover" => cmd_recover(rest),
+        "forget" => cmd_forget(rest),
+        "server_init" => Err(CliError::Failed(
+            "use `passcrow-server init DIR` to set up a server".into(),
+        )),
+        "help" | "--help" | "-h" => {
+            match rest.first().and_then(|c| help_for(c)) {
+                Some(h) => println!("{h}"),
+                None => println!("{}", usage()),
+            }
+            Ok(())
+        }
+        "--version" | "version" => {
+            println!("passcrow (libpasscrow) {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        _ => Err(CliError::Usage("Need a valid command to continue".into())),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(m)) => {
+            match help_for(&cmd) {
+                Some(h) => eprintln!("{h}\n\nError: {m}"),
+                None => eprintln!("{}\n\nError: {m}", usage()),
+            }
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("passcrow {cmd}: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
