@@ -35,5 +35,6 @@ pub mod pack;
 pub mod payment;
 pub mod policy;
 pub mod proto;
+#[cfg(feature = "server")] pub mod server;
 
 pub use error::{Error, Failure, Result};

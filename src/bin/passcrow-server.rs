@@ -1,0 +1,213 @@
+//! `passcrow-server`: the Passcrow escrow server.
+//!
+//! ```text
+//! passcrow-server init DIR
+//! passcrow-server [--config FILE] [--listen ADDR] [--data DIR] [--smtp URL]
+//!                 [--mail-from ADDR] [--deliver-to-file PATH]
+//!                 [--country-code CC] [--about-url URL]
+//! passcrow-server sweep [--config FILE] [--data DIR]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use passcrow::server::config::{Config, SmtpConfig};
+use passcrow::server::{self, Server};
+
+const USAGE: &str = "\
+passcrow-server: the Passcrow escrow server
+
+Usage:
+  passcrow-server init DIR        write DIR/config.toml and DIR/master.key
+  passcrow-server [serve] [OPTIONS]
+  passcrow-server sweep [OPTIONS] remove expired data and exit
+
+Options (override the config file):
+  --config FILE           TOML config (default: DATA/config.toml if --data has one)
+  --listen ADDR           listen address (default 127.0.0.1:8451; port 0 = any)
+  --data DIR              data directory (database, master key)
+  --smtp URL              smtp://HOST:PORT (plain), smtps://HOST, smtp+starttls://HOST
+  --mail-from ADDR        From: address of e-mail
+  --deliver-to-file PATH  append identity<TAB>code lines to PATH (tests, demos)
+  --country-code CC       operator's country code
+  --about-url URL         operator's page
+  -h, --help              this text
+  -V, --version           version
+
+Logs go to stderr (RUST_LOG sets the level; default info).
+";
+
+struct Args {
+    command: String,
+    init_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    smtp: Option<String>,
+    mail_from: Option<String>,
+    file: Option<PathBuf>,
+    country_code: Option<String>,
+    about_url: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        command: "serve".into(),
+        init_dir: None,
+        config: None,
+        listen: None,
+        data: None,
+        smtp: None,
+        mail_from: None,
+        file: None,
+        country_code: None,
+        about_url: None,
+    };
+    let mut it = std::env::args().skip(1).peekable();
+    if let Some(first) = it.peek() {
+        if !first.starts_with('-') {
+            a.command = it.next().unwrap_or_default();
+        }
+    }
+    match a.command.as_str() {
+        "serve" | "sweep" => {}
+        "init" => {
+            a.init_dir = Some(PathBuf::from(it.next().ok_or("init needs a directory")?));
+        }
+        other => return Err(format!("unknown command {other:?}")),
+    }
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (flag, None),
+        };
+        if flag == "-h" || flag == "--help" {
+            print!("{USAGE}");
+            std::process::exit(0);
+        }
+        if flag == "-V" || flag == "--version" {
+            println!("passcrow-server {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--config" => a.config = Some(value()?.into()),
+            "--listen" => a.listen = Some(value()?),
+            "--data" => a.data = Some(value()?.into()),
+            "--smtp" => a.smtp = Some(value()?),
+            "--mail-from" => a.mail_from = Some(value()?),
+            "--deliver-to-file" => a.file = Some(value()?.into()),
+            "--country-code" => a.country_code = Some(value()?),
+            "--about-url" => a.about_url = Some(value()?),
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    Ok(a)
+}
+
+fn load_config(a: &Args) -> Result<Config, String> {
+    let file = a.config.clone().or_else(|| {
+        a.data
+            .as_ref()
+            .map(|d| d.join("config.toml"))
+            .filter(|p| p.is_file())
+    });
+    let mut c = match &file {
+        Some(f) => Config::load(f)?,
+        None => match &a.data {
+            Some(d) => Config::new(d),
+            None => return Err("give --config FILE or --data DIR (see --help)".into()),
+        },
+    };
+    if let Some(d) = &a.data {
+        c.data_dir = d.clone();
+    }
+    if let Some(l) = &a.listen {
+        c.listen = l.clone();
+    }
+    if let Some(s) = &a.smtp {
+        let old = c.delivery.smtp.take().unwrap_or_default();
+        c.delivery.smtp = Some(SmtpConfig {
+            url: s.clone(),
+            ..old
+        });
+    }
+    if let Some(m) = &a.mail_from {
+        c.delivery.mail_from = Some(m.clone());
+    }
+    if let Some(f) = &a.file {
+        c.delivery.file = Some(f.clone());
+    }
+    if let Some(cc) = &a.country_code {
+        c.country_code = cc.clone();
+    }
+    if let Some(u) = &a.about_url {
+        c.about_url = u.clone();
+    }
+    Ok(c)
+}
+
+fn run() -> Result<(), String> {
+    let a = parse_args()?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Some(dir) = &a.init_dir {
+        let conf = server::init(dir)?;
+        println!("wrote {} and the master key beside it", conf.display());
+        println!("start with: passcrow-server --config {}", conf.display());
+        return Ok(());
+    }
+    let cfg = load_config(&a)?;
+    if a.command == "sweep" {
+        let s = Server::open(cfg)?;
+        let sw = s.sweep()?;
+        println!(
+            "removed {} escrows, {} codes, {} spent tokens",
+            sw.escrows, sw.codes, sw.tokens
+        );
+        return Ok(());
+    }
+    let listen = cfg.listen.clone();
+    let srv = Arc::new(Server::open(cfg)?);
+    tracing::info!(kinds = ?srv.kinds(), "delivering to");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("binding {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "listening on http://{addr}");
+            let _ = out.flush();
+        }
+        server::http::serve(srv, listener, server::http::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("passcrow-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Server configuration: a TOML file, overridden by command-line flags.
+//!
+//! `passcrow-server init DIR` writes [`SAMPLE_CONFIG`] (commented) and a
+//! fresh master key; see `docs/server.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The reference's longest escrow: about ten years.
+pub const DEFAULT_MAX_EXPIRATION: i64 = 10 * 366 * 24 * 3600;
+/// The reference's longest code lifetime.
+pub const DEFAULT_MAX_TIMEOUT: i64 = 1800;
+/// The reference's request size limit.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4096;
+/// The reference's free lifetime (25 hours).
+pub const DEFAULT_FREE_SECONDS: i64 = 25 * 3600;
+/// The reference's hashcash offers: (bits, lifetime).
+pub const DEFAULT_HASHCASH: &[(u32, i64)] = &[
+    (11, 183 * 24 * 3600),
+    (12, 366 * 24 * 3600),
+    (13, 2 * 366 * 24 * 3600),
+    (14, 5 * 366 * 24 * 3600),
+    (15, 10 * 366 * 24 * 3600),
+];
+
+/// One hashcash offer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HashcashOffer {
+    /// Bits of work.
+    pub bits: u32,
+    /// Escrow lifetime it buys, in seconds.
+    pub seconds: i64,
+}
+
+/// What the server charges.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentConfig {
+    /// Lifetime given for free (0 = no free escrow).
+    pub free_seconds: i64,
+    /// Hashcash offers (capped at the maximum expiration).
+    pub hashcash: Vec<HashcashOffer>,
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        PaymentConfig {
+            free_seconds: DEFAULT_FREE_SECONDS,
+            hashcash: DEFAULT_HASHCASH
+                .iter()
+                .map(|&(bits, seconds)| HashcashOffer { bits, seconds })
+                .collect(),
+        }
+    }
+}
+
+/// SMTP delivery (kinds `email`, `mailto`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// `smtp://HOST:PORT` (plain, loopback only), `smtps://HOST[:465]`,
+    /// `smtp+starttls://HOST[:587]`.
+    pub url: String,
+    /// Login user name.
+    pub username: Option<String>,
+    /// Login password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .finish()
+    }
+}
+
+fn redact_url(u: &str) -> String {
+    match (u.split_once("://"), u.rsplit_once('@')) {
+        (Some((s, _)), Some((_, host))) => format!("{s}://[login]@{host}"),
+        _ => u.to_string(),
+    }
+}
+
+/// Twilio-compatible SMS delivery (kinds `sms`, `tel`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    /// API base URL (default `https://api.twilio.com`).
+    pub base_url: Option<String>,
+    /// Account SID.
+    pub account_sid: String,
+    /// Auth token.
+    pub auth_token: String,
+    /// Sender number.
+    pub from: Option<String>,
+    /// Or a messaging service SID.
+    pub messaging_service_sid: Option<String>,
+    /// Kinds served (default `["sms", "tel"]`).
+    pub kinds: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SmsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsConfig")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+/// A JSON webhook serving some kinds.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Where to POST.
+    pub url: String,
+    /// Identity kinds it delivers to.
+    pub kinds: Vec<String>,
+    /// Sent as `Authorization: Bearer ...`.
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("kinds", &self.kinds)
+            .finish()
+    }
+}
+
+/// How codes reach people.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// The From: address of e-mail.
+    pub mail_from: Option<String>,
+    /// SMTP.
+    pub smtp: Option<SmtpConfig>,
+    /// SMS.
+    pub sms: Option<SmsConfig>,
+    /// Webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Append `identity<TAB>code` lines to this file (tests and demos);
+    /// serves the kinds no other channel serves among email, mailto, tel, sms.
+    pub file: Option<PathBuf>,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:8451`; port 0 = any free port).
+    pub listen: String,
+    /// Where the database (and by default the master key) live.
+    pub data_dir: PathBuf,
+    /// The database file (default `DATA_DIR/passcrow.sqlite`).
+    pub database: Option<PathBuf>,
+    /// The master key file (default `DATA_DIR/master.key`).
+    pub master_key_file: Option<PathBuf>,
+    /// Create the master key on first start if it is missing and there is no
+    /// database yet (`init` always creates it).
+    pub create_master_key: bool,
+    /// ISO country code of the operator (`??` when unsaid).
+    pub country_code: String,
+    /// The operator's page.
+    pub about_url: String,
+    /// Largest request body.
+    pub max_request_bytes: usize,
+    /// Longest escrow lifetime, in seconds.
+    pub max_expiration_seconds: i64,
+    /// Longest code lifetime, in seconds.
+    pub max_timeout_seconds: i64,
+    /// Wrong guesses allowed per issued code.
+    pub code_attempts: u32,
+    /// Verification requests allowed per escrow per hour.
+    pub verifications_per_hour: u32,
+    /// Seconds a request may take.
+    pub request_timeout_seconds: u64,
+    /// Per client address: requests allowed at once (0 = no rate limit).
+    pub rate_limit_burst: u32,
+    /// Per client address: requests per second refilled.
+    pub rate_limit_per_second: f64,
+    /// Seconds between sweeps of expired data.
+    pub sweep_interval_seconds: u64,
+    /// Payment.
+    pub payment: PaymentConfig,
+    /// Delivery.
+    pub delivery: DeliveryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8451".into(),
+            data_dir: PathBuf::from("/var/lib/passcrow-server"),
+            database: None,
+            master_key_file: None,
+            create_master_key: false,
+            country_code: "??".into(),
+            about_url: "https://passcrow.org/".into(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_expiration_seconds: DEFAULT_MAX_EXPIRATION,
+            max_timeout_seconds: DEFAULT_MAX_TIMEOUT,
+            code_attempts: 3,
+            verifications_per_hour: 5,
+            request_timeout_seconds: 60,
+            rate_limit_burst: 20,
+            rate_limit_per_second: 2.0,
+            sweep_interval_seconds: 600,
+            payment: PaymentConfig::default(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A loopback test server: any free port, data in `data_dir`, codes
+    /// appended to `codes_file`, no per-address rate limit, master key
+    /// created on first start.
+    pub fn for_testing(data_dir: impl Into<PathBuf>, codes_file: impl Into<PathBuf>) -> Self {
+        let mut c = Config::new(data_dir);
+        c.listen = "127.0.0.1:0".into();
+        c.create_master_key = true;
+        c.rate_limit_burst = 0;
+        c.sweep_interval_seconds = 60;
+        c.delivery.file = Some(codes_file.into());
+        c
+    }
+
+    /// Parse TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Read a TOML file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The database path.
+    pub fn database_path(&self) -> PathBuf {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("passcrow.sqlite"))
+    }
+
+    /// The master key path.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// Check values make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_request_bytes < 512 {
+            return Err("max_request_bytes must be at least 512".into());
+        }
+        if self.max_expiration_seconds < 60 || self.max_timeout_seconds < 60 {
+            return Err("max_expiration_seconds and max_timeout_seconds must be at least 60".into());
+        }
+        if self.code_attempts == 0 || self.verifications_per_hour == 0 {
+            return Err("code_attempts and verifications_per_hour must be at least 1".into());
+        }
+        if self.rate_limit_burst > 0 && self.rate_limit_per_second.is_nan()
+            || self.rate_limit_per_second < 0.0
+        {
+            return Err("rate_limit_per_second must be positive".into());
+        }
+        if self.country_code.is_empty() || self.country_code.len() > 8 {
+            return Err("country_code should be a short code like IS or ??".into());
+        }
+        Ok(())
+    }
+}
+
+/// The commented configuration `init` writes; `{DATA_DIR}` is filled in.
+pub const SAMPLE_CONFIG: &str = r#"# passcrow-server configuration (TOML).
+#
+# Every setting has a default; command-line flags override this file.
+# See docs/server.md.
+
+# Where to listen. Put a TLS-terminating reverse proxy in front: clients
+# contact https://HOST/passcrow/METHOD.
+listen = "127.0.0.1:8451"
+
+# Database and master key. The master key encrypts every escrow at rest;
+# keep it (mode 0600) and back it up apart from the database.
+data_dir = "{DATA_DIR}"
+# database = "{DATA_DIR}/passcrow.sqlite"
+# master_key_file = "{DATA_DIR}/master.key"
+
+# Who you are. Why should users trust you with their recovery data?
+country_code = "??"
+about_url = "https://passcrow.example.org/"
+
+# Limits (the values shown are the defaults).
+# max_request_bytes = 4096
+# max_expiration_seconds = 316224000   # about 10 years
+# max_timeout_seconds = 1800           # how long a code stays valid
+# code_attempts = 3                    # wrong guesses per code, then it is void
+# verifications_per_hour = 5           # per escrow
+# request_timeout_seconds = 60
+# rate_limit_burst = 20                # per client address; 0 disables
+# rate_limit_per_second = 2.0
+# sweep_interval_seconds = 600
+
+# What an escrow costs. Free escrows last 25 hours; longer ones are paid
+# with proof of work (the reference server's offers).
+# [payment]
+# free_seconds = 90000
+# hashcash = [
+#   { bits = 11, seconds = 15811200 },
+#   { bits = 12, seconds = 31622400 },
+#   { bits = 13, seconds = 63244800 },
+#   { bits = 14, seconds = 158112000 },
+#   { bits = 15, seconds = 316224000 },
+# ]
+
+[delivery]
+mail_from = "Passcrow <noreply@passcrow.example.org>"
+
+# E-mail (kinds email, mailto). smtp:// is plain (loopback relays only),
+# smtps:// is TLS, smtp+starttls:// upgrades with STARTTLS.
+# [delivery.smtp]
+# url = "smtp+starttls://mail.example.org:587"
+# username = "passcrow"
+# password = "secret"
+
+# SMS through a Twilio-compatible API (kinds sms, tel).
+# [delivery.sms]
+# base_url = "https://api.twilio.com"
+# account_sid = "AC..."
+# auth_token = "..."
+# from = "+15551234567"
+
+# A JSON webhook for other kinds.
+# [[delivery.webhooks]]
+# url = "https://hooks.example.org/passcrow"
+# kinds = ["signal"]
+# bearer_token = "..."
+
+# For tests and demos only: append "identity<TAB>code" lines to a file.
+# file = "{DATA_DIR}/codes.txt"
+"#;
+
+/// The sample configuration for `data_dir`.
+pub fn sample_config(data_dir: &Path) -> String {
+    let d = data_dir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    SAMPLE_CONFIG.replace("{DATA_DIR}", &d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_parses() {
+        let c = Config::from_toml(&sample_config(Path::new("/srv/pc"))).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/pc"));
+        assert_eq!(c.max_request_bytes, 4096);
+        assert_eq!(c.payment, PaymentConfig::default());
+        c.validate().unwrap();
+        assert!(Config::from_toml("bogus = 1").is_err());
+    }
+}
