@@ -15,14 +15,18 @@ fn bench_shamir(c: &mut Criterion) {
     let mut g = c.benchmark_group("shamir");
     let secret = [0x5au8; 32];
     for &(n, m) in &[(2usize, 3usize), (3, 5), (5, 9), (17, 33)] {
-        g.bench_with_input(BenchmarkId::new("split", format!("{n}of{m}")), &(n, m), |b, &(n, m)| {
-            b.iter(|| shamir::split(black_box(&secret), n, m).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("split", format!("{n}of{m}")),
+            &(n, m),
+            |b, &(n, m)| b.iter(|| shamir::split(black_box(&secret), n, m).unwrap()),
+        );
         let shares = shamir::split(&secret, n, m).unwrap();
         let subset: Vec<&str> = shares.iter().take(n).map(|s| s.expose()).collect();
-        g.bench_with_input(BenchmarkId::new("combine", format!("{n}of{m}")), &subset, |b, s| {
-            b.iter(|| shamir::combine(black_box(s)).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("combine", format!("{n}of{m}")),
+            &subset,
+            |b, s| b.iter(|| shamir::combine(black_box(s)).unwrap()),
+        );
     }
     g.finish();
 }
@@ -59,17 +63,25 @@ fn bench_hashcash(c: &mut Criterion) {
             hashcash_valid(20, black_box(data.as_bytes()), i, 1_700_000_000)
         })
     });
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     for threads in [1usize, cores] {
         let mut r = 0u64;
-        g.bench_function(BenchmarkId::new("10bit", format!("{threads}threads")), |b| {
-            b.iter(|| {
-                r += 1;
-                let d = format!("{data}{r}");
-                let opts = HashcashOptions { threads, ..Default::default() };
-                find_hashcash(10, d.as_bytes(), &opts).unwrap()
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new("10bit", format!("{threads}threads")),
+            |b| {
+                b.iter(|| {
+                    r += 1;
+                    let d = format!("{data}{r}");
+                    let opts = HashcashOptions {
+                        threads,
+                        ..Default::default()
+                    };
+                    find_hashcash(10, d.as_bytes(), &opts).unwrap()
+                })
+            },
+        );
     }
     g.finish();
 }

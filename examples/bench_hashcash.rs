@@ -18,7 +18,10 @@ fn main() {
     let t0 = Instant::now();
     for r in 0..runs {
         let d = format!("{data}{r}");
-        let opts = HashcashOptions { threads, ..Default::default() };
+        let opts = HashcashOptions {
+            threads,
+            ..Default::default()
+        };
         let t = Instant::now();
         let (counter, _) = find_hashcash(bits, d.as_bytes(), &opts).expect("hashcash");
         times.push(t.elapsed().as_secs_f64());

@@ -45,6 +45,9 @@ fn write_variant(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(format!("{name}.passcrow")), text).unwrap();
 }
 
+/// One bad-input case: the operation, run against a fresh setup.
+type Case<'a> = Box<dyn Fn() -> Result<(), Error> + 'a>;
+
 #[test]
 fn bad_input_gives_clear_errors_and_changes_nothing() {
     let s = RefServer::start();
@@ -140,7 +143,7 @@ fn bad_input_gives_clear_errors_and_changes_nothing() {
     };
 
     type Check = Box<dyn Fn(&Error) -> bool>;
-    let cases: Vec<(&str, Box<dyn Fn() -> Result<(), Error>>, Check, &str)> = vec![
+    let cases: Vec<(&str, Case<'_>, Check, &str)> = vec![
         (
             "wrong code",
             Box::new(|| {

@@ -89,10 +89,10 @@ impl Drop for RefServer {
 pub fn newest_code(codes: &Path, identity: &str) -> Option<String> {
     let text = std::fs::read_to_string(codes).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| l.split_once('\t'))
-        .filter(|(id, _)| *id == identity)
+        .find(|(id, _)| *id == identity)
         .map(|(_, c)| c.trim().to_string())
-        .last()
 }
 
 /// All codes currently in the file, newest per identity.
