@@ -545,4 +545,16 @@ mod tests {
         let left: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temp files left behind");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn pack_parser_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = RecoveryPack::from_json(&b, "t");
+        }
+
+        #[test]
+        fn pack_file_name_never_panics(s in ".{0,100}") {
+            let _ = pack_file_name(&s);
+        }
+    }
 }

@@ -514,4 +514,17 @@ mod tests {
         assert!(parse_ratio("0/3", None).is_err());
         assert!(parse_ratio("x", None).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,300}") {
+            let mut d = Defaults::parse("ratio: 2/3\nid: a@b.org via x.org\nserver: email via y.org\n").unwrap();
+            let _ = IdentityPolicy::parse(&s, None);
+            let _ = IdentityPolicy::parse(&s, Some(&mut d));
+            let _ = ServerChoice::parse(&s);
+            let _ = Defaults::parse(&s);
+            let _ = parse_ratio(&s, None);
+            let _ = parse_ratio(&s, Some(3));
+        }
+    }
 }
