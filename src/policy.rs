@@ -336,6 +336,30 @@ impl Defaults {
     }
 }
 
+/// python-passcrow's ratio rule for `available` identities: one identity
+/// is 1/1; a ratio whose m matches is kept; else m = identities and
+/// n = round(n*m'/m) (half to even, as Python rounds), at least 1.
+pub fn scale_ratio(n: u32, m: u32, available: usize) -> Result<(u32, u32)> {
+    if available == 0 {
+        return Err(Error::bad_input(
+            "the policy has no identities to escrow with",
+        ));
+    }
+    if available == 1 {
+        return Ok((1, 1));
+    }
+    let avail = u32::try_from(available).unwrap_or(u32::MAX);
+    if n > 0 && n <= m && m == avail {
+        return Ok((n, m));
+    }
+    if m == 0 {
+        return Err(Error::bad_input("ratio N/M needs M >= 1"));
+    }
+    let adjust = f64::from(avail) / f64::from(m);
+    let rn = round_half_even(f64::from(n) * adjust).max(1) as u32;
+    Ok((rn.min(avail), avail))
+}
+
 /// Parse `N/M` or `N` (then M is `count`).
 pub fn parse_ratio(text: &str, count: Option<u32>) -> Result<(u32, u32)> {
     let bad = || Error::bad_input(format!("ratio {text:?} is not N/M"));
@@ -399,25 +423,7 @@ impl RecoveryPolicy {
     /// whose m matches is kept; else m = identities and n = round(n*m'/m),
     /// at least 1.
     pub fn absolute_ratio(&self, reserve: usize) -> Result<(u32, u32)> {
-        let available = self.ids.len().saturating_sub(reserve);
-        if available == 0 {
-            return Err(Error::bad_input(
-                "the policy has no identities to escrow with",
-            ));
-        }
-        if available == 1 {
-            return Ok((1, 1));
-        }
-        let avail = available as u32;
-        if self.n > 0 && self.n <= self.m && self.m == avail {
-            return Ok((self.n, self.m));
-        }
-        if self.m == 0 {
-            return Err(Error::bad_input("ratio N/M needs M >= 1"));
-        }
-        let adjust = avail as f64 / self.m as f64;
-        let rn = round_half_even(self.n as f64 * adjust).max(1) as u32;
-        Ok((rn.min(avail), avail))
+        scale_ratio(self.n, self.m, self.ids.len().saturating_sub(reserve))
     }
 
     /// Check the policy can be carried out.

@@ -236,6 +236,7 @@ pub struct Client {
     packs: PackDir,
     transport: Arc<dyn Transport>,
     sleeper: Arc<Sleeper>,
+    pacing: Mutex<Pacing>,
     log: Option<Arc<LogFn>>,
     progress: Option<Arc<ProgressFn>>,
     cancel: Arc<AtomicBool>,
@@ -284,6 +285,7 @@ impl Client {
         let defaults = Defaults::load(&cfg.config_dir.join("policy.rc"))?;
         Ok(Client {
             packs: PackDir::new(&cfg.data_dir),
+            pacing: Mutex::new(cfg.pacing.clone()),
             cfg,
             transport,
             sleeper: Arc::new(std::thread::sleep),
@@ -293,6 +295,20 @@ impl Client {
             policies: Mutex::new(HashMap::new()),
             defaults: Mutex::new(defaults),
         })
+    }
+
+    /// The request pacing in use (initially `ClientConfig::pacing`).
+    pub fn pacing(&self) -> Pacing {
+        self.pacing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Change the request pacing for later operations (e.g. turn the
+    /// anonymity delay on or off between calls).
+    pub fn set_pacing(&self, pacing: Pacing) {
+        *self.pacing.lock().unwrap_or_else(|e| e.into_inner()) = pacing;
     }
 
     /// Receive progress lines (never secrets).
@@ -530,7 +546,7 @@ impl Client {
     fn delete_escrows(&self, records: &[EscrowRecord]) -> (usize, Vec<Failure>) {
         let results = tasks::run_tasks(
             records,
-            &self.cfg.pacing,
+            &self.pacing(),
             &*self.sleeper,
             |r| r.server.clone(),
             |r| {
@@ -573,9 +589,11 @@ impl Client {
         } else {
             match self.packs.load(name) {
                 Ok(p) if opts.replace => Some(p),
-                Ok(_) => return Err(Error::bad_input(format!(
+                Ok(_) => {
+                    return Err(Error::bad_input(format!(
                     "a recovery pack named {name:?} exists; forget it first, or replace (renew) it"
-                ))),
+                )))
+                }
                 Err(Error::NotFound(_)) => None,
                 Err(_) if opts.replace => None,
                 Err(e) => {
@@ -622,7 +640,7 @@ impl Client {
             .collect();
         let results = tasks::run_tasks(
             &jobs,
-            &self.cfg.pacing,
+            &self.pacing(),
             &*self.sleeper,
             |j| j.idp.server.clone().unwrap_or_default(),
             |j| self.escrow_one(j),
@@ -718,7 +736,7 @@ impl Client {
         let jobs = [job];
         let mut results = tasks::run_tasks(
             &jobs,
-            &self.cfg.pacing,
+            &self.pacing(),
             &*self.sleeper,
             |j| j.idp.server.clone().unwrap_or_default(),
             |j| self.escrow_one(j),
@@ -795,7 +813,7 @@ impl Client {
             .collect();
         let results = tasks::run_tasks(
             &escrows,
-            &self.cfg.pacing,
+            &self.pacing(),
             &*self.sleeper,
             |(_, e)| e.server.clone(),
             |(prefix, e)| {
@@ -868,7 +886,7 @@ impl Client {
         }
         let results = tasks::run_tasks(
             &by_prefix,
-            &self.cfg.pacing,
+            &self.pacing(),
             &*self.sleeper,
             |(_, _, e)| e.server.clone(),
             |(p, code, e)| {
