@@ -35,6 +35,21 @@ pub mod pack;
 pub mod payment;
 pub mod policy;
 pub mod proto;
-#[cfg(feature = "server")] pub mod server;
+#[cfg(feature = "server")]
+pub mod server;
+// The foreign-function interfaces must export `#[no_mangle]` symbols, which
+// `unsafe_code` forbids; the allowance is confined to this module;
+// everything else stays `deny(unsafe_code)`.
+#[allow(unsafe_code)]
+pub mod ffi;
+
+// UniFFI's scaffolding (the `UniFfiTag` and the exported `ffi_passcrow_*`
+// buffer/future functions) must live at the crate root. Its
+// `#[unsafe(no_mangle)]` items come from an external proc macro, where
+// rustc does not report `unsafe_code` (not a `report_in_external_macro`
+// lint), so the crate-wide deny stands unchanged; code written in this
+// crate that exports symbols lives in `ffi`, the one allowed module.
+#[cfg(feature = "uniffi")]
+uniffi::setup_scaffolding!();
 
 pub use error::{Error, Failure, Result};
