@@ -1,0 +1,174 @@
+// The Kotlin bindings' story against a real passcrow-server (started by
+// scripts/test.d/30-bindings.sh): protect 2-of-3, verify, read the codes,
+// recover, compare bytes; a wrong code throws the typed exception with the
+// attempts left; forget removes the pack. Also: an app-supplied transport,
+// bad input, and calls from several threads.
+//
+// Usage: PasscrowTestKt SERVER_URL CODES_FILE WORK_DIR
+
+import java.io.File
+import java.net.HttpURLConnection
+import java.net.URL
+import java.util.concurrent.atomic.AtomicInteger
+import kotlin.concurrent.thread
+import uniffi.passcrow.*
+
+lateinit var serverUrl: String
+lateinit var codesFile: File
+lateinit var workDir: File
+
+val SECRET = "correct horse \u0000 battery".toByteArray() + byteArrayOf(0xff.toByte())
+
+fun ids(vararg names: String) = names.map { "$it@example.org via $serverUrl" }
+
+/** The newest code delivered to NAME@example.org. */
+fun codeFor(name: String): String =
+    codesFile.readLines()
+        .map { it.split("\t") }
+        .filter { it.size == 2 && it[0].substringAfter(":") == "$name@example.org" }
+        .map { it[1].trim() }
+        .lastOrNull() ?: error("no code for $name")
+
+fun mangle(code: String) = code.dropLast(1) + (if (code.last() != '1') "1" else "2")
+
+fun client(name: String, transport: HttpTransport? = null) =
+    PasscrowClient(
+        File(workDir, "$name/config").path, File(workDir, "$name/data").path,
+        transport = transport, retryBackoffMs = 10u, maxBackoffMs = 20u,
+    )
+
+fun check(cond: Boolean, what: () -> String) {
+    if (!cond) throw AssertionError(what())
+}
+
+inline fun <reified E : Throwable> expect(block: () -> Unit): E {
+    try {
+        block()
+    } catch (e: Throwable) {
+        if (e is E) return e
+        throw AssertionError("expected ${E::class.simpleName}, got $e")
+    }
+    throw AssertionError("expected ${E::class.simpleName}, nothing thrown")
+}
+
+fun testStory() {
+    val c = client("story")
+    val res = c.protect("wallet", SECRET, ids("alice", "bob", "carol"), n = 2u, m = 3u)
+    check(res.minShares == 2u && res.escrows == 3u) { "protect: $res" }
+    check(c.list().map { it.name } == listOf("wallet")) { "list" }
+
+    val pack = c.pack("wallet")
+    val v = c.verify(pack)
+    check(v.hints.size == 3 && v.hints.all { it.kind == "email" }) { "hints: $v" }
+    val codes = listOf("alice", "bob", "carol").map { codeFor(it) }
+    check(codes.map { it.substring(0, 1) } == v.hints.map { it.prefix }) { "prefixes" }
+
+    val wrong = expect<PasscrowException.WrongCode> {
+        c.recover(pack, listOf(mangle(codes[0]), mangle(codes[1])))
+    }
+    check(wrong.attemptsLeft == 2u) { "attempts left: ${wrong.attemptsLeft}" }
+    check(wrong.detail.contains("2 attempts left")) { wrong.detail }
+
+    when (val r = c.recover(pack, listOf(codes[2], codes[0].lowercase()))) {
+        is RecoveryResult.Secret -> check(r.secret.contentEquals(SECRET)) { "secret differs" }
+        is RecoveryResult.Pack -> throw AssertionError("unexpected pack")
+    }
+    check(c.forget("wallet") == 3u) { "forget" }
+    check(c.list().isEmpty()) { "list after forget" }
+    expect<PasscrowException.NotFound> { c.pack("wallet") }
+    pack.close()
+    c.close()
+}
+
+/** An app's own HTTP stack (HttpURLConnection here: add pinning, a proxy...). */
+class UrlConnectionTransport : HttpTransport {
+    val requests = AtomicInteger()
+    override fun post(url: String, body: ByteArray): HttpResponse {
+        requests.incrementAndGet()
+        try {
+            val conn = URL(url).openConnection() as HttpURLConnection
+            conn.requestMethod = "POST"
+            conn.doOutput = true
+            conn.setRequestProperty("Content-Type", "application/json")
+            conn.outputStream.use { it.write(body) }
+            val status = conn.responseCode
+            val stream = if (status >= 400) conn.errorStream else conn.inputStream
+            val answer = stream?.use { it.readBytes() } ?: ByteArray(0)
+            return HttpResponse(status.toUShort(), answer)
+        } catch (e: java.io.IOException) {
+            throw PasscrowException.Transport("$e")
+        }
+    }
+}
+
+fun testForeignTransport() {
+    val t = UrlConnectionTransport()
+    val c = client("transport", t)
+    c.protect("notes", SECRET, ids("dora", "emil", "fay"), n = 2u, m = 3u)
+    val pack = c.pack("notes")
+    c.verify(pack)
+    val r = c.recover(pack, listOf(codeFor("emil"), codeFor("fay")))
+    check(r is RecoveryResult.Secret && r.secret.contentEquals(SECRET)) { "recover" }
+    check(c.forget("notes") == 3u) { "forget" }
+    check(t.requests.get() >= 10) { "transport used ${t.requests.get()} times" }
+
+    val broken = client("broken", object : HttpTransport {
+        override fun post(url: String, body: ByteArray): HttpResponse =
+            throw PasscrowException.Transport("offline (test)")
+    })
+    val e = expect<PasscrowException.Incomplete> {
+        broken.protect("x", SECRET, ids("a", "b", "c"), n = 2u, m = 3u)
+    }
+    check(e.operation == "protect" && e.failures.size == 3) { "incomplete: $e" }
+}
+
+fun testBadInput() {
+    val c = client("bad")
+    expect<PasscrowException.BadInput> { c.protect("x", SECRET, ids("a", "b", "c"), n = 4u, m = 3u) }
+    expect<PasscrowException.BadInput> { c.protect("x", SECRET, listOf("nobody"), n = 1u) }
+    expect<PasscrowException.BadInput> { c.protect("", SECRET, ids("a", "b", "c")) }
+    check(normalizeCode(" a12o45l ") == "A120451") { "normalizeCode" }
+}
+
+fun testThreads() {
+    val c = client("threads")
+    val errors = java.util.Collections.synchronizedList(mutableListOf<Throwable>())
+    (0 until 3).map { i ->
+        thread {
+            try {
+                c.protect("p$i", SECRET, ids("t${i}a", "t${i}b"), n = 1u, m = 2u)
+            } catch (e: Throwable) {
+                errors.add(e)
+            }
+        }
+    }.forEach { it.join() }
+    check(errors.isEmpty()) { "errors: $errors" }
+    check(c.list().map { it.name }.sorted() == listOf("p0", "p1", "p2")) { "list" }
+}
+
+fun main(args: Array<String>) {
+    serverUrl = args[0]
+    codesFile = File(args[1])
+    workDir = File(args[2])
+    val tests = listOf(
+        "story" to ::testStory,
+        "foreign transport" to ::testForeignTransport,
+        "bad input" to ::testBadInput,
+        "threads" to ::testThreads,
+    )
+    var passed = 0
+    var failed = 0
+    for ((name, t) in tests) {
+        try {
+            t()
+            passed++
+            println("ok   $name")
+        } catch (e: Throwable) {
+            failed++
+            println("FAIL $name: $e")
+            e.printStackTrace()
+        }
+    }
+    println("$passed passed, $failed failed")
+    if (failed > 0) kotlin.system.exitProcess(1)
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The UniFFI bindings (issue 5), end to end:
+#
+# 1. installs what is missing: a venv (target/bindings-venv) with pinned
+#    maturin and pytest, kotlinc (npm package kotlin-compiler, pinned, in
+#    target/kotlin), JNA (Debian's libjna-java);
+# 2. builds the wheel (maturin, release, bindings = "uniffi": the cdylib
+#    plus the Python module uniffi-bindgen generates in library mode) and
+#    installs it into the venv;
+# 3. pytest bindings/python/tests against a real passcrow-server (the
+#    fixtures start it), then examples/python/quickstart.py;
+# 4. regenerates the Kotlin and Swift sources from the installed library
+#    and fails when the checked-in ones (bindings/kotlin, bindings/swift)
+#    differ; UPDATE_BINDINGS=1 rewrites them instead;
+# 5. compiles the Kotlin test and examples/kotlin/Quickstart.kt with kotlinc
+#    against JNA and runs both on the JVM against a passcrow-server;
+# 6. the benchmark: recover through the binding against the same call from
+#    Rust, and the wheel's installed size (reported; the step fails only on
+#    a gross regression, > 25%, e.g. a debug library in the wheel).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+say() { printf -- '--> %s\n' "$*" >&2; }
+
+MATURIN_VERSION=1.16.0
+PYTEST_VERSION=9.2.0
+KOTLIN_VERSION=2.4.20
+
+target=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target"
+target=$(cd "$target" && pwd)
+venv=$target/bindings-venv
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- installs
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys
+sys.exit(not (m.version('maturin') == '$MATURIN_VERSION' and m.version('pytest') == '$PYTEST_VERSION'))" 2>/dev/null; then
+    say "venv $venv: maturin $MATURIN_VERSION, pytest $PYTEST_VERSION"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+        "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION"
+fi
+
+kotlinc=$target/kotlin/node_modules/kotlin-compiler/bin/kotlinc
+if [ "$(cat "$target/kotlin/node_modules/kotlin-compiler/build.txt" 2>/dev/null)" != "$KOTLIN_VERSION" ]; then
+    say "kotlin-compiler $KOTLIN_VERSION (npm) in $target/kotlin"
+    mkdir -p "$target/kotlin"
+    [ -f "$target/kotlin/package.json" ] || echo '{"private": true}' >"$target/kotlin/package.json"
+    (cd "$target/kotlin" && npm install --no-audit --no-fund --loglevel=error \
+        "kotlin-compiler@$KOTLIN_VERSION" >/dev/null)
+fi
+command -v java >/dev/null || { echo "java (JDK 17) is needed for kotlinc" >&2; exit 1; }
+
+jna=/usr/share/java/jna.jar
+if [ ! -f "$jna" ]; then
+    say "installing libjna-java"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libjna-java >/dev/null
+fi
+
+# ------------------------------------------------------------------ builds
+say "cargo build: passcrow-server, uniffi-bindgen"
+cargo build -q --features server --bin passcrow-server
+cargo build -q --features uniffi-cli --bin uniffi-bindgen
+export PASSCROW_SERVER=$target/debug/passcrow-server
+bindgen=$target/debug/uniffi-bindgen
+
+say "maturin build --release (bindings/python)"
+rm -f "$target"/wheels/passcrow-*.whl
+(cd bindings/python && "$venv/bin/maturin" build --release -q -o "$target/wheels")
+wheel=$(ls "$target"/wheels/passcrow-*.whl)
+"$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+pkgdir=$("$venv/bin/python" -c "import passcrow, os; print(os.path.dirname(passcrow.__file__))")
+lib=$pkgdir/_uniffi/libpasscrow.so
+
+# ------------------------------------------------------------------ python
+say "pytest bindings/python/tests"
+(cd bindings/python && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
+
+# A passcrow-server for the examples and the Kotlin test: start_server DIR
+# sets $url; codes go to DIR/codes.txt.
+start_server() {
+    local dir=$1
+    "$PASSCROW_SERVER" init "$dir/server" >/dev/null
+    "$PASSCROW_SERVER" --listen 127.0.0.1:0 --data "$dir/server" \
+        --deliver-to-file "$dir/codes.txt" >"$dir/server.log" 2>&1 &
+    pids+=($!)
+    url=""
+    for _ in $(seq 100); do
+        url=$(grep -o 'listening on http://[0-9.:]*' "$dir/server.log" | cut -d' ' -f3 || true)
+        [ -n "$url" ] && return 0
+        sleep 0.1
+    done
+    cat "$dir/server.log" >&2
+    echo "passcrow-server did not start" >&2
+    return 1
+}
+
+say "examples/python/quickstart.py"
+mkdir -p "$work/pyq"
+start_server "$work/pyq"
+"$venv/bin/python" examples/python/quickstart.py "$url" "$work/pyq/codes.txt" | tee "$work/pyq/out"
+grep -q "^recovered: correct horse$" "$work/pyq/out"
+
+# ------------------------------------------------- generated Kotlin, Swift
+say "regenerating Kotlin and Swift sources from $lib"
+"$bindgen" generate --no-format --library "$lib" --language kotlin --out-dir "$work/gen/kotlin" >/dev/null
+"$bindgen" generate --no-format --library "$lib" --language swift --out-dir "$work/gen/swift" >/dev/null
+stale=0
+check_generated() { # generated checked-in
+    if ! cmp -s "$1" "$2"; then
+        if [ "${UPDATE_BINDINGS:-}" = 1 ]; then
+            mkdir -p "$(dirname "$2")"
+            cp "$1" "$2"
+            say "updated $2"
+        else
+            diff -u "$2" "$1" | head -40 >&2 || true
+            echo "$2 is stale: run UPDATE_BINDINGS=1 $0" >&2
+            stale=1
+        fi
+    fi
+}
+check_generated "$work/gen/kotlin/uniffi/passcrow/passcrow.kt" bindings/kotlin/src/main/kotlin/uniffi/passcrow/passcrow.kt
+check_generated "$work/gen/swift/passcrow.swift" bindings/swift/Sources/Passcrow/passcrow.swift
+check_generated "$work/gen/swift/passcrowFFI.h" bindings/swift/Headers/passcrowFFI.h
+check_generated "$work/gen/swift/passcrowFFI.modulemap" bindings/swift/Headers/module.modulemap
+[ "$stale" = 0 ]
+
+# ------------------------------------------------------------------ kotlin
+say "kotlinc: generated sources + test + quickstart (JNA $jna)"
+jar=$work/passcrow-kotlin.jar
+"$kotlinc" -nowarn -include-runtime -cp "$jna" -d "$jar" \
+    bindings/kotlin/src/main/kotlin/uniffi/passcrow/passcrow.kt \
+    bindings/kotlin/src/test/kotlin/PasscrowTest.kt \
+    examples/kotlin/Quickstart.kt
+jvm=(java -Djna.library.path="$(dirname "$lib")" -cp "$jar:$jna")
+
+mkdir -p "$work/kt"
+start_server "$work/kt"
+say "Kotlin test (JVM)"
+"${jvm[@]}" PasscrowTestKt "$url" "$work/kt/codes.txt" "$work/kt/work"
+say "examples/kotlin/Quickstart.kt (JVM)"
+"${jvm[@]}" QuickstartKt "$url" "$work/kt/codes.txt" | tee "$work/kt/out"
+grep -q "^recovered: correct horse$" "$work/kt/out"
+
+# --------------------------------------------------------------- benchmark
+say "benchmark: recover via Python vs Rust (release)"
+cargo build -q --release --example bench_recover
+bench=(bindings/python/bench/bench_recover.py "$target/release/examples/bench_recover"
+    --rounds 150 --max-overhead 25)
+# Loopback timings on a shared 2-core machine are noisy: one retry.
+"$venv/bin/python" "${bench[@]}" || "$venv/bin/python" "${bench[@]}"
+
+say "bindings: all passed"
