@@ -5,3 +5,5 @@
 pub mod c;
 #[cfg(feature = "uniffi")]
 pub mod uniffi;
+#[cfg(feature = "uniffi")]
+pub mod uniffi_compat;

@@ -401,6 +401,12 @@ pub struct Pack {
     inner: RecoveryPack,
 }
 
+impl Pack {
+    pub(crate) fn core(&self) -> &RecoveryPack {
+        &self.inner
+    }
+}
+
 #[uniffi::export]
 impl Pack {
     /// The name.
@@ -474,6 +480,32 @@ impl std::fmt::Debug for RecoveryResult {
 #[derive(uniffi::Object)]
 pub struct PasscrowClient {
     inner: Client,
+    /// Set by the python-passcrow drop-in's constructor (`compat`).
+    compat: Option<super::uniffi_compat::CompatPacing>,
+}
+
+impl PasscrowClient {
+    pub(crate) fn from_core(
+        inner: Client,
+        compat: Option<super::uniffi_compat::CompatPacing>,
+    ) -> Self {
+        PasscrowClient { inner, compat }
+    }
+
+    pub(crate) fn core(&self) -> &Client {
+        &self.inner
+    }
+
+    pub(crate) fn compat_pacing(&self) -> Option<&super::uniffi_compat::CompatPacing> {
+        self.compat.as_ref()
+    }
+
+    pub(crate) fn client_with_foreign_transport(
+        cfg: ClientConfig,
+        t: Arc<dyn HttpTransport>,
+    ) -> crate::Result<Client> {
+        Client::with_transport(cfg, Arc::new(ForeignTransport(t)))
+    }
 }
 
 fn ratio(n: Option<u32>, m: Option<u32>, count: usize) -> Res<Option<(u32, u32)>> {
@@ -541,7 +573,10 @@ impl PasscrowClient {
         if let Some(l) = log {
             inner.set_log(Arc::new(move |m: &str| l.log(m.to_string())));
         }
-        Ok(Arc::new(PasscrowClient { inner }))
+        Ok(Arc::new(PasscrowClient {
+            inner,
+            compat: None,
+        }))
     }
 
     /// The defaults in use (loaded from `policy.rc`, or built in).
@@ -642,38 +677,14 @@ impl PasscrowClient {
 
     /// Ask every escrow's server to send its verification code. Blocks.
     pub fn verify(&self, pack: Arc<Pack>) -> Res<Verification> {
-        let v = self.inner.verify(&pack.inner)?;
-        Ok(Verification {
-            hints: v
-                .hints
-                .into_iter()
-                .map(|h| VerificationHint {
-                    prefix: h.prefix.to_string(),
-                    kind: h.kind,
-                    hint: h.hint,
-                    expiration: h.expiration,
-                    action_url: h.action_url,
-                    server: h.server,
-                })
-                .collect(),
-            failures: v.failures.into_iter().map(FailureInfo::from).collect(),
-            min_shares: v.min_shares,
-        })
+        Ok(verification(self.inner.verify(&pack.inner)?))
     }
 
     /// Recover with the codes the user received (any order; blanks,
     /// dashes and case are forgiven). A refused code raises
     /// `WrongCode` with the attempts left. Blocks.
     pub fn recover(&self, pack: Arc<Pack>, codes: Vec<String>) -> Res<RecoveryResult> {
-        Ok(match self.inner.recover(&pack.inner, &codes)? {
-            Recovered::Secret(s) => RecoveryResult::Secret {
-                secret: s.into_vec(),
-            },
-            Recovered::Pack { name, pack } => RecoveryResult::Pack {
-                name,
-                pack: Arc::new(Pack { inner: pack }),
-            },
-        })
+        Ok(recovery_result(self.inner.recover(&pack.inner, &codes)?))
     }
 
     /// Delete the pack `name`: its escrows on the servers (unless
@@ -742,7 +753,38 @@ impl PasscrowClient {
     }
 }
 
-fn protect_result(p: client::Protected) -> ProtectResult {
+pub(crate) fn verification(v: client::Verification) -> Verification {
+    Verification {
+        hints: v
+            .hints
+            .into_iter()
+            .map(|h| VerificationHint {
+                prefix: h.prefix.to_string(),
+                kind: h.kind,
+                hint: h.hint,
+                expiration: h.expiration,
+                action_url: h.action_url,
+                server: h.server,
+            })
+            .collect(),
+        failures: v.failures.into_iter().map(FailureInfo::from).collect(),
+        min_shares: v.min_shares,
+    }
+}
+
+pub(crate) fn recovery_result(r: Recovered) -> RecoveryResult {
+    match r {
+        Recovered::Secret(s) => RecoveryResult::Secret {
+            secret: s.into_vec(),
+        },
+        Recovered::Pack { name, pack } => RecoveryResult::Pack {
+            name,
+            pack: Arc::new(Pack { inner: pack }),
+        },
+    }
+}
+
+pub(crate) fn protect_result(p: client::Protected) -> ProtectResult {
     ProtectResult {
         name: p.pack.name.clone(),
         path: p.path.map(|x| x.display().to_string()),

@@ -202,3 +202,17 @@ def test_pack_is_private(make_client, server, ids, tmp_path):
     for f in packs:
         mode = stat.S_IMODE(os.stat(os.path.join(d, f)).st_mode)
         assert mode & 0o077 == 0, oct(mode)
+
+
+def test_sleep_and_logging_funcs(make_client, server, ids):
+    """quick=False keeps the anonymity delay between requests, slept by
+    the app's sleep_func; logging_func receives progress lines."""
+    slept = []
+    client = make_client(sleep_min=1, sleep_max=2, sleep_func=slept.append)
+    policy = PasscrowRecoveryPolicy(idps=ids[:3], n=2, m=3,
+                                    defaults=client.default_policy)
+    assert client.protect('slow', b'x', policy, quick=False)
+    delays = [s for s in slept if 1 <= s <= 2]
+    assert delays, slept
+    assert make_client.logs, 'logging_func received nothing'
+    assert not any('x' == line for line in make_client.logs)

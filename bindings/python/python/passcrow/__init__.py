@@ -25,6 +25,9 @@ Example::
     assert result.secret == b"correct horse"
 """
 
+#: Marks this package as libpasscrow's (python-passcrow has no such name).
+__libpasscrow__ = True
+
 import os as _os
 import typing as _typing
 

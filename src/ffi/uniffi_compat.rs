@@ -1,0 +1,301 @@
+//! What the Python drop-in (`passcrow.client` in the wheel, imitating
+//! python-passcrow 0.0.7's app API) needs beyond the UniFFI surface:
+//! policy text parsing with python-passcrow's default rotation, the ratio
+//! rule, an anonymity delay through a foreign sleeper, per-call `quick`,
+//! and protect with an explicit policy. No Python-only logic lives in
+//! Rust here, and no protocol logic in Python: the layer in
+//! `bindings/python/python/passcrow/client.py` only adapts conventions.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::uniffi::{
+    EphemeralMode, HttpTransport, LogSink, Pack, PasscrowClient, PasscrowError, PolicyDefaults,
+    ProtectResult, RecoveryResult, Verification,
+};
+use crate::client::{self, Client, ClientConfig, Pacing, ProtectOptions};
+use crate::policy::{Defaults, IdentityPolicy, RecoveryPolicy, ServerChoice};
+
+type Res<T> = std::result::Result<T, PasscrowError>;
+
+/// Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
+/// from worker threads.
+#[uniffi::export(with_foreign)]
+pub trait Sleeper: Send + Sync {
+    /// Sleep this many seconds.
+    fn sleep(&self, seconds: f64);
+}
+
+/// An identity policy, parsed and normalised.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ParsedIdentityPolicy {
+    /// `kind:address`.
+    pub id: String,
+    /// Who is told that recovery started.
+    pub notify: Option<String>,
+    /// The server chosen (as written, or from the defaults).
+    pub server: Option<String>,
+    /// The defaults after python-passcrow's rotation (when given).
+    pub defaults: Option<PolicyDefaults>,
+}
+
+/// `KINDS via SERVER`.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ServerChoiceParts {
+    /// Identity kinds the server takes.
+    pub kinds: Vec<String>,
+    /// The server.
+    pub server: String,
+}
+
+/// n of m.
+#[derive(Debug, Clone, Copy, uniffi::Record)]
+pub struct Ratio {
+    /// Needed.
+    pub n: u32,
+    /// Made.
+    pub m: u32,
+}
+
+fn defaults_to_core(d: &PolicyDefaults) -> Res<Defaults> {
+    Ok(Defaults {
+        n: d.n.max(1),
+        m: d.m.max(d.n.max(1)),
+        ids: d
+            .identities
+            .iter()
+            .map(|t| IdentityPolicy::parse(t, None))
+            .collect::<crate::Result<_>>()?,
+        servers: d
+            .servers
+            .iter()
+            .map(|t| ServerChoice::parse(t))
+            .collect::<crate::Result<_>>()?,
+        expiration_days: d.expiration_days.max(1),
+        timeout_minutes: d.timeout_minutes.max(1),
+    })
+}
+
+fn defaults_from_core(d: &Defaults) -> PolicyDefaults {
+    PolicyDefaults {
+        n: d.n,
+        m: d.m,
+        identities: d.ids.iter().map(|i| i.to_string()).collect(),
+        servers: d.servers.iter().map(|s| s.to_string()).collect(),
+        expiration_days: d.expiration_days,
+        timeout_minutes: d.timeout_minutes,
+    }
+}
+
+/// Parse `ID[, notify=ID][ via SERVER]`; with `defaults`, fill in the
+/// notify identity and server from them, rotating them as python-passcrow
+/// does, and return the rotated defaults.
+#[uniffi::export]
+pub fn parse_identity_policy(
+    text: String,
+    defaults: Option<PolicyDefaults>,
+) -> Res<ParsedIdentityPolicy> {
+    let mut core = defaults.as_ref().map(defaults_to_core).transpose()?;
+    let p = IdentityPolicy::parse(&text, core.as_mut())?;
+    Ok(ParsedIdentityPolicy {
+        id: p.id.as_str().to_string(),
+        notify: p.notify.as_ref().map(|n| n.as_str().to_string()),
+        server: p.server.clone(),
+        defaults: core.as_ref().map(defaults_from_core),
+    })
+}
+
+/// Parse `KINDS via SERVER`.
+#[uniffi::export]
+pub fn parse_server_choice(text: String) -> Res<ServerChoiceParts> {
+    let s = ServerChoice::parse(&text)?;
+    Ok(ServerChoiceParts {
+        kinds: s.kinds.clone(),
+        server: s.server.clone(),
+    })
+}
+
+/// Normalise an identity (`a@b.org` → `email:a@b.org`).
+#[uniffi::export]
+pub fn normalize_identity(text: String) -> Res<String> {
+    Ok(crate::proto::Identity::parse(&text)?.as_str().to_string())
+}
+
+/// How a kind reads in a sentence (`email` → `e-mail to`).
+#[uniffi::export]
+pub fn explain_kind(kind: String) -> String {
+    crate::proto::explain_kind(&kind).to_string()
+}
+
+/// python-passcrow's ratio rule: n-of-m scaled to the identities available.
+#[uniffi::export]
+pub fn absolute_ratio(n: u32, m: u32, available: u32) -> Res<Ratio> {
+    let (n, m) = crate::policy::scale_ratio(n, m, available as usize)?;
+    Ok(Ratio { n, m })
+}
+
+/// The platform's default directory for `config` or `data`.
+#[uniffi::export]
+pub fn default_directory(kind: String) -> String {
+    let (config, data) = client::default_dirs();
+    let p = if kind == "config" { config } else { data };
+    p.display().to_string()
+}
+
+struct ForeignSleeper(Arc<dyn Sleeper>);
+
+#[uniffi::export]
+impl PasscrowClient {
+    /// A client for the python-passcrow drop-in: like `new`, plus an
+    /// anonymity delay of `sleep_min`..`sleep_max` seconds between requests
+    /// to a server (used when a call is not `quick`), slept by `sleeper`
+    /// (default: the thread sleeps). Directories must exist.
+    #[uniffi::constructor(default(
+        transport = None,
+        log = None,
+        sleeper = None,
+        sleep_min = 0,
+        sleep_max = 600,
+        language = "en"
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    pub fn compat(
+        config_dir: String,
+        data_dir: String,
+        transport: Option<Arc<dyn HttpTransport>>,
+        log: Option<Arc<dyn LogSink>>,
+        sleeper: Option<Arc<dyn Sleeper>>,
+        sleep_min: u32,
+        sleep_max: u32,
+        language: String,
+    ) -> Res<Arc<Self>> {
+        let mut cfg = ClientConfig::new(PathBuf::from(config_dir), PathBuf::from(data_dir));
+        cfg.language = language;
+        let mut inner = match transport {
+            Some(t) => PasscrowClient::client_with_foreign_transport(cfg, t)?,
+            None => Client::new(cfg)?,
+        };
+        if let Some(l) = log {
+            inner.set_log(Arc::new(move |m: &str| l.log(m.to_string())));
+        }
+        if let Some(s) = sleeper {
+            let s = ForeignSleeper(s);
+            inner.set_sleeper(Arc::new(move |d: Duration| s.0.sleep(d.as_secs_f64())));
+        }
+        let lo = Duration::from_secs(u64::from(sleep_min.min(sleep_max)));
+        let hi = Duration::from_secs(u64::from(sleep_max.max(sleep_min)));
+        Ok(Arc::new(PasscrowClient::from_core(
+            inner,
+            Some(CompatPacing {
+                slow: Some((lo, hi)),
+                lock: Mutex::new(()),
+            }),
+        )))
+    }
+
+    /// Load `policy.rc` (NotFound when there is none) and use it.
+    pub fn load_defaults(&self) -> Res<PolicyDefaults> {
+        let c = self.core();
+        let path = c.defaults_path();
+        if !path.is_file() {
+            return Err(PasscrowError::NotFound {
+                detail: format!("{} does not exist", path.display()),
+            });
+        }
+        Ok(defaults_from_core(&c.load_defaults()?))
+    }
+
+    /// Protect with a policy spelt out: identities as
+    /// `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
+    /// as python-passcrow does) and lifetimes. An existing pack of that
+    /// name is replaced, its old escrows deleted after the new pack is
+    /// written. `quick` skips the anonymity delay.
+    #[allow(clippy::too_many_arguments)]
+    pub fn protect_policy(
+        &self,
+        name: String,
+        secret: Vec<u8>,
+        identities: Vec<String>,
+        n: u32,
+        m: u32,
+        expiration_days: u32,
+        timeout_minutes: u32,
+        ephemeral: EphemeralMode,
+        quick: bool,
+        pack_description: String,
+        verify_description: String,
+    ) -> Res<ProtectResult> {
+        let secret = crate::crypto::SecretBytes::new(secret);
+        let ids = identities
+            .iter()
+            .map(|t| IdentityPolicy::parse(t, None))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let policy = RecoveryPolicy {
+            ids,
+            n,
+            m,
+            expiration_days: expiration_days.max(1),
+            timeout_minutes: timeout_minutes.max(1),
+        };
+        let opts = ProtectOptions {
+            ephemeral: ephemeral.into(),
+            replace: true,
+            pack_description,
+            verify_description,
+        };
+        self.paced(quick, |c| {
+            c.protect(&name, secret.as_slice(), &policy, &opts)
+        })
+        .map(super::uniffi::protect_result)
+    }
+
+    /// `verify`, with or without the anonymity delay.
+    pub fn verify_quick(&self, pack: Arc<Pack>, quick: bool) -> Res<Verification> {
+        let v = self.paced(quick, |c| c.verify(pack.core()))?;
+        Ok(super::uniffi::verification(v))
+    }
+
+    /// `recover`, with or without the anonymity delay.
+    pub fn recover_quick(
+        &self,
+        pack: Arc<Pack>,
+        codes: Vec<String>,
+        quick: bool,
+    ) -> Res<RecoveryResult> {
+        let r = self.paced(quick, |c| c.recover(pack.core(), &codes))?;
+        Ok(super::uniffi::recovery_result(r))
+    }
+
+    /// `forget`, with or without the anonymity delay.
+    pub fn forget_quick(&self, name: String, local_only: bool, quick: bool) -> Res<u32> {
+        let f = self.paced(quick, |c| c.forget(&name, local_only))?;
+        Ok(u32::try_from(f.deleted).unwrap_or(u32::MAX))
+    }
+}
+
+/// The drop-in's pacing: the anonymity delay for calls that are not
+/// `quick`. Calls through it are serialised per client, as python-passcrow
+/// runs them, so one call's pacing never leaks into another's.
+pub(crate) struct CompatPacing {
+    slow: Option<(Duration, Duration)>,
+    lock: Mutex<()>,
+}
+
+impl PasscrowClient {
+    fn paced<T>(&self, quick: bool, f: impl FnOnce(&Client) -> crate::Result<T>) -> Res<T> {
+        let c = self.core();
+        let Some(cp) = self.compat_pacing() else {
+            return Ok(f(c)?);
+        };
+        let _g = cp.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let before = c.pacing();
+        c.set_pacing(Pacing {
+            delay: if quick { None } else { cp.slow },
+            ..before.clone()
+        });
+        let r = f(c);
+        c.set_pacing(before);
+        Ok(r?)
+    }
+}
