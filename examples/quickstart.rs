@@ -20,10 +20,10 @@ use passcrow::server::{self, config::Config};
 fn read_code(codes_file: &Path, identity: &str) -> Option<String> {
     let text = std::fs::read_to_string(codes_file).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| l.split_once('\t'))
-        .filter(|(who, _)| *who == identity)
+        .find(|(who, _)| *who == identity)
         .map(|(_, code)| code.to_string())
-        .last()
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -39,7 +39,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let home = tmp.path().join("client");
     std::fs::create_dir_all(&home)?;
     let mut client = Client::new(ClientConfig::new(&home, &home))?;
-    client.set_log(std::sync::Arc::new(|line: &str| println!("  client: {line}")));
+    client.set_log(std::sync::Arc::new(|line: &str| {
+        println!("  client: {line}")
+    }));
 
     // 3. Protect a secret: any 2 of these 3 identities can recover it.
     //    One day of escrow is free (longer lifetimes cost proof of work).
@@ -72,7 +74,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     // 6. Recover.
     match client.recover(&pack, &typed)? {
         Recovered::Secret(s) => {
-            println!("recovered secret: {}", String::from_utf8_lossy(s.as_slice()));
+            println!(
+                "recovered secret: {}",
+                String::from_utf8_lossy(s.as_slice())
+            );
             assert_eq!(s.as_slice(), secret);
         }
         Recovered::Pack { name, .. } => println!("recovered pack {name}"),

@@ -184,7 +184,7 @@ pub struct Config {
     pub request_timeout_seconds: u64,
     /// Per client address: requests allowed at once (0 = no rate limit).
     pub rate_limit_burst: u32,
-    /// Per client address: requests per second refilled.
+    /// Per client address: requests per second refilled (0 = no rate limit).
     pub rate_limit_per_second: f64,
     /// Seconds between sweeps of expired data.
     pub sweep_interval_seconds: u64,
@@ -273,15 +273,15 @@ impl Config {
             return Err("max_request_bytes must be at least 512".into());
         }
         if self.max_expiration_seconds < 60 || self.max_timeout_seconds < 60 {
-            return Err("max_expiration_seconds and max_timeout_seconds must be at least 60".into());
+            return Err(
+                "max_expiration_seconds and max_timeout_seconds must be at least 60".into(),
+            );
         }
         if self.code_attempts == 0 || self.verifications_per_hour == 0 {
             return Err("code_attempts and verifications_per_hour must be at least 1".into());
         }
-        if self.rate_limit_burst > 0 && self.rate_limit_per_second.is_nan()
-            || self.rate_limit_per_second < 0.0
-        {
-            return Err("rate_limit_per_second must be positive".into());
+        if self.rate_limit_per_second.is_nan() || self.rate_limit_per_second < 0.0 {
+            return Err("rate_limit_per_second must be 0 (off) or positive".into());
         }
         if self.country_code.is_empty() || self.country_code.len() > 8 {
             return Err("country_code should be a short code like IS or ??".into());
@@ -362,7 +362,11 @@ mail_from = "Passcrow <noreply@passcrow.example.org>"
 
 /// The sample configuration for `data_dir`.
 pub fn sample_config(data_dir: &Path) -> String {
-    let d = data_dir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let d = data_dir
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     SAMPLE_CONFIG.replace("{DATA_DIR}", &d)
 }
 
@@ -378,5 +382,29 @@ mod tests {
         assert_eq!(c.payment, PaymentConfig::default());
         c.validate().unwrap();
         assert!(Config::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut c = Config::new("/srv/pc");
+        c.delivery.smtp = Some(SmtpConfig {
+            url: "smtps://user:pw-in-url@mail.example.org".into(),
+            username: Some("user".into()),
+            password: Some("smtp-password".into()),
+        });
+        c.delivery.sms = Some(SmsConfig {
+            account_sid: "AC1".into(),
+            auth_token: "sms-token".into(),
+            ..Default::default()
+        });
+        c.delivery.webhooks = vec![WebhookConfig {
+            url: "https://hooks.example.org/x".into(),
+            kinds: vec!["signal".into()],
+            bearer_token: Some("hook-token".into()),
+        }];
+        let d = format!("{c:?}");
+        for secret in ["pw-in-url", "smtp-password", "sms-token", "hook-token"] {
+            assert!(!d.contains(secret), "{secret} in {d}");
+        }
     }
 }

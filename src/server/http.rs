@@ -27,11 +27,12 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `burst` requests at once, refilled at `per_second`; a burst of 0
-    /// lets everything through.
+    /// `burst` requests at once, refilled at `per_second`; a burst or a
+    /// rate of 0 lets everything through.
     pub fn new(burst: u32, per_second: f64) -> Self {
+        let off = burst == 0 || per_second.is_nan() || per_second <= 0.0;
         RateLimiter {
-            burst: burst as f64,
+            burst: if off { 0.0 } else { burst as f64 },
             per_second: per_second.max(0.0),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -59,6 +60,9 @@ impl RateLimiter {
         }
     }
 }
+
+/// Requests served at once (the others queue).
+pub const MAX_REQUESTS_IN_PROGRESS: usize = 256;
 
 struct App {
     server: Arc<Server>,
@@ -95,11 +99,7 @@ async fn endpoint(
     }
     let canon = canonical_method(&method);
     if req.method() == Method::GET && !matches!(canon, Some("policy") | Some("stats")) {
-        return error(
-            ErrorKind::BadRequest,
-            "Use POST for this method",
-            Some(405),
-        );
+        return error(ErrorKind::BadRequest, "Use POST for this method", Some(405));
     }
     let declared = req
         .headers()
@@ -126,7 +126,11 @@ async fn endpoint(
                 return if s.contains("length limit") {
                     too_large()
                 } else {
-                    error(ErrorKind::BadRequest, "Bad request: could not read the body", Some(400))
+                    error(
+                        ErrorKind::BadRequest,
+                        "Bad request: could not read the body",
+                        Some(400),
+                    )
                 };
             }
         };
@@ -163,6 +167,11 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/passcrow/{method}", get(endpoint).post(endpoint))
         .fallback(not_found)
         .with_state(app)
+        // Bound the requests in progress (each may hold a blocking thread);
+        // more wait for a slot instead of piling up threads.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_REQUESTS_IN_PROGRESS,
+        ))
 }
 
 /// Serve `server` on `listener` until `shutdown` completes, sweeping
@@ -327,12 +336,14 @@ mod tests {
 
     #[test]
     fn token_bucket() {
-        let r = RateLimiter::new(3, 0.0);
+        let r = RateLimiter::new(3, 0.001);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(r.allow(ip) && r.allow(ip) && r.allow(ip));
         assert!(!r.allow(ip));
         assert!(r.allow("10.0.0.1".parse().unwrap()));
-        let off = RateLimiter::new(0, 0.0);
+        let off = RateLimiter::new(0, 2.0);
+        assert!((0..100).all(|_| off.allow(ip)));
+        let off = RateLimiter::new(20, 0.0);
         assert!((0..100).all(|_| off.allow(ip)));
     }
 }

@@ -321,9 +321,7 @@ pub fn init(dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// Build the deliverers a configuration asks for, by identity kind.
-pub fn deliverers_from_config(
-    cfg: &Config,
-) -> Result<BTreeMap<String, Arc<dyn Deliver>>, String> {
+pub fn deliverers_from_config(cfg: &Config) -> Result<BTreeMap<String, Arc<dyn Deliver>>, String> {
     let mut out: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
     let d = &cfg.delivery;
     if let Some(s) = &d.smtp {
@@ -452,7 +450,10 @@ fn parse_id(id: &str) -> ApiResult<(String, Option<i64>)> {
     };
     let hex = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex(key) || prefix.is_some_and(|p| !hex(p) || p.len() > 15) {
-        return Err(ApiError::new(ErrorKind::NotFound, "Not found: invalid escrow-data-id"));
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            "Not found: invalid escrow-data-id",
+        ));
     }
     let exp = prefix.and_then(|p| i64::from_str_radix(p, 16).ok());
     Ok((key.to_ascii_lowercase(), exp))
@@ -518,7 +519,12 @@ impl Server {
         if deliverers.is_empty() {
             tracing::warn!("no delivery configured: every escrow will be refused");
         }
-        Ok(Server::with_parts(cfg, Box::new(storage), &master, deliverers))
+        Ok(Server::with_parts(
+            cfg,
+            Box::new(storage),
+            &master,
+            deliverers,
+        ))
     }
 
     /// A server over given parts.
@@ -563,6 +569,36 @@ impl Server {
         self.storage.sweep(self.now()).map_err(|e| e.to_string())
     }
 
+    /// Store escrows without HTTP or payment (bulk import, benchmarks):
+    /// each `(escrow-data blob, expiration)` is sealed under the master key
+    /// exactly as an escrow request's would be, and all go in one
+    /// transaction. Returns the escrow ids, in order.
+    pub fn import_escrows(&self, items: &[(String, i64)]) -> Result<Vec<String>, String> {
+        let now = self.now();
+        let mut rows = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(items.len());
+        for (blob, expiration) in items {
+            let raw =
+                crypto::b64decode(blob).map_err(|_| "escrow data is not base64".to_string())?;
+            let r: u128 = rand::rngs::OsRng.gen();
+            let key = format!("{r:032x}");
+            rows.push((key.clone(), *expiration, self.seal_at_rest(&key, &raw)));
+            ids.push(format!("{expiration:x}-{key}"));
+        }
+        let n = self
+            .storage
+            .insert_escrows(&rows, now)
+            .map_err(|e| e.to_string())?;
+        if n != rows.len() {
+            return Err(format!(
+                "{} of {} ids were taken",
+                rows.len() - n,
+                rows.len()
+            ));
+        }
+        Ok(ids)
+    }
+
     /// Our policy.
     pub fn policy(&self) -> ServerPolicy {
         let max = self.cfg.max_expiration_seconds;
@@ -582,10 +618,7 @@ impl Server {
             schemes.push(PaymentScheme {
                 scheme: "hashcash".into(),
                 scheme_id: format!("hashcash-{}", h.bits),
-                description: format!(
-                    "{}-bit scrypt(len=16,n=256,r=8,p=1) collisions",
-                    h.bits
-                ),
+                description: format!("{}-bit scrypt(len=16,n=256,r=8,p=1) collisions", h.bits),
                 expiration_seconds: h.seconds.min(max),
                 hashcash_bits: Some(h.bits),
                 tokens: None,
@@ -617,7 +650,9 @@ impl Server {
     pub fn handle(&self, method: &str, body: &[u8]) -> Answer {
         let Some(m) = canonical_method(method) else {
             let shown: String = if method.len() <= 40
-                && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && method
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 method.to_string()
             } else {
@@ -699,7 +734,13 @@ impl Server {
         let aad = seal_aad(key);
         // Encryption fails only for absurd lengths.
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: raw, aad: &aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: raw,
+                    aad: &aad,
+                },
+            )
             .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + 24 + ct.len());
         out.push(SEAL_VERSION);
@@ -741,15 +782,13 @@ impl Server {
                 let raw = self.open_at_rest(&key, &row.sealed)?;
                 Ok((key, crypto::b64encode(raw.as_slice())))
             }
-            storage::Lookup::Expired => Err(ApiError::new(
-                ErrorKind::Expired,
-                "This escrow has expired",
-            )),
+            storage::Lookup::Expired => {
+                Err(ApiError::new(ErrorKind::Expired, "This escrow has expired"))
+            }
             storage::Lookup::Missing => match exp {
-                Some(e) if e > 0 && e <= now => Err(ApiError::new(
-                    ErrorKind::Expired,
-                    "This escrow has expired",
-                )),
+                Some(e) if e > 0 && e <= now => {
+                    Err(ApiError::new(ErrorKind::Expired, "This escrow has expired"))
+                }
                 _ => Err(ApiError::new(
                     ErrorKind::NotFound,
                     "Not found: no such escrow (deleted, expired, or never made here)",
@@ -760,8 +799,9 @@ impl Server {
 
     /// Open the client's escrow data blob with the recovery key.
     fn open_client_data(&self, blob: &str, key_b64: &SecretString) -> ApiResult<EscrowData> {
-        let key = crypto::key_from_b64(key_b64.expose(), "escrow-data-key")
-            .map_err(|_| ApiError::bad("Bad request: escrow-data-key is not a base64 32-byte key"))?;
+        let key = crypto::key_from_b64(key_b64.expose(), "escrow-data-key").map_err(|_| {
+            ApiError::bad("Bad request: escrow-data-key is not a base64 32-byte key")
+        })?;
         let plain = crypto::open(&key, blob, "escrow data").map_err(|_| {
             ApiError::bad("Could not decrypt the escrow data: wrong escrow-data-key")
         })?;
@@ -791,8 +831,9 @@ impl Server {
 
     fn escrow(&self, body: &[u8]) -> ApiResult<EscrowResponse> {
         let req: EscrowRequest = Self::parse(body, "escrow request")?;
-        let pkey = crypto::key_from_b64(&req.parameters_key, "parameters-key")
-            .map_err(|_| ApiError::bad("Bad request: parameters-key is not a base64 32-byte key"))?;
+        let pkey = crypto::key_from_b64(&req.parameters_key, "parameters-key").map_err(|_| {
+            ApiError::bad("Bad request: parameters-key is not a base64 32-byte key")
+        })?;
         let pplain = crypto::open(&pkey, &req.parameters, "parameters")
             .map_err(|_| ApiError::bad("Bad request: could not decrypt the parameters"))?;
         let params: EscrowParameters = Self::parse(pplain.as_slice(), "parameters")?;
@@ -818,7 +859,9 @@ impl Server {
         if let Some(pref) = &params.prefer_id {
             let ok = !pref.is_empty()
                 && pref.len() <= 64
-                && pref.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                && pref
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if !ok {
                 return Err(ApiError::bad(
                     "Bad request: prefer-id must be lower-case hex, at most 64 digits",
@@ -865,7 +908,10 @@ impl Server {
             if p.free_seconds > 0 {
                 return Ok(p.free_seconds.min(max));
             }
-            return Err(ApiError::new(ErrorKind::Payment, "This server offers no free escrow"));
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                "This server offers no free escrow",
+            ));
         }
         let offer = scheme
             .strip_prefix("hashcash-")
@@ -886,7 +932,9 @@ impl Server {
                 "Invalid payment: the hashcash is wrong or too old",
             ));
         }
-        let ts = payment::parse_hashcash_cash(cash).map(|c| c.1 as i64).unwrap_or(now);
+        let ts = payment::parse_hashcash_cash(cash)
+            .map(|c| c.1 as i64)
+            .unwrap_or(now);
         let hash = hmac(
             self.keys.token.as_bytes(),
             &[token.as_bytes(), data.as_bytes()],
@@ -916,11 +964,19 @@ impl Server {
         let (key, blob) = self.load_escrow(&req.escrow_data_id, now)?;
         let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
         let dlv = self.deliverer(esd.verify.kind())?.clone();
-        if !self.storage.count_verification(
+        let max = self.cfg.max_timeout_seconds;
+        let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
+        let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
+        let code = SecretString::new(format!("{prefix}{n:06}"));
+        let expiration = now + tmo;
+        if !self.storage.start_verification(
             &key,
             now,
             3600,
             self.cfg.verifications_per_hour,
+            &self.code_mac(&key, code.expose()),
+            expiration,
+            self.cfg.code_attempts,
         )? {
             let mut e = ApiError::rate_limited();
             e.message = format!(
@@ -929,17 +985,6 @@ impl Server {
             );
             return Err(e);
         }
-        let max = self.cfg.max_timeout_seconds;
-        let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
-        let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
-        let code = SecretString::new(format!("{prefix}{n:06}"));
-        let expiration = now + tmo;
-        self.storage.put_code(
-            &key,
-            &self.code_mac(&key, code.expose()),
-            expiration,
-            self.cfg.code_attempts,
-        )?;
         let hint = hint_for(&esd.verify);
         let msg = Outgoing {
             to: esd.verify.clone(),
@@ -952,7 +997,11 @@ impl Server {
             },
         };
         if let Err(e) = dlv.deliver(&msg) {
-            tracing::warn!(via = dlv.name(), id = short_id(&key), "delivery failed: {e}");
+            tracing::warn!(
+                via = dlv.name(),
+                id = short_id(&key),
+                "delivery failed: {e}"
+            );
             let _ = self.storage.delete_code(&key);
             return Err(ApiError::new(
                 ErrorKind::Internal,
@@ -998,41 +1047,43 @@ impl Server {
         let (key, blob) = self.load_escrow(&req.escrow_data_id, now)?;
         // The key first: without it nobody can spend this code's attempts.
         let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
-        match self.storage.take_attempt(&key, now)? {
-            storage::Attempt::NoCode => Err(ApiError::new(
+        let given = self.code_mac(&key, req.verification.expose());
+        match self.storage.check_code(&key, &given, now)? {
+            storage::CodeCheck::NoCode => Err(ApiError::new(
                 ErrorKind::NotFound,
                 "No verification code is pending for this escrow; ask for one first",
             )),
-            storage::Attempt::Expired => Err(ApiError::new(
+            storage::CodeCheck::Expired => Err(ApiError::new(
                 ErrorKind::Expired,
                 "The verification code has expired; ask for a new one",
             )),
-            storage::Attempt::Void => Err(ApiError {
+            storage::CodeCheck::Void => Err(ApiError {
                 kind: ErrorKind::WrongCode,
-                message: "Incorrect verification code: no attempts left, the code is void; ask for a new one".into(),
+                message: "Incorrect verification code: no attempts left, the code is void; \
+                          ask for a new one"
+                    .into(),
                 attempts_left: Some(0),
             }),
-            storage::Attempt::Try { mac, left } => {
-                let given = self.code_mac(&key, req.verification.expose());
-                if crypto::ct_eq(&given, &mac) {
-                    self.storage.delete_code(&key)?;
-                    tracing::info!(id = short_id(&key), "recovered");
-                    Ok(RecoveryResponse {
-                        version: Version,
-                        escrow_secret: esd.secret.clone(),
-                    })
-                } else {
-                    let message = match left {
-                        0 => "Incorrect verification code: no attempts left, the code is now void; ask for a new one".to_string(),
-                        1 => "Incorrect verification code (1 attempt left)".to_string(),
-                        n => format!("Incorrect verification code ({n} attempts left)"),
-                    };
-                    Err(ApiError {
-                        kind: ErrorKind::WrongCode,
-                        message,
-                        attempts_left: Some(left),
-                    })
-                }
+            storage::CodeCheck::Right => {
+                tracing::info!(id = short_id(&key), "recovered");
+                Ok(RecoveryResponse {
+                    version: Version,
+                    escrow_secret: esd.secret.clone(),
+                })
+            }
+            storage::CodeCheck::Wrong { left } => {
+                let message = match left {
+                    0 => "Incorrect verification code: no attempts left, the code is now void; \
+                          ask for a new one"
+                        .to_string(),
+                    1 => "Incorrect verification code (1 attempt left)".to_string(),
+                    n => format!("Incorrect verification code ({n} attempts left)"),
+                };
+                Err(ApiError {
+                    kind: ErrorKind::WrongCode,
+                    message,
+                    attempts_left: Some(left),
+                })
             }
         }
     }
@@ -1048,6 +1099,9 @@ impl Server {
         })
     }
 }
+
+#[cfg(test)]
+mod protocol_tests;
 
 #[cfg(test)]
 mod tests {

@@ -5,11 +5,13 @@
 //! already sealed or hashed by the protocol layer: storage never sees an
 //! escrow in clear, a verification code, or a key.
 //!
-//! Every operation that must not race (spending an attempt, counting
-//! verifications, spending a token) is a single atomic call.
+//! Every operation that must not race (checking a code and spending an
+//! attempt, counting a verification and issuing its code, spending a token)
+//! is a single call and a single transaction (one disk sync).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -65,20 +67,20 @@ pub enum Lookup {
     Missing,
 }
 
-/// The outcome of spending one attempt at a pending code.
+/// The outcome of trying a code against the pending one.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Attempt {
+pub enum CodeCheck {
     /// No code was issued (or it was used or deleted).
     NoCode,
     /// The code's time is up (it is removed).
     Expired,
-    /// Every attempt was spent; the code is void.
+    /// Every attempt was spent earlier; the code is void.
     Void,
-    /// One attempt was spent: compare against `mac`; `left` remain.
-    Try {
-        /// The keyed hash of the issued code.
-        mac: Vec<u8>,
-        /// Attempts left after this one.
+    /// It matched: the code is consumed (removed).
+    Right,
+    /// It did not match; one attempt was spent and `left` remain.
+    Wrong {
+        /// Attempts left (0: the code is now void).
         left: u32,
     },
 }
@@ -109,18 +111,42 @@ pub trait Storage: Send + Sync {
     /// it was stored. Durable before it returns.
     fn insert_escrow(&self, id: &str, expires: i64, sealed: &[u8], now: i64)
         -> StorageResult<bool>;
+    /// Store many escrows at once (bulk import, benchmarks): ids must be
+    /// new; rows whose id is taken are skipped. Returns how many were
+    /// stored. The default inserts one by one.
+    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
+        let mut n = 0;
+        for (id, expires, sealed) in rows {
+            if self.insert_escrow(id, *expires, sealed, now)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
     /// Look an escrow up.
     fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup>;
     /// Remove an escrow and its code; returns whether it existed.
     fn delete_escrow(&self, id: &str) -> StorageResult<bool>;
-    /// Count a verification request for `id` in a fixed window of `window`
-    /// seconds; false (and nothing counted) when `max` were already made.
-    fn count_verification(&self, id: &str, now: i64, window: i64, max: u32)
-        -> StorageResult<bool>;
-    /// Set the pending code of `id` (replacing any earlier one).
-    fn put_code(&self, id: &str, mac: &[u8], expires: i64, attempts: u32) -> StorageResult<()>;
-    /// Spend one attempt at the pending code of `id`.
-    fn take_attempt(&self, id: &str, now: i64) -> StorageResult<Attempt>;
+    /// Start a verification of `id`, in one transaction: count it in a
+    /// fixed window of `window` seconds and make `mac` (the keyed hash of
+    /// a new code) its pending code, replacing any earlier one. Returns
+    /// false, changing nothing, when `max` were already made in the window
+    /// (or there is no such escrow).
+    #[allow(clippy::too_many_arguments)]
+    fn start_verification(
+        &self,
+        id: &str,
+        now: i64,
+        window: i64,
+        max: u32,
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
+    ) -> StorageResult<bool>;
+    /// Try `mac` (the keyed hash of a code the user typed) against the
+    /// pending code of `id`, compared in constant time, in one
+    /// transaction: a match consumes the code, a mismatch spends an attempt.
+    fn check_code(&self, id: &str, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
     /// Remove the pending code of `id`.
     fn delete_code(&self, id: &str) -> StorageResult<()>;
     /// Record a payment token (by its hash) as spent until `expires`;
@@ -156,14 +182,76 @@ CREATE TABLE IF NOT EXISTS token (
 ) WITHOUT ROWID;
 ";
 
+/// A unit of work for the writer thread: runs inside the open
+/// transaction and gives back what to do once the commit is known.
+struct Job {
+    /// Must be on disk before the caller hears of it.
+    durable: bool,
+    run: Box<dyn FnOnce(&Connection) -> Done + Send>,
+}
+/// Called with whether the transaction committed (and reached the disk).
+type Done = Box<dyn FnOnce(bool) + Send>;
+
+/// Most jobs one transaction takes.
+const GROUP_MAX: usize = 512;
+
 /// SQLite storage: one file, WAL, `synchronous=FULL`.
+///
+/// Writes go to one writer thread that commits them in groups: every job
+/// waiting when a transaction starts joins it (each in its own savepoint,
+/// so one failing job does not undo the others), then one commit, one
+/// disk sync, and only then are the callers answered. Under load many
+/// requests share a sync; alone, a request waits for just its own. Reads
+/// use a small pool of read-only connections (WAL readers see the last
+/// commit and never wait for a sync).
 pub struct SqliteStorage {
-    conn: Mutex<Connection>,
+    writer: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
 }
 
 impl std::fmt::Debug for SqliteStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SqliteStorage")
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut synced = true; // synchronous=FULL, as set up
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        // A group holding an escrow (or a deletion, or a spent token) is
+        // synced to disk at commit; a group of code bookkeeping only is
+        // committed to the OS (safe from a crash of this process, not
+        // from a power cut). WAL frames are sequential, so the next synced
+        // commit syncs the ones before it too.
+        let want = jobs.iter().any(|j| j.durable);
+        if want != synced {
+            let pragma = if want {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            };
+            if conn.execute_batch(pragma).is_ok() {
+                synced = want;
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(&conn)).collect();
+        let committed = began && conn.execute_batch("COMMIT").is_ok();
+        if !committed {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for d in dones {
+            d(committed);
+        }
     }
 }
 
@@ -177,19 +265,37 @@ impl SqliteStorage {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        Self::setup(conn)
+        Self::setup(&conn)?;
+        let mut readers = vec![];
+        for _ in 0..2 {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_secs(10))?;
+            r.execute_batch("PRAGMA cache_size=-2048;")?;
+            readers.push(Mutex::new(r));
+        }
+        Self::start(conn, readers)
     }
 
     /// A private in-memory database (for tests).
     pub fn in_memory() -> StorageResult<SqliteStorage> {
-        Self::setup(Connection::open_in_memory()?)
+        let conn = Connection::open_in_memory()?;
+        Self::setup(&conn)?;
+        // Another connection would see another database: reads go
+        // through the writer.
+        Self::start(conn, vec![])
     }
 
-    fn setup(conn: Connection) -> StorageResult<SqliteStorage> {
+    fn setup(conn: &Connection) -> StorageResult<()> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // journal_mode answers with a row; read and ignore it.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;",
+        )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StorageError(format!(
@@ -202,20 +308,112 @@ impl SqliteStorage {
             ))?;
         }
         // Later migrations go here: `if version < 2 { ... }`.
+        Ok(())
+    }
+
+    fn start(conn: Connection, readers: Vec<Mutex<Connection>>) -> StorageResult<SqliteStorage> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("passcrow-sqlite".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StorageError(format!("starting the writer: {e}")))?;
         Ok(SqliteStorage {
-            conn: Mutex::new(conn),
+            writer: Some(tx),
+            thread: Some(thread),
+            readers,
+            next_reader: AtomicUsize::new(0),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Run `f` in the next group transaction; returns once committed and
+    /// synced to disk.
+    fn write_durable<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        self.submit(true, f)
+    }
+
+    /// Run `f` in the next group transaction; returns once committed
+    /// (synced only if another job of the group needs it).
+    fn write<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        self.submit(false, f)
+    }
+
+    fn submit<T, F>(&self, durable: bool, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel::<StorageResult<T>>(1);
+        let run = Box::new(move |c: &Connection| -> Done {
+            let r = match c.execute_batch("SAVEPOINT job") {
+                Err(e) => Err(StorageError::from(e)),
+                Ok(()) => match f(c) {
+                    Ok(v) => c
+                        .execute_batch("RELEASE job")
+                        .map(|_| v)
+                        .map_err(Into::into),
+                    Err(e) => {
+                        let _ = c.execute_batch("ROLLBACK TO job; RELEASE job");
+                        Err(e)
+                    }
+                },
+            };
+            Box::new(move |committed: bool| {
+                let _ = tx.send(if committed {
+                    r
+                } else {
+                    Err(StorageError("the transaction did not commit".into()))
+                });
+            })
+        });
+        let job = Job { durable, run };
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StorageError("storage closed".into()))?
+            .send(job)
+            .map_err(|_| StorageError("the writer thread stopped".into()))?;
+        rx.recv()
+            .map_err(|_| StorageError("the writer thread stopped".into()))?
+    }
+
+    /// Run a read on a reader connection (or the writer, in memory).
+    fn read<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        if self.readers.is_empty() {
+            return self.write(f);
+        }
+        for r in &self.readers {
+            if let Ok(c) = r.try_lock() {
+                return f(&c);
+            }
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let c = self.readers[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&c)
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> StorageResult<i64> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+    }
+}
+
+impl Drop for SqliteStorage {
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -227,35 +425,59 @@ impl Storage for SqliteStorage {
         sealed: &[u8],
         now: i64,
     ) -> StorageResult<bool> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        tx.execute(
-            "DELETE FROM escrow WHERE id = ?1 AND expires <= ?2",
-            params![id, now],
-        )?;
-        tx.execute("DELETE FROM code WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM escrow WHERE id = ?1)", params![id])?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)",
-            params![id, expires, sealed],
-        )?;
-        tx.commit()?;
-        Ok(n == 1)
+        let (id, sealed) = (id.to_string(), sealed.to_vec());
+        self.write_durable(move |c| {
+            c.prepare_cached("DELETE FROM escrow WHERE id = ?1 AND expires <= ?2")?
+                .execute(params![id, now])?;
+            c.prepare_cached(
+                "DELETE FROM code WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM escrow WHERE id = ?1)",
+            )?
+            .execute(params![id])?;
+            let n = c
+                .prepare_cached("INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, expires, sealed])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], _now: i64) -> StorageResult<usize> {
+        let rows = rows.to_vec();
+        self.write_durable(move |c| {
+            let mut st = c.prepare_cached(
+                "INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut n = 0;
+            for (id, expires, sealed) in &rows {
+                n += st.execute(params![id, expires, sealed])?;
+            }
+            Ok(n)
+        })
     }
 
     fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup> {
-        let c = self.conn();
-        let row: Option<(i64, Vec<u8>)> = c
-            .query_row(
-                "SELECT expires, data FROM escrow WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+        let key = id.to_string();
+        let row: Option<(i64, Vec<u8>)> = self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT expires, data FROM escrow WHERE id = ?1")?
+                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?,
             )
-            .optional()?;
+        })?;
         Ok(match row {
             None => Lookup::Missing,
             Some((expires, _)) if expires <= now => {
-                c.execute("DELETE FROM escrow WHERE id = ?1", params![id])?;
-                c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
+                let id = id.to_string();
+                self.write(move |c| {
+                    c.execute(
+                        "DELETE FROM escrow WHERE id = ?1 AND expires <= ?2",
+                        params![id, now],
+                    )?;
+                    c.execute(
+                        "DELETE FROM code WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM escrow WHERE id = ?1)",
+                        params![id],
+                    )?;
+                    Ok(())
+                })?;
                 Lookup::Expired
             }
             Some((expires, sealed)) => Lookup::Found(EscrowRow { expires, sealed }),
@@ -263,120 +485,143 @@ impl Storage for SqliteStorage {
     }
 
     fn delete_escrow(&self, id: &str) -> StorageResult<bool> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        let n = tx.execute("DELETE FROM escrow WHERE id = ?1", params![id])?;
-        tx.execute("DELETE FROM code WHERE id = ?1", params![id])?;
-        tx.commit()?;
-        Ok(n > 0)
+        let id = id.to_string();
+        self.write_durable(move |c| {
+            let n = c.execute("DELETE FROM escrow WHERE id = ?1", params![id])?;
+            c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
+            Ok(n > 0)
+        })
     }
 
-    fn count_verification(
+    fn start_verification(
         &self,
         id: &str,
         now: i64,
         window: i64,
         max: u32,
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
     ) -> StorageResult<bool> {
-        let c = self.conn();
-        // One statement: start a new window, or count in the current one
-        // while under the limit.
-        let n = c.execute(
-            "UPDATE escrow SET
-                 vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
-                 vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
-             WHERE id = ?1 AND (vwin + ?3 <= ?2 OR vcount < ?4)",
-            params![id, now, window, max],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn put_code(&self, id: &str, mac: &[u8], expires: i64, attempts: u32) -> StorageResult<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO code (id, mac, expires, attempts) VALUES (?1, ?2, ?3, ?4)",
-            params![id, mac, expires, attempts],
-        )?;
-        Ok(())
-    }
-
-    fn take_attempt(&self, id: &str, now: i64) -> StorageResult<Attempt> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        let row: Option<(Vec<u8>, i64, u32)> = tx
-            .query_row(
-                "SELECT mac, expires, attempts FROM code WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let out = match row {
-            None => Attempt::NoCode,
-            Some((_, expires, _)) if expires <= now => {
-                tx.execute("DELETE FROM code WHERE id = ?1", params![id])?;
-                Attempt::Expired
+        let (id, mac) = (id.to_string(), mac.to_vec());
+        self.write(move |c| {
+            // Start a new window, or count in the current one while under max.
+            let n = c
+                .prepare_cached(
+                    "UPDATE escrow SET
+                         vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
+                         vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
+                     WHERE id = ?1 AND (vwin + ?3 <= ?2 OR vcount < ?4)",
+                )?
+                .execute(params![id, now, window, max])?;
+            if n != 1 {
+                return Ok(false); // nothing was changed
             }
-            Some((_, _, 0)) => Attempt::Void,
-            Some((mac, _, attempts)) => {
-                tx.execute(
-                    "UPDATE code SET attempts = attempts - 1 WHERE id = ?1",
-                    params![id],
-                )?;
-                Attempt::Try {
-                    mac,
-                    left: attempts - 1,
-                }
-            }
-        };
-        tx.commit()?;
-        Ok(out)
-    }
-
-    fn delete_code(&self, id: &str) -> StorageResult<()> {
-        self.conn()
-            .execute("DELETE FROM code WHERE id = ?1", params![id])?;
-        Ok(())
-    }
-
-    fn spend_token(&self, hash: &[u8], expires: i64, now: i64) -> StorageResult<bool> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        tx.execute(
-            "DELETE FROM token WHERE hash = ?1 AND expires <= ?2",
-            params![hash, now],
-        )?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO token (hash, expires) VALUES (?1, ?2)",
-            params![hash, expires],
-        )?;
-        tx.commit()?;
-        Ok(n == 1)
-    }
-
-    fn sweep(&self, now: i64) -> StorageResult<Swept> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        let escrows = tx.execute("DELETE FROM escrow WHERE expires <= ?1", params![now])?;
-        let mut codes = tx.execute("DELETE FROM code WHERE expires <= ?1", params![now])?;
-        codes += tx.execute(
-            "DELETE FROM code WHERE id NOT IN (SELECT id FROM escrow)",
-            [],
-        )?;
-        let tokens = tx.execute("DELETE FROM token WHERE expires <= ?1", params![now])?;
-        tx.commit()?;
-        Ok(Swept {
-            escrows: escrows as u64,
-            codes: codes as u64,
-            tokens: tokens as u64,
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO code (id, mac, expires, attempts) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, mac, expires, attempts])?;
+            Ok(true)
         })
     }
 
+    fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
+        let (id, given) = (id.to_string(), given.to_vec());
+        self.write(move |c| {
+            let row: Option<(Vec<u8>, i64, u32)> = c
+                .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            Ok(match row {
+                None => CodeCheck::NoCode,
+                Some((_, expires, _)) if expires <= now => {
+                    c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
+                    CodeCheck::Expired
+                }
+                Some((_, _, 0)) => CodeCheck::Void,
+                Some((mac, _, attempts)) => {
+                    if crate::crypto::ct_eq(&mac, &given) {
+                        c.prepare_cached("DELETE FROM code WHERE id = ?1")?
+                            .execute(params![id])?;
+                        CodeCheck::Right
+                    } else {
+                        c.execute(
+                            "UPDATE code SET attempts = attempts - 1 WHERE id = ?1",
+                            params![id],
+                        )?;
+                        CodeCheck::Wrong { left: attempts - 1 }
+                    }
+                }
+            })
+        })
+    }
+
+    fn delete_code(&self, id: &str) -> StorageResult<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
+            Ok(())
+        })
+    }
+
+    fn spend_token(&self, hash: &[u8], expires: i64, now: i64) -> StorageResult<bool> {
+        let hash = hash.to_vec();
+        self.write_durable(move |c| {
+            c.execute(
+                "DELETE FROM token WHERE hash = ?1 AND expires <= ?2",
+                params![hash, now],
+            )?;
+            let n = c.execute(
+                "INSERT OR IGNORE INTO token (hash, expires) VALUES (?1, ?2)",
+                params![hash, expires],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn sweep(&self, now: i64) -> StorageResult<Swept> {
+        // In slices, so requests waiting for the writer are never held up
+        // for long by a day's worth of expired escrows.
+        const SLICE: i64 = 5000;
+        let mut escrows = 0u64;
+        loop {
+            let n = self.write(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM escrow WHERE id IN
+                         (SELECT id FROM escrow WHERE expires <= ?1 LIMIT ?2)",
+                    params![now, SLICE],
+                )?)
+            })?;
+            escrows += n as u64;
+            if (n as i64) < SLICE {
+                break;
+            }
+        }
+        let mut out = self.write(move |c| {
+            let mut codes = c.execute("DELETE FROM code WHERE expires <= ?1", params![now])?;
+            codes += c.execute(
+                "DELETE FROM code WHERE id NOT IN (SELECT id FROM escrow)",
+                [],
+            )?;
+            let tokens = c.execute("DELETE FROM token WHERE expires <= ?1", params![now])?;
+            Ok(Swept {
+                escrows: 0,
+                codes: codes as u64,
+                tokens: tokens as u64,
+            })
+        })?;
+        out.escrows = escrows;
+        Ok(out)
+    }
+
     fn counts(&self) -> StorageResult<Counts> {
-        let c = self.conn();
-        let escrows: i64 = c.query_row("SELECT COUNT(*) FROM escrow", [], |r| r.get(0))?;
-        let codes: i64 = c.query_row("SELECT COUNT(*) FROM code", [], |r| r.get(0))?;
-        Ok(Counts {
-            escrows: escrows.max(0) as u64,
-            codes: codes.max(0) as u64,
+        self.read(|c| {
+            let escrows: i64 = c.query_row("SELECT COUNT(*) FROM escrow", [], |r| r.get(0))?;
+            let codes: i64 = c.query_row("SELECT COUNT(*) FROM code", [], |r| r.get(0))?;
+            Ok(Counts {
+                escrows: escrows.max(0) as u64,
+                codes: codes.max(0) as u64,
+            })
         })
     }
 }
@@ -392,25 +637,29 @@ mod tests {
         assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
         assert!(!s.insert_escrow("a", 100, b"y", 10).unwrap());
         assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
-        // Window of 10 s, at most 2.
-        assert!(s.count_verification("a", 20, 10, 2).unwrap());
-        assert!(s.count_verification("a", 21, 10, 2).unwrap());
-        assert!(!s.count_verification("a", 22, 10, 2).unwrap());
-        assert!(s.count_verification("a", 30, 10, 2).unwrap());
-        assert!(!s.count_verification("nope", 30, 10, 2).unwrap());
-
-        s.put_code("a", b"mac", 60, 2).unwrap();
+        // Window of 10 s, at most 2; each starts a code.
+        assert!(s.start_verification("a", 20, 10, 2, b"m1", 60, 2).unwrap());
+        assert!(s.start_verification("a", 21, 10, 2, b"m2", 60, 2).unwrap());
+        assert!(!s.start_verification("a", 22, 10, 2, b"m3", 60, 2).unwrap());
+        assert!(!s
+            .start_verification("nope", 30, 10, 2, b"m", 60, 2)
+            .unwrap());
+        // The refused one changed nothing: m2 is pending.
         assert_eq!(
-            s.take_attempt("a", 50).unwrap(),
-            Attempt::Try {
-                mac: b"mac".to_vec(),
-                left: 1
-            }
+            s.check_code("a", b"m3", 25).unwrap(),
+            CodeCheck::Wrong { left: 1 }
         );
-        assert!(matches!(s.take_attempt("a", 50).unwrap(), Attempt::Try { left: 0, .. }));
-        assert_eq!(s.take_attempt("a", 50).unwrap(), Attempt::Void);
-        assert_eq!(s.take_attempt("a", 60).unwrap(), Attempt::Expired);
-        assert_eq!(s.take_attempt("a", 60).unwrap(), Attempt::NoCode);
+        assert_eq!(
+            s.check_code("a", b"m3", 25).unwrap(),
+            CodeCheck::Wrong { left: 0 }
+        );
+        assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
+        assert!(s.start_verification("a", 30, 10, 2, b"m4", 60, 3).unwrap());
+        assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
+        assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
+        assert!(s.start_verification("a", 32, 10, 2, b"m5", 60, 3).unwrap());
+        assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
+        assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
 
         assert!(s.spend_token(b"t", 40, 10).unwrap());
         assert!(!s.spend_token(b"t", 40, 20).unwrap());
@@ -419,12 +668,34 @@ mod tests {
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
         assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
-        s.put_code("b", b"m", 200, 3).unwrap();
+        assert!(s.start_verification("b", 20, 10, 2, b"m", 200, 3).unwrap());
         assert!(s.delete_escrow("b").unwrap());
-        assert_eq!(s.take_attempt("b", 50).unwrap(), Attempt::NoCode);
+        assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
         assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
         let sw = s.sweep(100).unwrap();
         assert_eq!(sw.escrows, 1);
         assert_eq!(s.counts().unwrap(), Counts::default());
+    }
+
+    #[test]
+    fn sweep_in_slices_and_bulk_insert() {
+        let s = SqliteStorage::in_memory().unwrap();
+        let rows: Vec<(String, i64, Vec<u8>)> = (0..12_345)
+            .map(|i| {
+                (
+                    format!("{i:032x}"),
+                    if i % 2 == 0 { 50 } else { 500 },
+                    vec![1; 8],
+                )
+            })
+            .collect();
+        assert_eq!(s.insert_escrows(&rows, 10).unwrap(), 12_345);
+        assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
+        assert!(s
+            .start_verification(&rows[0].0, 20, 3600, 5, b"m", 40, 3)
+            .unwrap());
+        let sw = s.sweep(100).unwrap();
+        assert_eq!((sw.escrows, sw.codes), (6_173, 1));
+        assert_eq!(s.counts().unwrap().escrows, 6_172);
     }
 }

@@ -1,0 +1,325 @@
+//! Load benchmark helper for passcrow-server (see scripts/bench-server.sh).
+//!
+//! ```text
+//! bench_server fill --data DIR --count N
+//!     store N one-day escrows in DIR's database through the storage layer
+//!     (sealed like real ones, 10,000 per transaction); prints one JSON line.
+//! bench_server load --url URL --codes FILE --seconds S --concurrency C [--label L] [--policy-only]
+//!     run escrow -> verify -> recover cycles (1-day escrows paid free, a
+//!     fresh identity per cycle, codes read from the server's code file)
+//!     for S seconds on C connections; prints one JSON line with requests
+//!     per second and p50/p99 latency per request type. --policy-only asks
+//!     for the policy instead (the HTTP layer alone, for comparison).
+//! ```
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use passcrow::crypto::{random_key, seal};
+use passcrow::server::config::Config;
+use passcrow::server::Server;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn need(args: &[String], name: &str) -> String {
+    arg(args, name).unwrap_or_else(|| {
+        eprintln!("bench_server: {name} is needed");
+        std::process::exit(2)
+    })
+}
+
+/// Escrow data as a client makes it: a share-sized secret, an identity,
+/// the reference's layout (indent=2).
+fn escrow_data(identity: &str, secret: &str) -> (String, String) {
+    let key = random_key();
+    let esd = serde_json::json!({
+        "description": "Passcrow Data",
+        "secret": secret,
+        "verify": identity,
+        "timeout": 1800,
+    });
+    let text = serde_json::to_string_pretty(&esd).unwrap_or_default();
+    (seal(&key, text.as_bytes()), key.to_b64())
+}
+
+fn share(i: u64) -> String {
+    // "%x-%x": x small, y up to 521 bits (131 hex digits).
+    let mut y = [0u8; 66];
+    passcrow::crypto::random_bytes(&mut y);
+    y[0] &= 1;
+    let hex: String = y.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{:x}-{}", i % 3 + 1, hex.trim_start_matches('0'))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn fill(args: &[String]) {
+    let data = PathBuf::from(need(args, "--data"));
+    let count: u64 = need(args, "--count").parse().expect("--count N");
+    let mut cfg = Config::new(&data);
+    cfg.create_master_key = true;
+    cfg.delivery.file = Some(data.join("codes.txt"));
+    let server = Server::open(cfg).expect("open the server's storage");
+    let t0 = Instant::now();
+    let exp = now() + 86400;
+    let batch = 10_000u64;
+    let mut done = 0u64;
+    while done < count {
+        let n = batch.min(count - done);
+        let items: Vec<(String, i64)> = (done..done + n)
+            .map(|i| {
+                let (blob, _) = escrow_data(&format!("email:fill{i}@example.org"), &share(i));
+                (blob, exp)
+            })
+            .collect();
+        server.import_escrows(&items).expect("import");
+        done += n;
+        if done % 100_000 == 0 {
+            eprintln!("fill: {done} escrows, {:.1} s", t0.elapsed().as_secs_f64());
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    drop(server);
+    let bytes = dir_bytes(&data);
+    println!(
+        "{}",
+        serde_json::json!({
+            "escrows": count, "seconds": secs, "disk-bytes": bytes,
+            "bytes-per-escrow": bytes as f64 / count.max(1) as f64,
+        })
+    );
+}
+
+/// Follows the server's `identity<TAB>code` file.
+struct Codes {
+    file: std::fs::File,
+    pos: u64,
+    partial: String,
+    seen: HashMap<String, String>,
+}
+
+impl Codes {
+    fn take(&mut self, identity: &str) -> Option<String> {
+        if let Some(c) = self.seen.remove(identity) {
+            return Some(c);
+        }
+        let _ = self.file.seek(SeekFrom::Start(self.pos));
+        let mut r = BufReader::new(&self.file);
+        let mut line = String::new();
+        while let Ok(n) = r.read_line(&mut line) {
+            if n == 0 {
+                break;
+            }
+            self.pos += n as u64;
+            if !line.ends_with('\n') {
+                self.partial.push_str(&line);
+                line.clear();
+                continue;
+            }
+            let full = std::mem::take(&mut self.partial) + &line;
+            if let Some((who, code)) = full.trim_end().split_once('\t') {
+                self.seen.insert(who.to_string(), code.to_string());
+            }
+            line.clear();
+        }
+        self.seen.remove(identity)
+    }
+}
+
+#[derive(Default)]
+struct Lat {
+    escrow: Vec<f64>,
+    verify: Vec<f64>,
+    recover: Vec<f64>,
+    errors: u64,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn load(args: &[String]) {
+    let url = need(args, "--url");
+    let codes_path = PathBuf::from(need(args, "--codes"));
+    let seconds: f64 = need(args, "--seconds").parse().expect("--seconds S");
+    let conc: usize = need(args, "--concurrency")
+        .parse()
+        .expect("--concurrency C");
+    let label = arg(args, "--label").unwrap_or_else(|| "server".into());
+    let policy_only = args.iter().any(|a| a == "--policy-only");
+    let run_id = now();
+    let codes = Arc::new(Mutex::new(Codes {
+        file: std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&codes_path)
+            .expect("open the code file"),
+        pos: std::fs::metadata(&codes_path).map(|m| m.len()).unwrap_or(0),
+        partial: String::new(),
+        seen: HashMap::new(),
+    }));
+    let all = Arc::new(Mutex::new(Lat::default()));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let t0 = Instant::now();
+    let mut threads = vec![];
+    for w in 0..conc {
+        let (url, codes, all) = (url.clone(), codes.clone(), all.clone());
+        threads.push(std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .max_idle_connections_per_host(1)
+                .build();
+            let mut lat = Lat::default();
+            let call = |lat: &mut Lat, which: u8, method: &str, body: String| {
+                let t = Instant::now();
+                let r = agent
+                    .post(&format!("{url}/passcrow/{method}"))
+                    .set("Content-Type", "application/json")
+                    .send_bytes(body.as_bytes());
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                let v: Option<serde_json::Value> = r
+                    .ok()
+                    .and_then(|r| r.into_string().ok())
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .filter(|v: &serde_json::Value| v.get("error").is_none());
+                match which {
+                    0 => lat.escrow.push(ms),
+                    1 => lat.verify.push(ms),
+                    _ => lat.recover.push(ms),
+                }
+                if v.is_none() {
+                    lat.errors += 1;
+                }
+                v
+            };
+            let mut i = 0u64;
+            while policy_only && Instant::now() < deadline {
+                // The HTTP layer's ceiling: no storage, no crypto.
+                call(&mut lat, 0, "policy", "{}".into());
+            }
+            while Instant::now() < deadline {
+                i += 1;
+                let who = format!("email:b{run_id:x}w{w}n{i}@example.org");
+                let secret = share(i);
+                let (blob, key) = escrow_data(&who, &secret);
+                let pkey = random_key();
+                let params = serde_json::json!({
+                    "kind": "email", "expiration": now() + 86400, "payment": "free:0"});
+                let body = serde_json::json!({
+                    "passcrow-escrow-request": "1.0",
+                    "parameters-key": pkey.to_b64(),
+                    "parameters": seal(&pkey, params.to_string().as_bytes()),
+                    "escrow-data": [blob],
+                });
+                let Some(r) = call(&mut lat, 0, "escrowrequest", body.to_string()) else {
+                    continue;
+                };
+                let id = r["escrow-data-id"].as_str().unwrap_or_default().to_string();
+                let body = serde_json::json!({
+                    "passcrow-verification-request": "1.0", "escrow-data-id": id,
+                    "escrow-data-key": key, "language": "en", "prefix": "1"});
+                if call(&mut lat, 1, "verificationrequest", body.to_string()).is_none() {
+                    continue;
+                }
+                let mut code = None;
+                for _ in 0..200 {
+                    code = codes.lock().unwrap_or_else(|p| p.into_inner()).take(&who);
+                    if code.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let Some(code) = code else {
+                    lat.errors += 1;
+                    continue;
+                };
+                let body = serde_json::json!({
+                    "passcrow-recovery-request": "1.0", "escrow-data-id": id,
+                    "escrow-data-key": key, "verification": code});
+                if let Some(r) = call(&mut lat, 2, "recoveryrequest", body.to_string()) {
+                    if r["escrow-secret"].as_str() != Some(secret.as_str()) {
+                        lat.errors += 1;
+                    }
+                }
+            }
+            let mut a = all.lock().unwrap_or_else(|p| p.into_inner());
+            a.escrow.extend(lat.escrow);
+            a.verify.extend(lat.verify);
+            a.recover.extend(lat.recover);
+            a.errors += lat.errors;
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut a = all.lock().unwrap_or_else(|p| p.into_inner());
+    let mut every: Vec<f64> = a
+        .escrow
+        .iter()
+        .chain(&a.verify)
+        .chain(&a.recover)
+        .copied()
+        .collect();
+    let n = every.len();
+    let summary = |v: &mut Vec<f64>| serde_json::json!({"count": v.len(), "p50-ms": pct(v, 0.5), "p99-ms": pct(v, 0.99)});
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": label,
+            "seconds": secs,
+            "concurrency": conc,
+            "requests": n,
+            "errors": a.errors,
+            "rps": n as f64 / secs,
+            "cycles-per-second": a.recover.len() as f64 / secs,
+            "p50-ms": pct(&mut every, 0.5),
+            "p99-ms": pct(&mut every, 0.99),
+            "escrow": summary(&mut a.escrow),
+            "verify": summary(&mut a.verify),
+            "recover": summary(&mut a.recover),
+        })
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("fill") => fill(&args),
+        Some("load") => load(&args),
+        _ => {
+            eprintln!("usage: bench_server fill|load ... (see the source's header)");
+            std::process::exit(2);
+        }
+    }
+}

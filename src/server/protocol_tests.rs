@@ -1,0 +1,822 @@
+//! Protocol tests: [`Server::handle`] driven directly (no HTTP) over an
+//! in-memory or file SQLite store, a recording deliverer and a clock the
+//! test moves. Each bad request checks its error and that nothing changed.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::crypto::{random_key, seal};
+
+const T0: i64 = 1_800_000_000;
+
+/// Remembers every message instead of sending it.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<(String, Option<String>, String)>>,
+}
+
+impl Recorder {
+    fn last_code(&self, to: &str) -> Option<String> {
+        let s = self.sent.lock().unwrap();
+        s.iter()
+            .rev()
+            .find(|(who, code, _)| who == to && code.is_some())
+            .and_then(|(_, c, _)| c.clone())
+    }
+    fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+}
+
+impl Deliver for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+        self.sent.lock().unwrap().push((
+            msg.to.to_string(),
+            msg.code().map(str::to_string),
+            msg.long_text(),
+        ));
+        Ok(())
+    }
+}
+
+struct Fixture {
+    server: Server,
+    rec: Arc<Recorder>,
+    clock: Arc<AtomicI64>,
+}
+
+fn fixture_with(cfg: Config, storage: Box<dyn Storage>) -> Fixture {
+    let rec = Arc::new(Recorder::default());
+    let mut d: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
+    for k in ["email", "mailto", "tel", "sms"] {
+        d.insert(k.into(), rec.clone());
+    }
+    let mut server = Server::with_parts(cfg, storage, &random_key(), d);
+    let clock = Arc::new(AtomicI64::new(T0));
+    let c = clock.clone();
+    server.set_clock(Box::new(move || c.load(Ordering::SeqCst)));
+    Fixture { server, rec, clock }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(
+        Config::new("/nonexistent"),
+        Box::new(SqliteStorage::in_memory().unwrap()),
+    )
+}
+
+struct Escrowed {
+    id: String,
+    key: String,
+}
+
+fn escrow_body(
+    verify: &str,
+    notify: Option<&str>,
+    secret: &str,
+    expiration: i64,
+    payment: Option<&str>,
+) -> (String, String, String) {
+    let rkey = random_key();
+    let mut esd = serde_json::json!({
+        "description": "Test secret",
+        "secret": secret,
+        "verify": verify,
+        "timeout": 1800,
+    });
+    if let Some(n) = notify {
+        esd["notify"] = n.into();
+    }
+    let blob = seal(&rkey, esd.to_string().as_bytes());
+    let pay = payment
+        .map(str::to_string)
+        .unwrap_or_else(|| "free:0".into());
+    let pkey = random_key();
+    let params = serde_json::json!({
+        "kind": verify.split(':').next().unwrap(),
+        "expiration": expiration,
+        "payment": pay,
+    });
+    let body = serde_json::json!({
+        "passcrow-escrow-request": "1.0",
+        "parameters-key": pkey.to_b64(),
+        "parameters": seal(&pkey, params.to_string().as_bytes()),
+        "escrow-data": [blob.clone()],
+    });
+    (body.to_string(), rkey.to_b64(), blob)
+}
+
+fn ok(a: &Answer) -> serde_json::Value {
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(!a.is_error(), "unexpected error: {}", a.body);
+    serde_json::from_str(&a.body).unwrap()
+}
+
+fn err(a: &Answer, kind: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert!(v["error"].is_string(), "expected an error, got {}", a.body);
+    assert_eq!(v["error-kind"], kind, "{}", a.body);
+    v
+}
+
+impl Fixture {
+    fn now(&self) -> i64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+    fn advance(&self, s: i64) {
+        self.clock.fetch_add(s, Ordering::SeqCst);
+    }
+    fn escrow_with(&self, verify: &str, notify: Option<&str>, secret: &str) -> Escrowed {
+        let (body, key, _) = escrow_body(verify, notify, secret, self.now() + 86400, None);
+        let v = ok(&self.server.handle("escrowrequest", body.as_bytes()));
+        assert_eq!(v["expiration"], self.now() + 86400);
+        Escrowed {
+            id: v["escrow-data-id"].as_str().unwrap().into(),
+            key,
+        }
+    }
+    fn escrow(&self) -> Escrowed {
+        self.escrow_with("email:alice@example.org", None, "1-abcdef")
+    }
+    fn verify(&self, e: &Escrowed) -> Answer {
+        let b = serde_json::json!({
+            "passcrow-verification-request": "1.0",
+            "escrow-data-id": e.id,
+            "escrow-data-key": e.key,
+            "language": "en",
+            "prefix": "A",
+        });
+        self.server
+            .handle("verificationrequest", b.to_string().as_bytes())
+    }
+    fn recover(&self, e: &Escrowed, code: &str) -> Answer {
+        self.recover_key(e, &e.key, code)
+    }
+    fn recover_key(&self, e: &Escrowed, key: &str, code: &str) -> Answer {
+        let b = serde_json::json!({
+            "passcrow-recovery-request": "1.0",
+            "escrow-data-id": e.id,
+            "escrow-data-key": key,
+            "verification": code,
+        });
+        self.server
+            .handle("recoveryrequest", b.to_string().as_bytes())
+    }
+    fn counts(&self) -> storage::Counts {
+        self.server.storage.counts().unwrap()
+    }
+}
+
+fn wrong(code: &str) -> String {
+    let (p, d) = code.split_at(1);
+    let n: u32 = d.parse().unwrap();
+    format!("{p}{:06}", (n + 1) % 1_000_000)
+}
+
+#[test]
+fn full_cycle_and_code_consumed() {
+    let f = fixture();
+    let e = f.escrow();
+    assert_eq!(e.id.split_once('-').unwrap().0, format!("{:x}", T0 + 86400));
+    let v = ok(&f.verify(&e));
+    assert_eq!(v["hint"], "a*@e*ple.org");
+    assert_eq!(v["expiration"], T0 + 1800);
+    // Exactly the reference's keys.
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "escrow-data-id",
+            "expiration",
+            "hint",
+            "passcrow-verification-response"
+        ]
+    );
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    assert!(code.starts_with('A') && code.len() == 7);
+    assert!(code[1..].bytes().all(|b| b.is_ascii_digit()));
+    // Codes compare case-insensitively, blanks trimmed.
+    let r = ok(&f.recover(&e, &format!("  {}  ", code.to_lowercase())));
+    assert_eq!(r["escrow-secret"], "1-abcdef");
+    // Consumed by its use.
+    let again = f.recover(&e, &code);
+    let v = err(&again, "not-found");
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("No verification code"));
+    // The escrow itself stays.
+    assert_eq!(f.counts().escrows, 1);
+    // Aliases of the seed document.
+    ok(&f.server.handle("policy", b""));
+    ok(&f.server.handle("policy", b"{}"));
+    let v = ok(&f.verify(&e));
+    assert!(v["hint"].is_string());
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    let b = serde_json::json!({
+        "passcrow-recovery-request": "1.0",
+        "escrow-data-id": e.id,
+        "escrow-data-key": e.key,
+        "verification": code,
+    });
+    ok(&f.server.handle("recover", b.to_string().as_bytes()));
+    let d = serde_json::json!({"passcrow-deletion-request": "1.0", "escrow-data-id": e.id});
+    ok(&f.server.handle("delete", d.to_string().as_bytes()));
+    assert_eq!(f.counts().escrows, 0);
+}
+
+#[test]
+fn lockout_after_three_wrong_codes() {
+    let f = fixture();
+    let e = f.escrow();
+    ok(&f.verify(&e));
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    let bad = wrong(&code);
+    let v = err(&f.recover(&e, &bad), "wrong-code");
+    assert_eq!(v["attempts-left"], 2);
+    assert_eq!(v["error"], "Incorrect verification code (2 attempts left)");
+    let v = err(&f.recover(&e, &bad), "wrong-code");
+    assert_eq!(v["attempts-left"], 1);
+    let v = err(&f.recover(&e, &bad), "wrong-code");
+    assert_eq!(v["attempts-left"], 0);
+    assert!(v["error"].as_str().unwrap().contains("void"));
+    // Now even the right code is refused, and says why.
+    let v = err(&f.recover(&e, &code), "wrong-code");
+    assert!(v["error"].as_str().unwrap().contains("void"), "{v}");
+    assert_eq!(f.counts().escrows, 1);
+    // A new code works.
+    ok(&f.verify(&e));
+    let code2 = f.rec.last_code("email:alice@example.org").unwrap();
+    err(&f.recover(&e, &wrong(&code2)), "wrong-code");
+    err(&f.recover(&e, &wrong(&code2)), "wrong-code");
+    // The right code on the last attempt still works.
+    ok(&f.recover(&e, &code2));
+}
+
+#[test]
+fn wrong_key_spends_no_attempt_and_changes_nothing() {
+    let f = fixture();
+    let e = f.escrow();
+    ok(&f.verify(&e));
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    let other = random_key().to_b64();
+    for _ in 0..5 {
+        let v = err(&f.recover_key(&e, &other, &code), "bad-request");
+        assert!(v["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong escrow-data-key"));
+    }
+    err(&f.recover_key(&e, "not base64!", &code), "bad-request");
+    // Wrong key on verification: no code sent, nothing counted.
+    let n = f.rec.count();
+    let b = serde_json::json!({
+        "passcrow-verification-request": "1.0",
+        "escrow-data-id": e.id, "escrow-data-key": other, "prefix": "B",
+    });
+    err(
+        &f.server
+            .handle("verificationrequest", b.to_string().as_bytes()),
+        "bad-request",
+    );
+    assert_eq!(f.rec.count(), n);
+    // The pending code and all its attempts are intact.
+    ok(&f.recover(&e, &code));
+}
+
+#[test]
+fn verifications_per_hour() {
+    let f = fixture();
+    let e = f.escrow();
+    for _ in 0..5 {
+        ok(&f.verify(&e));
+    }
+    let sent = f.rec.count();
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    let v = err(&f.verify(&e), "rate-limited");
+    assert!(v["error"].as_str().unwrap().contains("per hour"));
+    assert_eq!(f.rec.count(), sent, "no code sent when limited");
+    // The code issued last is still the one pending.
+    f.advance(60);
+    ok(&f.recover(&e, &code));
+    f.advance(3600);
+    ok(&f.verify(&e));
+}
+
+#[test]
+fn notify_is_told_without_the_code() {
+    let f = fixture();
+    let e = f.escrow_with("email:alice@example.org", Some("tel:+3545885522"), "2-abc");
+    ok(&f.verify(&e));
+    let sent = f.rec.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    let code = sent[0].1.clone().unwrap();
+    assert_eq!(sent[1].0, "tel:+3545885522");
+    assert_eq!(sent[1].1, None);
+    assert!(sent[1].2.contains("a*@e*ple.org"), "{}", sent[1].2);
+    assert!(!sent[1].2.contains(&code));
+    assert!(!sent[1].2.contains("alice"));
+}
+
+#[test]
+fn expiry_on_read_and_sweep() {
+    let f = fixture();
+    let e = f.escrow();
+    ok(&f.verify(&e));
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    // The code expires after its timeout.
+    f.advance(1801);
+    err(&f.recover(&e, &code), "expired");
+    ok(&f.verify(&e));
+    // The escrow expires after a day: refused on read, even before a sweep.
+    f.advance(86400);
+    let v = err(&f.verify(&e), "expired");
+    assert!(v["error"].as_str().unwrap().contains("expired"));
+    err(&f.verify(&e), "expired"); // the id's prefix still tells
+    let e2 = f.escrow();
+    assert_eq!(f.counts().escrows, 1);
+    f.advance(86401);
+    let sw = f.server.sweep().unwrap();
+    assert_eq!(sw.escrows, 1);
+    err(&f.verify(&e2), "expired");
+    assert_eq!(f.counts(), storage::Counts::default());
+}
+
+/// An escrow with a pending code, for the refusal tests.
+fn pending() -> (Fixture, Escrowed, String) {
+    let f = fixture();
+    let e = f.escrow();
+    ok(&f.verify(&e));
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    (f, e, code)
+}
+
+/// Send each request, expect an error of `kind` whose text contains
+/// `says`, and check that nothing changed: escrows, codes, messages sent,
+/// and the pending code's attempts (all three left, then it still works).
+type Requests = Vec<(&'static str, Vec<u8>)>;
+
+fn refused_without_change(make: impl Fn(&Escrowed, &str) -> Requests, kind: &str, says: &str) {
+    let (f, e, code) = pending();
+    let before = (f.counts(), f.rec.count());
+    for (method, body) in make(&e, &code) {
+        let a = f.server.handle(method, &body);
+        let v = err(&a, kind);
+        let text = v["error"].as_str().unwrap();
+        assert!(text.contains(says), "{method}: {text:?} lacks {says:?}");
+        assert_eq!(
+            (f.counts(), f.rec.count()),
+            before,
+            "{method}: state changed"
+        );
+    }
+    let v = err(&f.recover(&e, &wrong(&code)), "wrong-code");
+    assert_eq!(v["attempts-left"], 2, "attempts were spent");
+    ok(&f.recover(&e, &code));
+}
+
+#[test]
+fn oversize_body() {
+    let big = |n| {
+        let mut v = b"{\"passcrow-escrow-request\": \"1.0\", \"x\": \"".to_vec();
+        v.resize(n, b'a');
+        v
+    };
+    refused_without_change(
+        |_, _| {
+            vec![
+                ("escrowrequest", big(4097)),
+                ("recoveryrequest", big(100_000)),
+            ]
+        },
+        "bad-request",
+        "too large (the limit is 4096 bytes)",
+    );
+    let f = fixture();
+    assert_eq!(f.server.handle("verify", &big(5000)).status, 413);
+}
+
+#[test]
+fn malformed_json() {
+    refused_without_change(
+        |_, _| {
+            vec![
+                ("escrowrequest", b"{not json".to_vec()),
+                ("escrowrequest", b"".to_vec()),
+                ("verificationrequest", b"[1,2]".to_vec()),
+                ("recoveryrequest", vec![0xff, 0xfe, 0x00]),
+                ("deletionrequest", b"null".to_vec()),
+                (
+                    "verificationrequest",
+                    b"{\"passcrow-verification-request\": \"1.0\"}".to_vec(),
+                ),
+            ]
+        },
+        "bad-request",
+        "Bad request",
+    );
+}
+
+#[test]
+fn wrong_types_and_unknown_keys() {
+    refused_without_change(
+        |e, code| {
+            vec![
+                (
+                    "recoveryrequest",
+                    serde_json::json!({"passcrow-recovery-request": "1.0",
+                    "escrow-data-id": e.id, "escrow-data-key": e.key, "verification": 123456})
+                    .to_string()
+                    .into_bytes(),
+                ),
+                (
+                    "recoveryrequest",
+                    serde_json::json!({"passcrow-recovery-request": "1.0",
+                    "escrow-data-id": e.id, "escrow-data-key": e.key,
+                    "verification": code, "extra": 1})
+                    .to_string()
+                    .into_bytes(),
+                ),
+            ]
+        },
+        "bad-request",
+        "Bad request",
+    );
+}
+
+#[test]
+fn wrong_version() {
+    let body = |v: &str| {
+        serde_json::json!({"passcrow-recovery-request": v, "escrow-data-id": "00",
+            "escrow-data-key": random_key().to_b64(), "verification": "1000000"})
+        .to_string()
+        .into_bytes()
+    };
+    refused_without_change(
+        |_, _| vec![("recoveryrequest", body("2.0")), ("recover", body("0.9"))],
+        "unsupported",
+        "version",
+    );
+}
+
+#[test]
+fn unknown_method() {
+    refused_without_change(
+        |_, _| {
+            vec![
+                ("nosuchmethod", b"{}".to_vec()),
+                ("../../etc/passwd", b"{}".to_vec()),
+            ]
+        },
+        "unsupported",
+        "Unsupported: ",
+    );
+}
+
+#[test]
+fn unknown_id() {
+    let key = random_key().to_b64();
+    let reqs: Requests = [
+        "0123456789abcdef0123456789abcdef",
+        "ffffffffff-00",
+        "zz",
+        "",
+        "-",
+        "a-b-c",
+        "../etc",
+    ]
+    .iter()
+    .flat_map(|id| {
+        [
+            (
+                "verificationrequest",
+                serde_json::json!({"passcrow-verification-request": "1.0",
+                    "escrow-data-id": id, "escrow-data-key": key, "prefix": "A"})
+                .to_string()
+                .into_bytes(),
+            ),
+            (
+                "recoveryrequest",
+                serde_json::json!({"passcrow-recovery-request": "1.0",
+                    "escrow-data-id": id, "escrow-data-key": key, "verification": "A123456"})
+                .to_string()
+                .into_bytes(),
+            ),
+        ]
+    })
+    .collect();
+    refused_without_change(|_, _| reqs.clone(), "not-found", "Not found");
+}
+
+#[test]
+fn bad_prefix() {
+    let make = |e: &Escrowed, _: &str| -> Requests {
+        ["AB", "", " ", "\u{e9}"]
+            .iter()
+            .map(|p| {
+                (
+                    "verificationrequest",
+                    serde_json::json!({"passcrow-verification-request": "1.0",
+                    "escrow-data-id": e.id, "escrow-data-key": e.key, "prefix": p})
+                    .to_string()
+                    .into_bytes(),
+                )
+            })
+            .collect()
+    };
+    refused_without_change(make, "bad-request", "prefix");
+}
+
+#[test]
+fn escrow_refusals() {
+    let f = fixture();
+    let now = f.now();
+    // A kind we cannot deliver to is refused at once.
+    let (b, _, _) = escrow_body("signal:+3545885522", None, "1-a", now + 3600, None);
+    let v = err(
+        &f.server.handle("escrowrequest", b.as_bytes()),
+        "unsupported",
+    );
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Unsupported kind of Identity"));
+    // Unknown payment scheme, expired escrow, bad token.
+    let (b, _, _) = escrow_body(
+        "email:a@example.org",
+        None,
+        "1-a",
+        now + 3600,
+        Some("gold:1"),
+    );
+    err(&f.server.handle("escrowrequest", b.as_bytes()), "payment");
+    let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now - 1, None);
+    err(&f.server.handle("escrowrequest", b.as_bytes()), "payment");
+    let (b, _, _) = escrow_body(
+        "email:a@example.org",
+        None,
+        "1-a",
+        now + 3600,
+        Some("hashcash-11:1-2"),
+    );
+    err(&f.server.handle("escrowrequest", b.as_bytes()), "payment");
+    // Parameters that do not open.
+    let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now + 3600, None);
+    let mut v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    v["parameters-key"] = random_key().to_b64().into();
+    err(
+        &f.server.handle("escrowrequest", v.to_string().as_bytes()),
+        "bad-request",
+    );
+    assert_eq!(f.counts().escrows, 0);
+    // Free escrow is capped at 25 h.
+    let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now + 10 * 86400, None);
+    let v = ok(&f.server.handle("escrowrequest", b.as_bytes()));
+    assert_eq!(v["expiration"], now + 25 * 3600);
+}
+
+#[test]
+fn hashcash_is_accepted_once() {
+    let f = fixture();
+    let now = f.now();
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    let counter = (0u64..)
+        .find(|&c| crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64))
+        .unwrap();
+    let token = format!("hashcash-11:{counter:x}-{now:x}");
+    let pkey = random_key();
+    let params = serde_json::json!({
+        "kind": "email", "expiration": now + 86400 * 100, "payment": token});
+    let body = serde_json::json!({
+        "passcrow-escrow-request": "1.0",
+        "parameters-key": pkey.to_b64(),
+        "parameters": seal(&pkey, params.to_string().as_bytes()),
+        "escrow-data": [blob],
+    })
+    .to_string();
+    let v = ok(&f.server.handle("escrowrequest", body.as_bytes()));
+    assert_eq!(v["expiration"], now + 86400 * 100);
+    f.advance(10);
+    let v = err(
+        &f.server.handle("escrowrequest", body.as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    assert_eq!(f.counts().escrows, 1);
+    // Too old, even if never used.
+    f.advance(200);
+    let v = err(
+        &f.server.handle("escrowrequest", body.as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("too old"));
+}
+
+#[test]
+fn preferred_ids() {
+    let f = fixture();
+    let now = f.now();
+    let make = |pref: &str| {
+        let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now + 3600, None);
+        let mut v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        let pkey = random_key();
+        let params = serde_json::json!({
+            "kind": "email", "expiration": now + 3600, "payment": "free:0", "prefer-id": pref});
+        v["parameters-key"] = pkey.to_b64().into();
+        v["parameters"] = seal(&pkey, params.to_string().as_bytes()).into();
+        v.to_string()
+    };
+    let pref = "00112233445566778899aabbccddeeff";
+    let v = ok(&f.server.handle("escrowrequest", make(pref).as_bytes()));
+    assert_eq!(
+        v["escrow-data-id"], pref,
+        "an accepted prefer-id is returned bare"
+    );
+    let v = ok(&f.server.handle("escrowrequest", make(pref).as_bytes()));
+    assert_ne!(v["escrow-data-id"], pref, "taken: another id");
+    err(
+        &f.server.handle("escrowrequest", make("../x").as_bytes()),
+        "bad-request",
+    );
+}
+
+#[test]
+fn at_rest_sealed_and_codes_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let f = fixture_with(
+        Config::new(dir.path()),
+        Box::new(SqliteStorage::open(&db).unwrap()),
+    );
+    let (body, key, blob) = escrow_body("email:alice@example.org", None, "1-a", T0 + 3600, None);
+    let v = ok(&f.server.handle("escrowrequest", body.as_bytes()));
+    let e = Escrowed {
+        id: v["escrow-data-id"].as_str().unwrap().into(),
+        key,
+    };
+    ok(&f.verify(&e));
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    drop(f);
+    let mut all = vec![];
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let raw = crypto::b64decode(&blob).unwrap();
+    let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(&raw[16..48]), "escrow data stored unsealed");
+    assert!(!has(&blob.as_bytes()[..40]));
+    assert!(!has(code.as_bytes()), "code stored in clear");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(m & 0o077, 0);
+    }
+    // A different master key cannot open what is stored.
+    let f2 = fixture_with(
+        Config::new(dir.path()),
+        Box::new(SqliteStorage::open(&db).unwrap()),
+    );
+    err(&f2.verify(&e), "internal");
+}
+
+/// A writer the tracing subscriber appends to.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn logs_hold_no_secrets() {
+    let buf = LogBuf::default();
+    let b2 = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || b2.clone())
+        .with_ansi(false)
+        .finish();
+    let f = fixture();
+    let (e, code) = tracing::subscriber::with_default(sub, || {
+        let e = f.escrow_with(
+            "email:alice@example.org",
+            Some("tel:+3545885522"),
+            "1-5ec7e7",
+        );
+        ok(&f.verify(&e));
+        let code = f.rec.last_code("email:alice@example.org").unwrap();
+        err(&f.recover(&e, &wrong(&code)), "wrong-code");
+        let v = serde_json::json!({"passcrow-recovery-request": "1.0",
+            "escrow-data-id": e.id, "escrow-data-key": e.key, "verification": 999999});
+        err(
+            &f.server.handle("recoveryrequest", v.to_string().as_bytes()),
+            "bad-request",
+        );
+        ok(&f.recover(&e, &code));
+        (e, code)
+    });
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("code sent"), "{log}");
+    for secret in [
+        code.as_str(),
+        &code[1..],
+        "999999",
+        "alice",
+        "5885522",
+        "5ec7e7",
+        e.key.as_str(),
+        e.id.rsplit('-').next().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "log contains {secret:?}:\n{log}");
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn methods() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "escrowrequest",
+            "verificationrequest",
+            "recoveryrequest",
+            "deletionrequest",
+            "protect",
+            "verify",
+            "recover",
+            "delete",
+            "policy",
+            "stats",
+            "x",
+        ])
+    }
+
+    /// JSON objects with the right version keys and junk values.
+    fn junk_json() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            ".{0,40}".prop_map(serde_json::Value::from),
+            prop::collection::vec(".{0,8}", 0..3).prop_map(|v| serde_json::json!(v)),
+        ];
+        let key = prop::sample::select(vec![
+            "passcrow-escrow-request",
+            "passcrow-verification-request",
+            "passcrow-recovery-request",
+            "passcrow-deletion-request",
+            "escrow-data-id",
+            "escrow-data-key",
+            "escrow-data",
+            "parameters",
+            "parameters-key",
+            "verification",
+            "prefix",
+            "language",
+        ]);
+        prop::collection::btree_map(key, value, 0..8)
+            .prop_map(|m| serde_json::to_string(&m).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn random_bytes_never_panic_or_change_state(
+            m in methods(),
+            body in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let (f, e, code) = pending();
+            let before = (f.counts(), f.rec.count());
+            let a = f.server.handle(m, &body);
+            if !matches!(m, "policy" | "stats") {
+                prop_assert!(a.is_error(), "{}", a.body);
+            }
+            prop_assert_eq!((f.counts(), f.rec.count()), before);
+            prop_assert!(!f.recover(&e, &code).is_error());
+        }
+
+        #[test]
+        fn junk_json_never_panics_or_changes_state(m in methods(), body in junk_json()) {
+            let (f, e, code) = pending();
+            let before = (f.counts(), f.rec.count());
+            let a = f.server.handle(m, body.as_bytes());
+            if !matches!(m, "policy" | "stats") {
+                prop_assert!(a.is_error(), "{}", a.body);
+            }
+            prop_assert_eq!((f.counts(), f.rec.count()), before);
+            prop_assert!(!f.recover(&e, &code).is_error());
+        }
+    }
+}
