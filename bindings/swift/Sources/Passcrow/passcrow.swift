@@ -535,6 +535,22 @@ fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
+    typealias FfiType = Double
+    typealias SwiftType = Double
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Double {
+        return try lift(readDouble(&buf))
+    }
+
+    public static func write(_ value: Double, into buf: inout [UInt8]) {
+        writeDouble(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterBool : FfiConverter {
     typealias FfiType = Int8
     typealias SwiftType = Bool
@@ -1370,6 +1386,35 @@ public protocol PasscrowClientProtocol: AnyObject, Sendable {
      */
     func verify(pack: Pack) throws  -> Verification
     
+    /**
+     * `forget`, with or without the anonymity delay.
+     */
+    func forgetQuick(name: String, localOnly: Bool, quick: Bool) throws  -> UInt32
+    
+    /**
+     * Load `policy.rc` (NotFound when there is none) and use it.
+     */
+    func loadDefaults() throws  -> PolicyDefaults
+    
+    /**
+     * Protect with a policy spelt out: identities as
+     * `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
+     * as python-passcrow does) and lifetimes. An existing pack of that
+     * name is replaced, its old escrows deleted after the new pack is
+     * written. `quick` skips the anonymity delay.
+     */
+    func protectPolicy(name: String, secret: Data, identities: [String], n: UInt32, m: UInt32, expirationDays: UInt32, timeoutMinutes: UInt32, ephemeral: EphemeralMode, quick: Bool, packDescription: String, verifyDescription: String) throws  -> ProtectResult
+    
+    /**
+     * `recover`, with or without the anonymity delay.
+     */
+    func recoverQuick(pack: Pack, codes: [String], quick: Bool) throws  -> RecoveryResult
+    
+    /**
+     * `verify`, with or without the anonymity delay.
+     */
+    func verifyQuick(pack: Pack, quick: Bool) throws  -> Verification
+    
 }
 /**
  * The Passcrow client. Every method blocks: call it off the UI thread.
@@ -1451,6 +1496,28 @@ public convenience init(configDir: String, dataDir: String, transport: HttpTrans
         try! rustCall { uniffi_passcrow_fn_free_passcrowclient(handle, $0) }
     }
 
+    
+    /**
+     * A client for the python-passcrow drop-in: like `new`, plus an
+     * anonymity delay of `sleep_min`..`sleep_max` seconds between requests
+     * to a server (used when a call is not `quick`), slept by `sleeper`
+     * (default: the thread sleeps). Directories must exist.
+     */
+public static func compat(configDir: String, dataDir: String, transport: HttpTransport? = nil, log: LogSink? = nil, sleeper: Sleeper? = nil, sleepMin: UInt32 = UInt32(0), sleepMax: UInt32 = UInt32(600), language: String = "en")throws  -> PasscrowClient  {
+    return try  FfiConverterTypePasscrowClient_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_constructor_passcrowclient_compat(
+        FfiConverterString.lower(configDir),
+        FfiConverterString.lower(dataDir),
+        FfiConverterOptionTypeHttpTransport.lower(transport),
+        FfiConverterOptionTypeLogSink.lower(log),
+        FfiConverterOptionTypeSleeper.lower(sleeper),
+        FfiConverterUInt32.lower(sleepMin),
+        FfiConverterUInt32.lower(sleepMax),
+        FfiConverterString.lower(language),uniffiCallStatus
+    )
+})
+}
     
 
     
@@ -1631,6 +1698,89 @@ open func verify(pack: Pack)throws  -> Verification  {
 })
 }
     
+    /**
+     * `forget`, with or without the anonymity delay.
+     */
+open func forgetQuick(name: String, localOnly: Bool, quick: Bool)throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_forget_quick(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),
+        FfiConverterBool.lower(localOnly),
+        FfiConverterBool.lower(quick),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Load `policy.rc` (NotFound when there is none) and use it.
+     */
+open func loadDefaults()throws  -> PolicyDefaults  {
+    return try  FfiConverterTypePolicyDefaults_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_load_defaults(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Protect with a policy spelt out: identities as
+     * `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
+     * as python-passcrow does) and lifetimes. An existing pack of that
+     * name is replaced, its old escrows deleted after the new pack is
+     * written. `quick` skips the anonymity delay.
+     */
+open func protectPolicy(name: String, secret: Data, identities: [String], n: UInt32, m: UInt32, expirationDays: UInt32, timeoutMinutes: UInt32, ephemeral: EphemeralMode, quick: Bool, packDescription: String, verifyDescription: String)throws  -> ProtectResult  {
+    return try  FfiConverterTypeProtectResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_protect_policy(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),
+        FfiConverterData.lower(secret),
+        FfiConverterSequenceString.lower(identities),
+        FfiConverterUInt32.lower(n),
+        FfiConverterUInt32.lower(m),
+        FfiConverterUInt32.lower(expirationDays),
+        FfiConverterUInt32.lower(timeoutMinutes),
+        FfiConverterTypeEphemeralMode_lower(ephemeral),
+        FfiConverterBool.lower(quick),
+        FfiConverterString.lower(packDescription),
+        FfiConverterString.lower(verifyDescription),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `recover`, with or without the anonymity delay.
+     */
+open func recoverQuick(pack: Pack, codes: [String], quick: Bool)throws  -> RecoveryResult  {
+    return try  FfiConverterTypeRecoveryResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_recover_quick(
+            self.uniffiCloneHandle(),
+        FfiConverterTypePack_lower(pack),
+        FfiConverterSequenceString.lower(codes),
+        FfiConverterBool.lower(quick),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `verify`, with or without the anonymity delay.
+     */
+open func verifyQuick(pack: Pack, quick: Bool)throws  -> Verification  {
+    return try  FfiConverterTypeVerification_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_verify_quick(
+            self.uniffiCloneHandle(),
+        FfiConverterTypePack_lower(pack),
+        FfiConverterBool.lower(quick),uniffiCallStatus
+    )
+})
+}
+    
 
     
 }
@@ -1674,6 +1824,218 @@ public func FfiConverterTypePasscrowClient_lift(_ handle: UInt64) throws -> Pass
 #endif
 public func FfiConverterTypePasscrowClient_lower(_ value: PasscrowClient) -> UInt64 {
     return FfiConverterTypePasscrowClient.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
+ * from worker threads.
+ */
+public protocol Sleeper: AnyObject, Sendable {
+    
+    /**
+     * Sleep this many seconds.
+     */
+    func sleep(seconds: Double) 
+    
+}
+/**
+ * Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
+ * from worker threads.
+ */
+open class SleeperImpl: Sleeper, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_passcrow_fn_clone_sleeper(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_passcrow_fn_free_sleeper(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Sleep this many seconds.
+     */
+open func sleep(seconds: Double)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_sleeper_sleep(
+            self.uniffiCloneHandle(),
+        FfiConverterDouble.lower(seconds),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceSleeper {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceSleeper = UniffiVTableCallbackInterfaceSleeper(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeSleeper.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface Sleeper: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeSleeper.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface Sleeper: handle missing in uniffiClone")
+            }
+        },
+        sleep: { (
+            uniffiHandle: UInt64,
+            seconds: Double,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeSleeper.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.sleep(
+                     seconds: try FfiConverterDouble.lift(seconds)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceSleeper> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceSleeper>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitSleeper() {
+    uniffi_passcrow_fn_init_callback_vtable_sleeper(UniffiCallbackInterfaceSleeper.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSleeper: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<Sleeper>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = Sleeper
+
+    public static func lift(_ handle: UInt64) throws -> Sleeper {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return SleeperImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: Sleeper) -> UInt64 {
+         if let rustImpl = value as? SleeperImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Sleeper {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Sleeper, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSleeper_lift(_ handle: UInt64) throws -> Sleeper {
+    return try FfiConverterTypeSleeper.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSleeper_lower(_ value: Sleeper) -> UInt64 {
+    return FfiConverterTypeSleeper.lower(value)
 }
 
 
@@ -2066,6 +2428,95 @@ public func FfiConverterTypePackSummary_lower(_ value: PackSummary) -> RustBuffe
 
 
 /**
+ * An identity policy, parsed and normalised.
+ */
+public struct ParsedIdentityPolicy: Equatable, Hashable {
+    /**
+     * `kind:address`.
+     */
+    public var id: String
+    /**
+     * Who is told that recovery started.
+     */
+    public var notify: String?
+    /**
+     * The server chosen (as written, or from the defaults).
+     */
+    public var server: String?
+    /**
+     * The defaults after python-passcrow's rotation (when given).
+     */
+    public var defaults: PolicyDefaults?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `kind:address`.
+         */id: String, 
+        /**
+         * Who is told that recovery started.
+         */notify: String?, 
+        /**
+         * The server chosen (as written, or from the defaults).
+         */server: String?, 
+        /**
+         * The defaults after python-passcrow's rotation (when given).
+         */defaults: PolicyDefaults?) {
+        self.id = id
+        self.notify = notify
+        self.server = server
+        self.defaults = defaults
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ParsedIdentityPolicy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeParsedIdentityPolicy: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ParsedIdentityPolicy {
+        return
+            try ParsedIdentityPolicy(
+                id: FfiConverterString.read(from: &buf), 
+                notify: FfiConverterOptionString.read(from: &buf), 
+                server: FfiConverterOptionString.read(from: &buf), 
+                defaults: FfiConverterOptionTypePolicyDefaults.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ParsedIdentityPolicy, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterOptionString.write(value.notify, into: &buf)
+        FfiConverterOptionString.write(value.server, into: &buf)
+        FfiConverterOptionTypePolicyDefaults.write(value.defaults, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeParsedIdentityPolicy_lift(_ buf: RustBuffer) throws -> ParsedIdentityPolicy {
+    return try FfiConverterTypeParsedIdentityPolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeParsedIdentityPolicy_lower(_ value: ParsedIdentityPolicy) -> RustBuffer {
+    return FfiConverterTypeParsedIdentityPolicy.lower(value)
+}
+
+
+/**
  * The defaults (`policy.rc`): what a policy leaves out is filled from here.
  */
 public struct PolicyDefaults: Equatable, Hashable {
@@ -2290,6 +2741,144 @@ public func FfiConverterTypeProtectResult_lift(_ buf: RustBuffer) throws -> Prot
 #endif
 public func FfiConverterTypeProtectResult_lower(_ value: ProtectResult) -> RustBuffer {
     return FfiConverterTypeProtectResult.lower(value)
+}
+
+
+/**
+ * n of m.
+ */
+public struct Ratio: Equatable, Hashable {
+    /**
+     * Needed.
+     */
+    public var n: UInt32
+    /**
+     * Made.
+     */
+    public var m: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Needed.
+         */n: UInt32, 
+        /**
+         * Made.
+         */m: UInt32) {
+        self.n = n
+        self.m = m
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Ratio: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRatio: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Ratio {
+        return
+            try Ratio(
+                n: FfiConverterUInt32.read(from: &buf), 
+                m: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Ratio, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.n, into: &buf)
+        FfiConverterUInt32.write(value.m, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRatio_lift(_ buf: RustBuffer) throws -> Ratio {
+    return try FfiConverterTypeRatio.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRatio_lower(_ value: Ratio) -> RustBuffer {
+    return FfiConverterTypeRatio.lower(value)
+}
+
+
+/**
+ * `KINDS via SERVER`.
+ */
+public struct ServerChoiceParts: Equatable, Hashable {
+    /**
+     * Identity kinds the server takes.
+     */
+    public var kinds: [String]
+    /**
+     * The server.
+     */
+    public var server: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Identity kinds the server takes.
+         */kinds: [String], 
+        /**
+         * The server.
+         */server: String) {
+        self.kinds = kinds
+        self.server = server
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ServerChoiceParts: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeServerChoiceParts: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ServerChoiceParts {
+        return
+            try ServerChoiceParts(
+                kinds: FfiConverterSequenceString.read(from: &buf), 
+                server: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ServerChoiceParts, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.kinds, into: &buf)
+        FfiConverterString.write(value.server, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerChoiceParts_lift(_ buf: RustBuffer) throws -> ServerChoiceParts {
+    return try FfiConverterTypeServerChoiceParts.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerChoiceParts_lower(_ value: ServerChoiceParts) -> RustBuffer {
+    return FfiConverterTypeServerChoiceParts.lower(value)
 }
 
 
@@ -3081,6 +3670,30 @@ fileprivate struct FfiConverterOptionTypeLogSink: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeSleeper: FfiConverterRustBuffer {
+    typealias SwiftType = Sleeper?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSleeper.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSleeper.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeEphemeralDetails: FfiConverterRustBuffer {
     typealias SwiftType = EphemeralDetails?
 
@@ -3097,6 +3710,30 @@ fileprivate struct FfiConverterOptionTypeEphemeralDetails: FfiConverterRustBuffe
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeEphemeralDetails.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypePolicyDefaults: FfiConverterRustBuffer {
+    typealias SwiftType = PolicyDefaults?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypePolicyDefaults.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypePolicyDefaults.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3247,6 +3884,77 @@ public func normalizeCode(code: String) -> String  {
     )
 })
 }
+/**
+ * python-passcrow's ratio rule: n-of-m scaled to the identities available.
+ */
+public func absoluteRatio(n: UInt32, m: UInt32, available: UInt32)throws  -> Ratio  {
+    return try  FfiConverterTypeRatio_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_absolute_ratio(
+        FfiConverterUInt32.lower(n),
+        FfiConverterUInt32.lower(m),
+        FfiConverterUInt32.lower(available),uniffiCallStatus
+    )
+})
+}
+/**
+ * The platform's default directory for `config` or `data`.
+ */
+public func defaultDirectory(kind: String) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_default_directory(
+        FfiConverterString.lower(kind),uniffiCallStatus
+    )
+})
+}
+/**
+ * How a kind reads in a sentence (`email` → `e-mail to`).
+ */
+public func explainKind(kind: String) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_explain_kind(
+        FfiConverterString.lower(kind),uniffiCallStatus
+    )
+})
+}
+/**
+ * Normalise an identity (`a@b.org` → `email:a@b.org`).
+ */
+public func normalizeIdentity(text: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_normalize_identity(
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
+}
+/**
+ * Parse `ID[, notify=ID][ via SERVER]`; with `defaults`, fill in the
+ * notify identity and server from them, rotating them as python-passcrow
+ * does, and return the rotated defaults.
+ */
+public func parseIdentityPolicy(text: String, defaults: PolicyDefaults?)throws  -> ParsedIdentityPolicy  {
+    return try  FfiConverterTypeParsedIdentityPolicy_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_parse_identity_policy(
+        FfiConverterString.lower(text),
+        FfiConverterOptionTypePolicyDefaults.lower(defaults),uniffiCallStatus
+    )
+})
+}
+/**
+ * Parse `KINDS via SERVER`.
+ */
+public func parseServerChoice(text: String)throws  -> ServerChoiceParts  {
+    return try  FfiConverterTypeServerChoiceParts_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_parse_server_choice(
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -3267,6 +3975,24 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_func_normalize_code() != 15543) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_func_absolute_ratio() != 60361) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_func_default_directory() != 63515) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_func_explain_kind() != 32367) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_func_normalize_identity() != 17084) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_func_parse_identity_policy() != 31580) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_func_parse_server_choice() != 34894) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_httptransport_post() != 51901) {
@@ -3332,12 +4058,34 @@ private let initializationResult: InitializationResult = {
     if (uniffi_passcrow_checksum_method_passcrowclient_verify() != 27617) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_passcrow_checksum_method_passcrowclient_forget_quick() != 8561) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_load_defaults() != 13173) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_protect_policy() != 25799) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_recover_quick() != 21879) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_verify_quick() != 21107) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_sleeper_sleep() != 43115) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_passcrow_checksum_constructor_passcrowclient_new() != 41269) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_constructor_passcrowclient_compat() != 26924) {
         return InitializationResult.apiChecksumMismatch
     }
 
     uniffiCallbackInitHttpTransport()
     uniffiCallbackInitLogSink()
+    uniffiCallbackInitSleeper()
     return InitializationResult.ok
 }()
 
