@@ -581,39 +581,13 @@ impl PasscrowClient {
 
     /// The defaults in use (loaded from `policy.rc`, or built in).
     pub fn defaults(&self) -> PolicyDefaults {
-        let d = self.inner.defaults();
-        PolicyDefaults {
-            n: d.n,
-            m: d.m,
-            identities: d.ids.iter().map(|i| i.to_string()).collect(),
-            servers: d.servers.iter().map(|s| s.to_string()).collect(),
-            expiration_days: d.expiration_days,
-            timeout_minutes: d.timeout_minutes,
-        }
+        defaults_from_core(&self.inner.defaults())
     }
 
     /// Replace the defaults; with `save`, also write `policy.rc`.
     #[uniffi::method(default(save = false))]
     pub fn set_defaults(&self, defaults: PolicyDefaults, save: bool) -> Res<()> {
-        use crate::policy::{parse_ratio, Defaults, IdentityPolicy, ServerChoice};
-        let (n, m) = parse_ratio(&format!("{}/{}", defaults.n, defaults.m), None)?;
-        let d = Defaults {
-            n,
-            m,
-            ids: defaults
-                .identities
-                .iter()
-                .map(|t| IdentityPolicy::parse(t, None))
-                .collect::<crate::Result<_>>()?,
-            servers: defaults
-                .servers
-                .iter()
-                .map(|t| ServerChoice::parse(t))
-                .collect::<crate::Result<_>>()?,
-            expiration_days: defaults.expiration_days.max(1),
-            timeout_minutes: defaults.timeout_minutes.max(1),
-        };
-        self.inner.set_defaults(d);
+        self.inner.set_defaults(defaults_to_core(&defaults)?);
         if save {
             self.inner.save_defaults()?;
         }
@@ -751,6 +725,40 @@ impl PasscrowClient {
     pub fn reset_cancel(&self) {
         self.inner.cancel_flag().store(false, Ordering::SeqCst);
     }
+}
+
+/// The core's defaults as the record foreign code sees.
+pub(crate) fn defaults_from_core(d: &crate::policy::Defaults) -> PolicyDefaults {
+    PolicyDefaults {
+        n: d.n,
+        m: d.m,
+        identities: d.ids.iter().map(|i| i.to_string()).collect(),
+        servers: d.servers.iter().map(|s| s.to_string()).collect(),
+        expiration_days: d.expiration_days,
+        timeout_minutes: d.timeout_minutes,
+    }
+}
+
+/// The record back to the core's defaults, every text parsed and checked.
+pub(crate) fn defaults_to_core(d: &PolicyDefaults) -> Res<crate::policy::Defaults> {
+    use crate::policy::{parse_ratio, Defaults, IdentityPolicy, ServerChoice};
+    let (n, m) = parse_ratio(&format!("{}/{}", d.n, d.m), None)?;
+    Ok(Defaults {
+        n,
+        m,
+        ids: d
+            .identities
+            .iter()
+            .map(|t| IdentityPolicy::parse(t, None))
+            .collect::<crate::Result<_>>()?,
+        servers: d
+            .servers
+            .iter()
+            .map(|t| ServerChoice::parse(t))
+            .collect::<crate::Result<_>>()?,
+        expiration_days: d.expiration_days.max(1),
+        timeout_minutes: d.timeout_minutes.max(1),
+    })
 }
 
 pub(crate) fn verification(v: client::Verification) -> Verification {

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::uniffi::{
-    EphemeralMode, HttpTransport, LogSink, Pack, PasscrowClient, PasscrowError, PolicyDefaults,
-    ProtectResult, RecoveryResult, Verification,
+    defaults_from_core, defaults_to_core, EphemeralMode, HttpTransport, LogSink, Pack,
+    PasscrowClient, PasscrowError, PolicyDefaults, ProtectResult, RecoveryResult, Verification,
 };
 use crate::client::{self, Client, ClientConfig, Pacing, ProtectOptions};
-use crate::policy::{Defaults, IdentityPolicy, RecoveryPolicy, ServerChoice};
+use crate::policy::{IdentityPolicy, RecoveryPolicy, ServerChoice};
 
 type Res<T> = std::result::Result<T, PasscrowError>;
 
@@ -56,36 +56,6 @@ pub struct Ratio {
     pub n: u32,
     /// Made.
     pub m: u32,
-}
-
-fn defaults_to_core(d: &PolicyDefaults) -> Res<Defaults> {
-    Ok(Defaults {
-        n: d.n.max(1),
-        m: d.m.max(d.n.max(1)),
-        ids: d
-            .identities
-            .iter()
-            .map(|t| IdentityPolicy::parse(t, None))
-            .collect::<crate::Result<_>>()?,
-        servers: d
-            .servers
-            .iter()
-            .map(|t| ServerChoice::parse(t))
-            .collect::<crate::Result<_>>()?,
-        expiration_days: d.expiration_days.max(1),
-        timeout_minutes: d.timeout_minutes.max(1),
-    })
-}
-
-fn defaults_from_core(d: &Defaults) -> PolicyDefaults {
-    PolicyDefaults {
-        n: d.n,
-        m: d.m,
-        identities: d.ids.iter().map(|i| i.to_string()).collect(),
-        servers: d.servers.iter().map(|s| s.to_string()).collect(),
-        expiration_days: d.expiration_days,
-        timeout_minutes: d.timeout_minutes,
-    }
 }
 
 /// Parse `ID[, notify=ID][ via SERVER]`; with `defaults`, fill in the

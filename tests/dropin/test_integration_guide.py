@@ -207,8 +207,14 @@ def test_pack_is_private(make_client, server, ids, tmp_path):
 def test_sleep_and_logging_funcs(make_client, server, ids):
     """quick=False keeps the anonymity delay between requests, slept by
     the app's sleep_func; logging_func receives progress lines."""
+    from conftest import short_sleep
     slept = []
-    client = make_client(sleep_min=1, sleep_max=2, sleep_func=slept.append)
+
+    def sleep_func(seconds):
+        slept.append(seconds)
+        short_sleep(seconds)     # really pause: the server rate-limits
+
+    client = make_client(sleep_min=1, sleep_max=2, sleep_func=sleep_func)
     policy = PasscrowRecoveryPolicy(idps=ids[:3], n=2, m=3,
                                     defaults=client.default_policy)
     assert client.protect('slow', b'x', policy, quick=False)
