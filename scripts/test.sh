@@ -6,7 +6,8 @@
 # 2. formatting and clippy (warnings are errors);
 # 3. cargo test with every feature: unit, property, vector, interop, server,
 #    bad-input tests;
-# 4. every scripts/test.d/*.sh in name order (C ABI, bindings, ...), each a
+# 4. the quickstart (the README's first command) must recover its secret;
+# 5. every scripts/test.d/*.sh in name order (C ABI, bindings, ...), each a
 #    self-contained step that installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,12 @@ cargo clippy --all-targets --all-features -- -D warnings
 
 step "cargo test --all-features"
 cargo test --all-features -- --test-threads="${PASSCROW_TEST_THREADS:-2}"
+
+step "the README's first command: cargo run --features server --example quickstart"
+out=$(cargo run -q --features server --example quickstart)
+printf '%s\n' "$out" | tail -n 3
+printf '%s\n' "$out" | grep -qx 'recovered secret: correct horse battery staple' \
+    || { echo "quickstart did not recover its secret" >&2; exit 1; }
 
 for s in scripts/test.d/*.sh; do
     [ -e "$s" ] || continue
