@@ -846,16 +846,17 @@ impl Server {
             return Err(ApiError::bad("Bad request: escrow-data is too short"));
         }
 
+        // Everything that can refuse the request without looking at the
+        // payment is checked first: a refused request must not spend its
+        // hashcash token.
         let now = self.now();
-        let paid = self.take_payment(&params.payment, &data, now)?;
-        let expiration = params
-            .expiration
-            .min(now.saturating_add(paid.min(self.cfg.max_expiration_seconds)));
-        if expiration <= now {
-            return Err(ApiError::new(ErrorKind::Payment, "Insufficient payment"));
+        if params.expiration <= now {
+            // The same kind as a payment that buys no time at all.
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                "Insufficient payment: the requested expiration is already past",
+            ));
         }
-
-        let sealed_for = |key: &str| self.seal_at_rest(key, &raw);
         if let Some(pref) = &params.prefer_id {
             let ok = !pref.is_empty()
                 && pref.len() <= 64
@@ -867,6 +868,17 @@ impl Server {
                     "Bad request: prefer-id must be lower-case hex, at most 64 digits",
                 ));
             }
+        }
+        let paid = self.take_payment(&params.payment, &data, now)?;
+        let expiration = params
+            .expiration
+            .min(now.saturating_add(paid.min(self.cfg.max_expiration_seconds)));
+        if expiration <= now {
+            return Err(ApiError::new(ErrorKind::Payment, "Insufficient payment"));
+        }
+
+        let sealed_for = |key: &str| self.seal_at_rest(key, &raw);
+        if let Some(pref) = &params.prefer_id {
             if self
                 .storage
                 .insert_escrow(pref, expiration, &sealed_for(pref), now)?

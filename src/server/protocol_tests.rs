@@ -617,6 +617,49 @@ fn hashcash_is_accepted_once() {
 }
 
 #[test]
+fn a_refused_escrow_keeps_its_hashcash_token() {
+    let f = fixture();
+    let now = f.now();
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    let counter = (0u64..)
+        .find(|&c| crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64))
+        .unwrap();
+    let token = format!("hashcash-11:{counter:x}-{now:x}");
+    let body = |params: serde_json::Value| {
+        let pkey = random_key();
+        serde_json::json!({
+            "passcrow-escrow-request": "1.0",
+            "parameters-key": pkey.to_b64(),
+            "parameters": seal(&pkey, params.to_string().as_bytes()),
+            "escrow-data": [blob.clone()],
+        })
+        .to_string()
+    };
+    // Refused for reasons that have nothing to do with the payment.
+    let bad_pref = body(serde_json::json!({
+        "kind": "email", "expiration": now + 86400 * 100, "payment": token,
+        "prefer-id": "NOT HEX"}));
+    let v = err(
+        &f.server.handle("escrowrequest", bad_pref.as_bytes()),
+        "bad-request",
+    );
+    assert!(v["error"].as_str().unwrap().contains("prefer-id"));
+    let past = body(serde_json::json!({
+        "kind": "email", "expiration": now - 1, "payment": token}));
+    let v = err(
+        &f.server.handle("escrowrequest", past.as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("expiration"));
+    assert_eq!(f.counts().escrows, 0);
+    // The token was not spent: a good request still pays with it.
+    let good = body(serde_json::json!({
+        "kind": "email", "expiration": now + 86400 * 100, "payment": token}));
+    let v = ok(&f.server.handle("escrowrequest", good.as_bytes()));
+    assert_eq!(v["expiration"], now + 86400 * 100);
+}
+
+#[test]
 fn preferred_ids() {
     let f = fixture();
     let now = f.now();
