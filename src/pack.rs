@@ -102,8 +102,14 @@ pub struct RecoveryPack {
 
 impl fmt::Debug for RecoveryPack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The stand-in for an ephemeral recovery id is named SERVER:USER_KEY.
+        let name = if self.is_ephemeral_stub() {
+            "[redacted]"
+        } else {
+            self.name.as_str()
+        };
         f.debug_struct("RecoveryPack")
-            .field("name", &self.name)
+            .field("name", &name)
             .field("created_ts", &self.created_ts)
             .field("description", &self.description)
             .field("min_shares", &self.min_shares)

@@ -366,6 +366,12 @@ unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> FfiResult<&'a [
             format!("argument `{what}` is NULL but its length is {len}"),
         ));
     }
+    if len > isize::MAX as usize {
+        return Err(Fail::new(
+            PASSCROW_BAD_INPUT,
+            format!("argument `{what}`: length {len} is impossible"),
+        ));
+    }
     Ok(std::slice::from_raw_parts(p, len))
 }
 
@@ -382,6 +388,12 @@ unsafe fn str_array_arg<'a>(
         return Err(Fail::new(
             PASSCROW_NULL_ARGUMENT,
             format!("argument `{what}` is NULL but its length is {n}"),
+        ));
+    }
+    if n > isize::MAX as usize / std::mem::size_of::<*const c_char>() || !p.is_aligned() {
+        return Err(Fail::new(
+            PASSCROW_BAD_INPUT,
+            format!("argument `{what}`: {n} strings at a misaligned or impossible address"),
         ));
     }
     std::slice::from_raw_parts(p, n)

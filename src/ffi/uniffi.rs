@@ -139,7 +139,7 @@ pub enum PasscrowError {
     },
 }
 
-fn sat_u32(n: usize) -> u32 {
+pub(crate) fn sat_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
@@ -196,12 +196,22 @@ type Res<T> = std::result::Result<T, PasscrowError>;
 // ------------------------------------------------------------- transport
 
 /// What one HTTP request got back.
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
 pub struct HttpResponse {
     /// The HTTP status.
     pub status: u16,
     /// The body (the client reads at most 1 MiB of it).
     pub body: Vec<u8>,
+}
+
+/// Bodies carry shares and packs: only their length is printed.
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// An app's own HTTP stack (pinning, proxy, Tor). `post` sends `body`
@@ -468,7 +478,8 @@ impl std::fmt::Debug for RecoveryResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RecoveryResult::Secret { .. } => f.write_str("RecoveryResult::Secret([redacted])"),
-            RecoveryResult::Pack { name, .. } => write!(f, "RecoveryResult::Pack({name:?})"),
+            // The name is the user key: a secret.
+            RecoveryResult::Pack { .. } => f.write_str("RecoveryResult::Pack([redacted])"),
         }
     }
 }

@@ -240,7 +240,7 @@ impl PasscrowClient {
     /// `forget`, with or without the anonymity delay.
     pub fn forget_quick(&self, name: String, local_only: bool, quick: bool) -> Res<u32> {
         let f = self.paced(quick, |c| c.forget(&name, local_only))?;
-        Ok(u32::try_from(f.deleted).unwrap_or(u32::MAX))
+        Ok(super::uniffi::sat_u32(f.deleted))
     }
 }
 

@@ -122,7 +122,6 @@ RecoveryResult.SECRET.__repr__ = _secret_str  # type: ignore[method-assign]
 for _cls in (
     EphemeralDetails,
     FailureInfo,
-    HttpResponse,
     PackSummary,
     PolicyDefaults,
     ProtectResult,
@@ -130,6 +129,15 @@ for _cls in (
     VerificationHint,
 ):
     _cls.__repr__ = _cls.__str__  # type: ignore[method-assign]
+
+
+def _response_str(self: HttpResponse) -> str:
+    # Bodies carry shares and packs: only their length is shown.
+    return f"HttpResponse(status={self.status}, body=<{len(self.body)} bytes>)"
+
+
+HttpResponse.__str__ = _response_str  # type: ignore[method-assign]
+HttpResponse.__repr__ = _response_str  # type: ignore[method-assign]
 
 del _name, _cls
 

@@ -261,7 +261,13 @@ class _Sleep(_gen.Sleeper):
         self._func = func
 
     def sleep(self, seconds):
-        self._func(seconds)
+        # An exception cannot cross back into Rust here: fall back to a
+        # plain sleep so the pacing still happens.
+        try:
+            self._func(seconds)
+        except Exception:
+            import time
+            time.sleep(seconds)
 
 
 class PasscrowClient(object):
@@ -404,7 +410,7 @@ class PasscrowClient(object):
                 verify_description=verify_description)
         except _gen.PasscrowError.BadInput as e:
             raise ValueError(str(e)) from None
-        except _gen.PasscrowError as e:
+        except (_gen.PasscrowError, _gen.InternalError) as e:
             self.log('protect %s: %s' % (name, e))
             return False
         if r.ephemeral is not None:
@@ -419,8 +425,8 @@ class PasscrowClient(object):
         when fewer than the pack needs could be started."""
         try:
             v = self._core.verify_quick(pack._pack, bool(quick))
-        except _gen.PasscrowError as e:
-            self.log('verify %s: %s' % (pack.name, e))
+        except (_gen.PasscrowError, _gen.InternalError) as e:
+            self.log('verify %s: %s' % (pack._label, e))
             return None
         for f in v.failures:
             self.log('%s on %s: %s' % (f.escrow_id or '-', f.server, f.message))
@@ -440,7 +446,7 @@ class PasscrowClient(object):
         try:
             r = self._core.recover_quick(pack._pack, [str(c) for c in codes],
                                          bool(quick))
-        except _gen.PasscrowError as e:
+        except (_gen.PasscrowError, _gen.InternalError) as e:
             raise KeyError('Recovery failed: %s' % e) from None
         if isinstance(r, _gen.RecoveryResult.SECRET):
             return bytes(r.secret)
@@ -454,7 +460,7 @@ class PasscrowClient(object):
         except _gen.PasscrowError.NotFound as e:
             if remote:
                 raise OSError(str(e)) from None
-        except _gen.PasscrowError as e:
+        except (_gen.PasscrowError, _gen.InternalError) as e:
             self.log('delete %s: %s' % (name, e))
             return False
         return True

@@ -106,5 +106,12 @@ class RecoveryPack(object):
             return self._pack.is_ephemeral_stub()
         return key in ('name', 'min-shares', 'escrow', 'secret', 'shares')
 
+    @property
+    def _label(self):
+        # An ephemeral recovery id (SERVER:USER_KEY) is a secret.
+        if self._pack.is_ephemeral_stub():
+            return '[ephemeral recovery id]'
+        return repr(self.name)
+
     def __repr__(self):
-        return '<RecoveryPack %r>' % self.name
+        return '<RecoveryPack %s>' % self._label
