@@ -504,6 +504,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ephemeral_stub_debug_hides_the_user_key() {
+        let stub = RecoveryPack::from_json(
+            br#"{"name": "srv.example:AbCd-EfGh-JkMn-PqRs", "shares": [],
+                 "escrow": [{"kind": "ephemeral", "server": "srv.example",
+                   "recovery-key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                   "response": {"passcrow-escrow-response": "1.0", "expiration": 0,
+                                "escrow-data-id": "0123abcd"}}],
+                 "is-ephemeral": true, "min-shares": 1}"#,
+            "stub",
+        )
+        .unwrap();
+        assert!(stub.is_ephemeral_stub());
+        let d = format!("{stub:?}");
+        assert!(!d.contains("AbCd"), "{d}");
+        assert!(d.contains("[redacted]"), "{d}");
+    }
+
+    #[test]
     fn file_names_follow_the_reference() {
         assert_eq!(
             pack_file_name("vector pack").unwrap(),
