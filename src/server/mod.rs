@@ -981,22 +981,24 @@ impl Server {
         let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
-        if !self.storage.start_verification(
+        let mac = self.code_mac(&key, code.expose());
+        let Some(started) = self.storage.start_verification(
             &key,
             now,
             3600,
             self.cfg.verifications_per_hour,
-            &self.code_mac(&key, code.expose()),
+            &mac,
             expiration,
             self.cfg.code_attempts,
-        )? {
+        )?
+        else {
             let mut e = ApiError::rate_limited();
             e.message = format!(
                 "Sorry, rate limited. At most {} verification requests per hour for one escrow.",
                 self.cfg.verifications_per_hour
             );
             return Err(e);
-        }
+        };
         let hint = hint_for(&esd.verify);
         let msg = Outgoing {
             to: esd.verify.clone(),
@@ -1014,7 +1016,11 @@ impl Server {
                 id = short_id(&key),
                 "delivery failed: {e}"
             );
-            let _ = self.storage.delete_code(&key);
+            // The user got nothing: neither this hour's count nor the
+            // code sent before should be spent on it.
+            if let Err(e) = self.storage.cancel_verification(&key, &started, &mac) {
+                tracing::error!(id = short_id(&key), "undoing the verification failed: {e}");
+            }
             return Err(ApiError::new(
                 ErrorKind::Internal,
                 "Could not deliver the verification code; try again later",

@@ -2,7 +2,7 @@
 //! in-memory or file SQLite store, a recording deliverer and a clock the
 //! test moves. Each bad request checks its error and that nothing changed.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::*;
@@ -10,10 +10,12 @@ use crate::crypto::{random_key, seal};
 
 const T0: i64 = 1_800_000_000;
 
-/// Remembers every message instead of sending it.
+/// Remembers every message instead of sending it; while `fail` is set,
+/// refuses them as an unreachable mail server would.
 #[derive(Default)]
 struct Recorder {
     sent: Mutex<Vec<(String, Option<String>, String)>>,
+    fail: AtomicBool,
 }
 
 impl Recorder {
@@ -34,6 +36,9 @@ impl Deliver for Recorder {
         "recorder"
     }
     fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
         self.sent.lock().unwrap().push((
             msg.to.to_string(),
             msg.code().map(str::to_string),
@@ -305,6 +310,27 @@ fn verifications_per_hour() {
     ok(&f.recover(&e, &code));
     f.advance(3600);
     ok(&f.verify(&e));
+}
+
+#[test]
+fn a_failed_delivery_costs_neither_the_code_nor_the_hour() {
+    let f = fixture();
+    let e = f.escrow();
+    ok(&f.verify(&e));
+    let code = f.rec.last_code("email:alice@example.org").unwrap();
+    f.rec.fail.store(true, Ordering::SeqCst);
+    for _ in 0..10 {
+        let v = err(&f.verify(&e), "internal");
+        assert!(v["error"].as_str().unwrap().contains("deliver"), "{v}");
+    }
+    f.rec.fail.store(false, Ordering::SeqCst);
+    // The code sent before the failures is still the pending one.
+    ok(&f.recover(&e, &code));
+    // None of the ten counted: four more of the hour's five go out.
+    for _ in 0..4 {
+        ok(&f.verify(&e));
+    }
+    err(&f.verify(&e), "rate-limited");
 }
 
 #[test]

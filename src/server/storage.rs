@@ -85,6 +85,40 @@ pub enum CodeCheck {
     },
 }
 
+/// A pending code as stored: the keyed hash of the code, when it
+/// expires and the attempts left.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingCode {
+    /// The keyed hash of the code.
+    pub mac: Vec<u8>,
+    /// Unix time it expires.
+    pub expires: i64,
+    /// Attempts left.
+    pub attempts: u32,
+}
+
+impl std::fmt::Debug for PendingCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PendingCode {{ mac: <{} bytes>, expires: {}, attempts: {} }}",
+            self.mac.len(),
+            self.expires,
+            self.attempts
+        )
+    }
+}
+
+/// A verification [`Storage::start_verification`] made: what
+/// [`Storage::cancel_verification`] needs to undo it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// Start of the rate-limit window it was counted in.
+    pub window: i64,
+    /// The code it replaced, if one was pending.
+    pub previous: Option<PendingCode>,
+}
+
 /// What a sweep removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -130,7 +164,7 @@ pub trait Storage: Send + Sync {
     /// Start a verification of `id`, in one transaction: count it in a
     /// fixed window of `window` seconds and make `mac` (the keyed hash of
     /// a new code) its pending code, replacing any earlier one. Returns
-    /// false, changing nothing, when `max` were already made in the window
+    /// `None`, changing nothing, when `max` were already made in the window
     /// (or there is no such escrow).
     #[allow(clippy::too_many_arguments)]
     fn start_verification(
@@ -142,13 +176,16 @@ pub trait Storage: Send + Sync {
         mac: &[u8],
         expires: i64,
         attempts: u32,
-    ) -> StorageResult<bool>;
+    ) -> StorageResult<Option<Started>>;
+    /// Undo a verification whose code could not be delivered, in one
+    /// transaction: uncount it (if its window is still the current one)
+    /// and, if `mac` is still the pending code, put back the code it
+    /// replaced (or none). A verification made since is left alone.
+    fn cancel_verification(&self, id: &str, started: &Started, mac: &[u8]) -> StorageResult<()>;
     /// Try `mac` (the keyed hash of a code the user typed) against the
     /// pending code of `id`, compared in constant time, in one
     /// transaction: a match consumes the code, a mismatch spends an attempt.
     fn check_code(&self, id: &str, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
-    /// Remove the pending code of `id`.
-    fn delete_code(&self, id: &str) -> StorageResult<()>;
     /// Record a payment token (by its hash) as spent until `expires`;
     /// false when it was already spent.
     fn spend_token(&self, hash: &[u8], expires: i64, now: i64) -> StorageResult<bool>;
@@ -502,7 +539,7 @@ impl Storage for SqliteStorage {
         mac: &[u8],
         expires: i64,
         attempts: u32,
-    ) -> StorageResult<bool> {
+    ) -> StorageResult<Option<Started>> {
         let (id, mac) = (id.to_string(), mac.to_vec());
         self.write(move |c| {
             // Start a new window, or count in the current one while under max.
@@ -515,13 +552,53 @@ impl Storage for SqliteStorage {
                 )?
                 .execute(params![id, now, window, max])?;
             if n != 1 {
-                return Ok(false); // nothing was changed
+                return Ok(None); // nothing was changed
             }
+            let window: i64 = c
+                .prepare_cached("SELECT vwin FROM escrow WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))?;
+            let previous = c
+                .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
+                .query_row(params![id], |r| {
+                    Ok(PendingCode {
+                        mac: r.get(0)?,
+                        expires: r.get(1)?,
+                        attempts: r.get(2)?,
+                    })
+                })
+                .optional()?;
             c.prepare_cached(
                 "INSERT OR REPLACE INTO code (id, mac, expires, attempts) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![id, mac, expires, attempts])?;
-            Ok(true)
+            Ok(Some(Started { window, previous }))
+        })
+    }
+
+    fn cancel_verification(&self, id: &str, started: &Started, mac: &[u8]) -> StorageResult<()> {
+        let (id, started, mac) = (id.to_string(), started.clone(), mac.to_vec());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE escrow SET vcount = vcount - 1 WHERE id = ?1 AND vwin = ?2 AND vcount > 0",
+                params![id, started.window],
+            )?;
+            let pending: Option<Vec<u8>> = c
+                .query_row("SELECT mac FROM code WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if !pending.is_some_and(|p| crate::crypto::ct_eq(&p, &mac)) {
+                return Ok(()); // used, or replaced by a later verification
+            }
+            match started.previous {
+                Some(p) => c.execute(
+                    "INSERT OR REPLACE INTO code (id, mac, expires, attempts)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, p.mac, p.expires, p.attempts],
+                )?,
+                None => c.execute("DELETE FROM code WHERE id = ?1", params![id])?,
+            };
+            Ok(())
         })
     }
 
@@ -553,14 +630,6 @@ impl Storage for SqliteStorage {
                     }
                 }
             })
-        })
-    }
-
-    fn delete_code(&self, id: &str) -> StorageResult<()> {
-        let id = id.to_string();
-        self.write(move |c| {
-            c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
-            Ok(())
         })
     }
 
@@ -638,12 +707,22 @@ mod tests {
         assert!(!s.insert_escrow("a", 100, b"y", 10).unwrap());
         assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
         // Window of 10 s, at most 2; each starts a code.
-        assert!(s.start_verification("a", 20, 10, 2, b"m1", 60, 2).unwrap());
-        assert!(s.start_verification("a", 21, 10, 2, b"m2", 60, 2).unwrap());
-        assert!(!s.start_verification("a", 22, 10, 2, b"m3", 60, 2).unwrap());
-        assert!(!s
+        assert!(s
+            .start_verification("a", 20, 10, 2, b"m1", 60, 2)
+            .unwrap()
+            .is_some());
+        assert!(s
+            .start_verification("a", 21, 10, 2, b"m2", 60, 2)
+            .unwrap()
+            .is_some());
+        assert!(s
+            .start_verification("a", 22, 10, 2, b"m3", 60, 2)
+            .unwrap()
+            .is_none());
+        assert!(s
             .start_verification("nope", 30, 10, 2, b"m", 60, 2)
-            .unwrap());
+            .unwrap()
+            .is_none());
         // The refused one changed nothing: m2 is pending.
         assert_eq!(
             s.check_code("a", b"m3", 25).unwrap(),
@@ -654,10 +733,16 @@ mod tests {
             CodeCheck::Wrong { left: 0 }
         );
         assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
-        assert!(s.start_verification("a", 30, 10, 2, b"m4", 60, 3).unwrap());
+        assert!(s
+            .start_verification("a", 30, 10, 2, b"m4", 60, 3)
+            .unwrap()
+            .is_some());
         assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
         assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
-        assert!(s.start_verification("a", 32, 10, 2, b"m5", 60, 3).unwrap());
+        assert!(s
+            .start_verification("a", 32, 10, 2, b"m5", 60, 3)
+            .unwrap()
+            .is_some());
         assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
         assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
 
@@ -668,13 +753,77 @@ mod tests {
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
         assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
-        assert!(s.start_verification("b", 20, 10, 2, b"m", 200, 3).unwrap());
+        assert!(s
+            .start_verification("b", 20, 10, 2, b"m", 200, 3)
+            .unwrap()
+            .is_some());
         assert!(s.delete_escrow("b").unwrap());
         assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
         assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
         let sw = s.sweep(100).unwrap();
         assert_eq!(sw.escrows, 1);
         assert_eq!(s.counts().unwrap(), Counts::default());
+    }
+
+    #[test]
+    fn cancelled_verification_is_undone() {
+        let s = SqliteStorage::in_memory().unwrap();
+        assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+        // At most 2 in a window of 100 s. m1 is pending; m2 replaces it.
+        let first = s.start_verification("a", 10_020, 100, 2, b"m1", 10_500, 3);
+        assert_eq!(first.unwrap().unwrap().previous, None);
+        let second = s
+            .start_verification("a", 10_021, 100, 2, b"m2", 10_600, 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.window, 10_020);
+        assert_eq!(
+            second.previous,
+            Some(PendingCode {
+                mac: b"m1".to_vec(),
+                expires: 10_500,
+                attempts: 3
+            })
+        );
+        // m2 was never delivered: undo it. m1 is back, and the window
+        // has room for another verification.
+        s.cancel_verification("a", &second, b"m2").unwrap();
+        assert_eq!(
+            s.check_code("a", b"m2", 10_022).unwrap(),
+            CodeCheck::Wrong { left: 2 }
+        );
+        let third = s
+            .start_verification("a", 10_023, 100, 2, b"m3", 10_700, 3)
+            .unwrap()
+            .unwrap();
+        assert!(s
+            .start_verification("a", 10_024, 100, 2, b"m4", 10_700, 3)
+            .unwrap()
+            .is_none());
+        // A cancel that comes after a later verification leaves that
+        // one's code pending, and only uncounts itself.
+        s.cancel_verification("a", &first_like(10_020), b"m1")
+            .unwrap();
+        assert_eq!(s.check_code("a", b"m3", 10_025).unwrap(), CodeCheck::Right);
+        s.cancel_verification("a", &third, b"m3").unwrap();
+        assert_eq!(s.check_code("a", b"m3", 10_026).unwrap(), CodeCheck::NoCode);
+        // A cancel from an old window does not uncount the new one.
+        assert!(s
+            .start_verification("a", 10_200, 100, 1, b"m5", 10_900, 3)
+            .unwrap()
+            .is_some());
+        s.cancel_verification("a", &third, b"m9").unwrap();
+        assert!(s
+            .start_verification("a", 10_201, 100, 1, b"m6", 10_900, 3)
+            .unwrap()
+            .is_none());
+    }
+
+    fn first_like(window: i64) -> Started {
+        Started {
+            window,
+            previous: None,
+        }
     }
 
     #[test]
@@ -693,7 +842,8 @@ mod tests {
         assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
         assert!(s
             .start_verification(&rows[0].0, 20, 3600, 5, b"m", 40, 3)
-            .unwrap());
+            .unwrap()
+            .is_some());
         let sw = s.sweep(100).unwrap();
         assert_eq!((sw.escrows, sw.codes), (6_173, 1));
         assert_eq!(s.counts().unwrap().escrows, 6_172);
