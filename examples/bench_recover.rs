@@ -6,18 +6,16 @@
 //! ```text
 //! bench_recover CONFIG_DIR DATA_DIR PACK CODES_FILE NAME...
 //! ```
-//! runs one round per line read on stdin and answers each with a line: the
-//! seconds `recover` took. The driver alternates rounds between this
+//! runs one round per line read on stdin (`go PAUSE_MS`) and answers each
+//! with a line: the seconds `recover` took. PAUSE_MS is an idle pause
+//! between reading the codes and the timed call (0: the call follows at
+//! once, with warm caches). The driver alternates rounds between this
 //! process and the binding, so both are long-lived and see the same load.
 
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use passcrow::client::{Client, ClientConfig, Recovered};
-
-/// Pause between reading the codes and the timed `recover`, identical on
-/// both sides so the server is equally idle when the call starts.
-const PAUSE_MS: u64 = 5;
 
 fn newest_code(codes: &str, name: &str) -> String {
     let want = format!("{name}@example.org");
@@ -41,13 +39,18 @@ fn main() -> passcrow::Result<()> {
     let pack = client.pack(&args[3])?;
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
-        if line.is_err() {
-            break;
-        }
+        let Ok(line) = line else { break };
+        let pause_ms: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         client.verify(&pack)?;
         let codes: Vec<String> = names.iter().map(|n| newest_code(&args[4], n)).collect();
         // The same pause before the timed call on both sides (see the driver).
-        std::thread::sleep(Duration::from_millis(PAUSE_MS));
+        if pause_ms > 0 {
+            std::thread::sleep(Duration::from_millis(pause_ms));
+        }
         let t = Instant::now();
         let r = client.recover(&pack, &codes)?;
         let dt = t.elapsed().as_secs_f64();
