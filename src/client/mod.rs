@@ -297,12 +297,40 @@ impl Client {
         })
     }
 
-    /// The request pacing in use (initially `ClientConfig::pacing`).
+    /// The request pacing in use (initially `ClientConfig::pacing`; inside
+    /// [`Client::with_pacing`], that call's pacing).
     pub fn pacing(&self) -> Pacing {
+        let own = self as *const Client as usize;
+        if let Some(p) = PACING_OVERRIDE.with(|o| {
+            o.borrow()
+                .iter()
+                .rev()
+                .find(|(c, _)| *c == own)
+                .map(|(_, p)| p.clone())
+        }) {
+            return p;
+        }
         self.pacing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Run `f` with `pacing` in place of this client's for the operations
+    /// `f` starts on this thread (e.g. one call without the anonymity
+    /// delay). Other threads' calls on the same client keep the client's
+    /// pacing, and it is back in place when `f` returns or panics.
+    pub fn with_pacing<T>(&self, pacing: Pacing, f: impl FnOnce(&Client) -> T) -> T {
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                PACING_OVERRIDE.with(|o| o.borrow_mut().pop());
+            }
+        }
+        let own = self as *const Client as usize;
+        PACING_OVERRIDE.with(|o| o.borrow_mut().push((own, pacing)));
+        let _restore = Restore;
+        f(self)
     }
 
     /// Change the request pacing for later operations (e.g. turn the
@@ -1216,9 +1244,53 @@ pub fn create_private_dir(p: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("creating {}", p.display()), e))
 }
 
+thread_local! {
+    /// [`Client::with_pacing`]'s overrides on this thread: (client, pacing).
+    static PACING_OVERRIDE: std::cell::RefCell<Vec<(usize, Pacing)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pacing_of_one_call_stays_in_that_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(ClientConfig::new(dir.path(), dir.path())).unwrap();
+        let other = Client::new(ClientConfig::new(dir.path(), dir.path())).unwrap();
+        let slow = Pacing {
+            delay: Some((Duration::from_secs(1), Duration::from_secs(2))),
+            ..Pacing::default()
+        };
+        assert_eq!(client.pacing().delay, None);
+        let inside = std::sync::Barrier::new(2);
+        let checked = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                client.with_pacing(slow.clone(), |c| {
+                    assert_eq!(c.pacing().delay, slow.delay);
+                    // Nested: the innermost wins, then the outer is back.
+                    c.with_pacing(Pacing::default(), |c| assert_eq!(c.pacing().delay, None));
+                    assert_eq!(c.pacing().delay, slow.delay);
+                    // Another client on this thread is not affected.
+                    assert_eq!(other.pacing().delay, None);
+                    inside.wait();
+                    checked.wait();
+                })
+            });
+            inside.wait();
+            // Another thread's call on the same client, meanwhile.
+            assert_eq!(client.pacing().delay, None);
+            checked.wait();
+        });
+        // Back after a panic, too.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            client.with_pacing(slow.clone(), |_| panic!("boom"))
+        }));
+        assert!(r.is_err());
+        assert_eq!(client.pacing().delay, None);
+    }
 
     #[test]
     fn codes_are_forgiven() {

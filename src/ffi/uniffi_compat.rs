@@ -7,7 +7,7 @@
 //! `bindings/python/python/passcrow/client.py` only adapts conventions.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::uniffi::{
@@ -159,7 +159,6 @@ impl PasscrowClient {
             inner,
             Some(CompatPacing {
                 slow: Some((lo, hi)),
-                lock: Mutex::new(()),
             }),
         )))
     }
@@ -245,11 +244,10 @@ impl PasscrowClient {
 }
 
 /// The drop-in's pacing: the anonymity delay for calls that are not
-/// `quick`. Calls through it are serialised per client, as python-passcrow
-/// runs them, so one call's pacing never leaks into another's.
+/// `quick`, set per call ([`Client::with_pacing`]), so one call's pacing
+/// never leaks into another's, whichever thread makes it.
 pub(crate) struct CompatPacing {
     slow: Option<(Duration, Duration)>,
-    lock: Mutex<()>,
 }
 
 impl PasscrowClient {
@@ -258,14 +256,10 @@ impl PasscrowClient {
         let Some(cp) = self.compat_pacing() else {
             return Ok(f(c)?);
         };
-        let _g = cp.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let before = c.pacing();
-        c.set_pacing(Pacing {
+        let pacing = Pacing {
             delay: if quick { None } else { cp.slow },
-            ..before.clone()
-        });
-        let r = f(c);
-        c.set_pacing(before);
-        Ok(r?)
+            ..c.pacing()
+        };
+        Ok(c.with_pacing(pacing, f)?)
     }
 }
