@@ -18,7 +18,7 @@
 #    Rust (both release, against a release passcrow-server), and the
 #    wheel's installed size (reported; the step fails only on a gross
 #    regression, warm median overhead > 60%, e.g. a debug library in the
-#    wheel: the real figure is 20-25%, see docs/bindings.md).
+#    wheel: the real figure is 18-31%, see docs/bindings.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
