@@ -334,6 +334,54 @@ fn a_failed_delivery_costs_neither_the_code_nor_the_hour() {
 }
 
 #[test]
+fn an_smtp_server_that_refuses_spends_nothing() {
+    // A real SMTP client against a loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = delivery::SmtpSettings::from_url(
+        &format!("smtp://127.0.0.1:{port}"),
+        "Passcrow <noreply@example.org>",
+    )
+    .unwrap();
+    let smtp: Arc<dyn Deliver> = Arc::new(delivery::Smtp::new(settings).unwrap());
+    let mut d: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
+    d.insert("email".into(), smtp);
+    let mut server = Server::with_parts(
+        Config::new("/nonexistent"),
+        Box::new(SqliteStorage::in_memory().unwrap()),
+        &random_key(),
+        d,
+    );
+    server.set_clock(Box::new(|| T0));
+    let (body, key, _) = escrow_body("email:alice@example.org", None, "1-ab", T0 + 86400, None);
+    let v = ok(&server.handle("escrowrequest", body.as_bytes()));
+    let e = Escrowed {
+        id: v["escrow-data-id"].as_str().unwrap().into(),
+        key,
+    };
+    let verify = serde_json::json!({
+        "passcrow-verification-request": "1.0",
+        "escrow-data-id": e.id,
+        "escrow-data-key": e.key,
+        "language": "en",
+        "prefix": "A",
+    })
+    .to_string();
+    // More than the hour's five: every one fails to deliver, none is
+    // counted, so none is answered "rate limited"; no code is left behind.
+    for _ in 0..7 {
+        err(
+            &server.handle("verificationrequest", verify.as_bytes()),
+            "internal",
+        );
+    }
+    assert_eq!(server.storage.counts().unwrap().codes, 0);
+}
+
+#[test]
 fn notify_is_told_without_the_code() {
     let f = fixture();
     let e = f.escrow_with("email:alice@example.org", Some("tel:+3545885522"), "2-abc");

@@ -770,8 +770,11 @@ mod tests {
         let s = SqliteStorage::in_memory().unwrap();
         assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
         // At most 2 in a window of 100 s. m1 is pending; m2 replaces it.
-        let first = s.start_verification("a", 10_020, 100, 2, b"m1", 10_500, 3);
-        assert_eq!(first.unwrap().unwrap().previous, None);
+        let first = s
+            .start_verification("a", 10_020, 100, 2, b"m1", 10_500, 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.previous, None);
         let second = s
             .start_verification("a", 10_021, 100, 2, b"m2", 10_600, 3)
             .unwrap()
@@ -802,8 +805,7 @@ mod tests {
             .is_none());
         // A cancel that comes after a later verification leaves that
         // one's code pending, and only uncounts itself.
-        s.cancel_verification("a", &first_like(10_020), b"m1")
-            .unwrap();
+        s.cancel_verification("a", &first, b"m1").unwrap();
         assert_eq!(s.check_code("a", b"m3", 10_025).unwrap(), CodeCheck::Right);
         s.cancel_verification("a", &third, b"m3").unwrap();
         assert_eq!(s.check_code("a", b"m3", 10_026).unwrap(), CodeCheck::NoCode);
@@ -817,13 +819,6 @@ mod tests {
             .start_verification("a", 10_201, 100, 1, b"m6", 10_900, 3)
             .unwrap()
             .is_none());
-    }
-
-    fn first_like(window: i64) -> Started {
-        Started {
-            window,
-            previous: None,
-        }
     }
 
     #[test]
