@@ -71,7 +71,7 @@ def worker(cfg: str, data: str, name: str, codes_file: str, *names: str) -> int:
         dt = time.perf_counter() - t
         assert r.secret == SECRET
         # The floor: a binding call that does no work (a str in, a str
-        # out), right after recover, with everything warm.
+        # out), right after recover; its own path last ran a round ago.
         t = time.perf_counter()
         passcrow.normalize_code(codes[0])
         floor = time.perf_counter() - t
@@ -127,6 +127,7 @@ def main() -> int:
                 for _ in range(5):  # warm up both
                     for pause in kinds.values():
                         round_of(py_child, pause), round_of(rs_child, pause)
+                floors.clear()
                 for i in range(a.rounds):  # interleave kinds; each side first in turn
                     for kind, pause in kinds.items():
                         if i % 2:
@@ -160,7 +161,7 @@ def main() -> int:
               f"{(min(p) / min(r) - 1) * 100:+.1f}% (minima), "
               f"{(statistics.median(p) - statistics.median(r)) * 1e6:+.0f} us per call")
     floor = statistics.median(floors)
-    print(f"  floor: a binding call doing no work (normalize_code, warm) takes "
+    print(f"  floor: a binding call doing no work (normalize_code, right after recover) takes "
           f"{floor * 1e6:.1f} us median = "
           f"{floor / statistics.median(rs['warm']) * 100:.1f}% of the warm Rust recover")
     size = installed_size()
