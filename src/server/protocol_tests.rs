@@ -815,8 +815,54 @@ impl std::io::Write for LogBuf {
     }
 }
 
+/// The global subscriber of this test binary. It receives nothing, but
+/// answers "sometimes" for every callsite so that the thread's own
+/// subscriber decides.
+///
+/// tracing caches each callsite's interest for the whole process, computed
+/// by the first thread that reaches it. Without a global subscriber, a
+/// sibling test thread (which has none) caches `never`, and the capturing
+/// test below then loses that event: "code sent" went missing in CI this
+/// way (tokio-rs/tracing, `Rebuilder::JustOne` consults the registering
+/// thread's default).
+struct InterestKeeper;
+
+impl tracing::Subscriber for InterestKeeper {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn keep_interest() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::subscriber::set_global_default(InterestKeeper)
+            .expect("nothing else in the library tests sets a global subscriber");
+        // A callsite whose registration raced the line above.
+        tracing::callsite::rebuild_interest_cache();
+    });
+}
+
 #[test]
 fn logs_hold_no_secrets() {
+    keep_interest();
     let buf = LogBuf::default();
     let b2 = buf.clone();
     let sub = tracing_subscriber::fmt()
@@ -826,6 +872,17 @@ fn logs_hold_no_secrets() {
         .finish();
     let f = fixture();
     let (e, code) = tracing::subscriber::with_default(sub, || {
+        // As a sibling test would, reach the server's log lines first from
+        // a thread that has no subscriber. Without the keeper, this pins
+        // the callsites it registers to "never" (when this test runs alone).
+        std::thread::spawn(|| {
+            let f = fixture();
+            let e = f.escrow_with("email:bob@example.org", None, "2-0a0b0c");
+            ok(&f.verify(&e));
+            err(&f.recover(&e, "000000"), "wrong-code");
+        })
+        .join()
+        .unwrap();
         let e = f.escrow_with(
             "email:alice@example.org",
             Some("tel:+3545885522"),
