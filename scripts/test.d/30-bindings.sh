@@ -16,9 +16,10 @@
 #    against JNA and runs both on the JVM against a passcrow-server;
 # 6. the benchmark: recover through the binding against the same call from
 #    Rust (both release, against a release passcrow-server), and the
-#    wheel's installed size (reported; the step fails only on a gross
-#    regression, warm median overhead > 60%, e.g. a debug library in the
-#    wheel: the real figure is 18-31%, see docs/bindings.md).
+#    wheel's installed size. It reports and never fails the step: timings
+#    on a shared machine are not a pass/fail signal. The regression it
+#    once guarded against, an unoptimised library in the wheel (+500%),
+#    is checked deterministically in step 2 instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -82,6 +83,12 @@ wheel=$(ls "$target"/wheels/passcrow-*.whl)
 "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 pkgdir=$("$venv/bin/python" -c "import passcrow, os; print(os.path.dirname(passcrow.__file__))")
 lib=$pkgdir/_uniffi/libpasscrow.so
+# A release build carries no DWARF (Cargo strips debuginfo when debug = 0);
+# a debug build does, and makes every binding call several times slower.
+if readelf -S --wide "$lib" | grep -q '\.debug_info'; then
+    echo "$lib has debug info: the wheel must hold a release build (maturin build --release)" >&2
+    exit 1
+fi
 
 # ------------------------------------------------------------------ python
 say "pytest bindings/python/tests"
@@ -156,10 +163,7 @@ grep -q "^recovered: correct horse$" "$work/kt/out"
 # --------------------------------------------------------------- benchmark
 say "benchmark: recover via Python vs Rust (release library, release server)"
 cargo build -q --release --features server --example bench_recover --bin passcrow-server
-bench=(bindings/python/bench/bench_recover.py "$target/release/examples/bench_recover"
-    --rounds 150 --max-overhead 60)
-# Loopback timings on a shared 2-core machine are noisy: one retry.
-PASSCROW_SERVER=$target/release/passcrow-server "$venv/bin/python" "${bench[@]}" ||
-    PASSCROW_SERVER=$target/release/passcrow-server "$venv/bin/python" "${bench[@]}"
+PASSCROW_SERVER=$target/release/passcrow-server "$venv/bin/python" \
+    bindings/python/bench/bench_recover.py "$target/release/examples/bench_recover" --rounds 150
 
 say "bindings: all passed"
