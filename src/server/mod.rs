@@ -982,20 +982,11 @@ impl Server {
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
         let mac = self.code_mac(&key, code.expose());
-        let Some(started) = self.storage.start_verification(
-            &key,
-            now,
-            3600,
-            self.cfg.verifications_per_hour,
-            &mac,
-            expiration,
-            self.cfg.code_attempts,
-        )?
-        else {
+        let per_hour = self.cfg.verifications_per_hour;
+        let Some(started) = self.storage.start_verification(&key, now, 3600, per_hour)? else {
             let mut e = ApiError::rate_limited();
             e.message = format!(
-                "Sorry, rate limited. At most {} verification requests per hour for one escrow.",
-                self.cfg.verifications_per_hour
+                "Sorry, rate limited. At most {per_hour} verification requests per hour for one escrow."
             );
             return Err(e);
         };
@@ -1010,20 +1001,33 @@ impl Server {
                 timeout_seconds: tmo,
             },
         };
+        // The new code is stored only once delivered: until then the code
+        // sent before stays the pending one, and nobody can guess at a code
+        // that may never arrive.
         if let Err(e) = dlv.deliver(&msg) {
             tracing::warn!(
                 via = dlv.name(),
                 id = short_id(&key),
                 "delivery failed: {e}"
             );
-            // The user got nothing: neither this hour's count nor the
-            // code sent before should be spent on it.
-            if let Err(e) = self.storage.cancel_verification(&key, &started, &mac) {
-                tracing::error!(id = short_id(&key), "undoing the verification failed: {e}");
+            // The user got nothing, so this hour's count is given back, up
+            // to as many failures as deliveries allowed (a bound on the
+            // messages an outage or a flaky provider can make us send).
+            if let Err(e) = self.storage.verification_failed(&key, started, per_hour) {
+                tracing::error!(id = short_id(&key), "recording the failed delivery: {e}");
             }
             return Err(ApiError::new(
                 ErrorKind::Internal,
                 "Could not deliver the verification code; try again later",
+            ));
+        }
+        if !self
+            .storage
+            .set_code(&key, &mac, expiration, self.cfg.code_attempts)?
+        {
+            return Err(ApiError::new(
+                ErrorKind::NotFound,
+                "Not found: the escrow was deleted while its code was being sent",
             ));
         }
         tracing::info!(via = dlv.name(), id = short_id(&key), "code sent");

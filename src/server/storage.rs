@@ -85,38 +85,12 @@ pub enum CodeCheck {
     },
 }
 
-/// A pending code as stored: the keyed hash of the code, when it
-/// expires and the attempts left.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PendingCode {
-    /// The keyed hash of the code.
-    pub mac: Vec<u8>,
-    /// Unix time it expires.
-    pub expires: i64,
-    /// Attempts left.
-    pub attempts: u32,
-}
-
-impl std::fmt::Debug for PendingCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PendingCode {{ mac: <{} bytes>, expires: {}, attempts: {} }}",
-            self.mac.len(),
-            self.expires,
-            self.attempts
-        )
-    }
-}
-
-/// A verification [`Storage::start_verification`] made: what
-/// [`Storage::cancel_verification`] needs to undo it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A verification [`Storage::start_verification`] counted: what
+/// [`Storage::verification_failed`] needs if its code is not delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Started {
     /// Start of the rate-limit window it was counted in.
     pub window: i64,
-    /// The code it replaced, if one was pending.
-    pub previous: Option<PendingCode>,
 }
 
 /// What a sweep removed.
@@ -161,27 +135,31 @@ pub trait Storage: Send + Sync {
     fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup>;
     /// Remove an escrow and its code; returns whether it existed.
     fn delete_escrow(&self, id: &str) -> StorageResult<bool>;
-    /// Start a verification of `id`, in one transaction: count it in a
-    /// fixed window of `window` seconds and make `mac` (the keyed hash of
-    /// a new code) its pending code, replacing any earlier one. Returns
-    /// `None`, changing nothing, when `max` were already made in the window
-    /// (or there is no such escrow).
-    #[allow(clippy::too_many_arguments)]
+    /// Count a verification of `id` in a fixed window of `window` seconds,
+    /// before its code is sent. Returns `None`, changing nothing, when
+    /// `max` were already counted in the window (or there is no such
+    /// escrow). The pending code is left as it is: the new one replaces it
+    /// only once delivered ([`Storage::set_code`]), so a code nobody
+    /// received can never be guessed at or displace one somebody did.
     fn start_verification(
         &self,
         id: &str,
         now: i64,
         window: i64,
         max: u32,
-        mac: &[u8],
-        expires: i64,
-        attempts: u32,
     ) -> StorageResult<Option<Started>>;
-    /// Undo a verification whose code could not be delivered, in one
-    /// transaction: uncount it (if its window is still the current one)
-    /// and, if `mac` is still the pending code, put back the code it
-    /// replaced (or none). A verification made since is left alone.
-    fn cancel_verification(&self, id: &str, started: &Started, mac: &[u8]) -> StorageResult<()>;
+    /// Make `mac` (the keyed hash of a code just delivered) the pending
+    /// code of `id`, replacing any earlier one. Does nothing, returning
+    /// false, if the escrow is gone (deleted or swept while the code was
+    /// on its way).
+    fn set_code(&self, id: &str, mac: &[u8], expires: i64, attempts: u32) -> StorageResult<bool>;
+    /// Record that the code of a counted verification could not be
+    /// delivered. While its window is the current one and fewer than
+    /// `forgive` failures were forgiven in it, the verification is
+    /// uncounted (returns true); past that, failures count like
+    /// deliveries, so an escrow never gets more than `max + forgive`
+    /// delivery attempts in a window.
+    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool>;
     /// Try `mac` (the keyed hash of a code the user typed) against the
     /// pending code of `id`, compared in constant time, in one
     /// transaction: a match consumes the code, a mismatch spends an attempt.
@@ -196,7 +174,7 @@ pub trait Storage: Send + Sync {
 }
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS escrow (
@@ -217,6 +195,11 @@ CREATE TABLE IF NOT EXISTS token (
     hash    BLOB PRIMARY KEY,
     expires INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 2: failed deliveries forgiven in the current window.
+const SCHEMA_V2: &str = "
+ALTER TABLE escrow ADD COLUMN vfail INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// A unit of work for the writer thread: runs inside the open
@@ -344,7 +327,12 @@ impl SqliteStorage {
                 "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
             ))?;
         }
-        // Later migrations go here: `if version < 2 { ... }`.
+        if version < 2 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+            ))?;
+        }
+        // Later migrations go here: `if version < 3 { ... }`.
         Ok(())
     }
 
@@ -536,69 +524,47 @@ impl Storage for SqliteStorage {
         now: i64,
         window: i64,
         max: u32,
-        mac: &[u8],
-        expires: i64,
-        attempts: u32,
     ) -> StorageResult<Option<Started>> {
-        let (id, mac) = (id.to_string(), mac.to_vec());
+        let id = id.to_string();
         self.write(move |c| {
             // Start a new window, or count in the current one while under max.
-            let n = c
+            let window: Option<i64> = c
                 .prepare_cached(
                     "UPDATE escrow SET
                          vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
+                         vfail  = CASE WHEN vwin + ?3 <= ?2 THEN 0 ELSE vfail END,
                          vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
-                     WHERE id = ?1 AND (vwin + ?3 <= ?2 OR vcount < ?4)",
+                     WHERE id = ?1 AND (vwin + ?3 <= ?2 OR vcount < ?4)
+                     RETURNING vwin",
                 )?
-                .execute(params![id, now, window, max])?;
-            if n != 1 {
-                return Ok(None); // nothing was changed
-            }
-            let window: i64 = c
-                .prepare_cached("SELECT vwin FROM escrow WHERE id = ?1")?
-                .query_row(params![id], |r| r.get(0))?;
-            let previous = c
-                .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
-                .query_row(params![id], |r| {
-                    Ok(PendingCode {
-                        mac: r.get(0)?,
-                        expires: r.get(1)?,
-                        attempts: r.get(2)?,
-                    })
-                })
+                .query_row(params![id, now, window, max], |r| r.get(0))
                 .optional()?;
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO code (id, mac, expires, attempts) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![id, mac, expires, attempts])?;
-            Ok(Some(Started { window, previous }))
+            Ok(window.map(|window| Started { window }))
         })
     }
 
-    fn cancel_verification(&self, id: &str, started: &Started, mac: &[u8]) -> StorageResult<()> {
-        let (id, started, mac) = (id.to_string(), started.clone(), mac.to_vec());
+    fn set_code(&self, id: &str, mac: &[u8], expires: i64, attempts: u32) -> StorageResult<bool> {
+        let (id, mac) = (id.to_string(), mac.to_vec());
         self.write(move |c| {
-            c.execute(
-                "UPDATE escrow SET vcount = vcount - 1 WHERE id = ?1 AND vwin = ?2 AND vcount > 0",
-                params![id, started.window],
-            )?;
-            let pending: Option<Vec<u8>> = c
-                .query_row("SELECT mac FROM code WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if !pending.is_some_and(|p| crate::crypto::ct_eq(&p, &mac)) {
-                return Ok(()); // used, or replaced by a later verification
-            }
-            match started.previous {
-                Some(p) => c.execute(
+            let n = c
+                .prepare_cached(
                     "INSERT OR REPLACE INTO code (id, mac, expires, attempts)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![id, p.mac, p.expires, p.attempts],
-                )?,
-                None => c.execute("DELETE FROM code WHERE id = ?1", params![id])?,
-            };
-            Ok(())
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM escrow WHERE id = ?1)",
+                )?
+                .execute(params![id, mac, expires, attempts])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
+                 WHERE id = ?1 AND vwin = ?2 AND vcount > 0 AND vfail < ?3",
+                params![id, started.window, forgive],
+            )?;
+            Ok(n == 1)
         })
     }
 
@@ -706,26 +672,21 @@ mod tests {
         assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
         assert!(!s.insert_escrow("a", 100, b"y", 10).unwrap());
         assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
-        // Window of 10 s, at most 2; each starts a code.
-        assert!(s
-            .start_verification("a", 20, 10, 2, b"m1", 60, 2)
-            .unwrap()
-            .is_some());
-        assert!(s
-            .start_verification("a", 21, 10, 2, b"m2", 60, 2)
-            .unwrap()
-            .is_some());
-        assert!(s
-            .start_verification("a", 22, 10, 2, b"m3", 60, 2)
-            .unwrap()
-            .is_none());
-        assert!(s
-            .start_verification("nope", 30, 10, 2, b"m", 60, 2)
-            .unwrap()
-            .is_none());
-        // The refused one changed nothing: m2 is pending.
+        // Window of 10 s, at most 2.
+        let v = |id: &str, now| s.start_verification(id, now, 10, 2).unwrap();
+        assert_eq!(v("a", 20), Some(Started { window: 20 }));
+        assert!(s.set_code("a", b"m1", 60, 2).unwrap());
+        assert_eq!(v("a", 21), Some(Started { window: 20 }));
+        assert!(s.set_code("a", b"m2", 60, 2).unwrap());
+        assert_eq!(v("a", 22), None);
+        assert_eq!(v("nope", 30), None);
+        assert!(
+            !s.set_code("nope", b"m", 60, 2).unwrap(),
+            "no escrow, no code"
+        );
+        // m2 replaced m1.
         assert_eq!(
-            s.check_code("a", b"m3", 25).unwrap(),
+            s.check_code("a", b"m1", 25).unwrap(),
             CodeCheck::Wrong { left: 1 }
         );
         assert_eq!(
@@ -733,16 +694,11 @@ mod tests {
             CodeCheck::Wrong { left: 0 }
         );
         assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
-        assert!(s
-            .start_verification("a", 30, 10, 2, b"m4", 60, 3)
-            .unwrap()
-            .is_some());
+        assert_eq!(v("a", 30), Some(Started { window: 30 }));
+        assert!(s.set_code("a", b"m4", 60, 3).unwrap());
         assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
         assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
-        assert!(s
-            .start_verification("a", 32, 10, 2, b"m5", 60, 3)
-            .unwrap()
-            .is_some());
+        assert!(s.set_code("a", b"m5", 60, 3).unwrap());
         assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
         assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
 
@@ -753,10 +709,7 @@ mod tests {
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
         assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
-        assert!(s
-            .start_verification("b", 20, 10, 2, b"m", 200, 3)
-            .unwrap()
-            .is_some());
+        assert!(s.set_code("b", b"m", 200, 3).unwrap());
         assert!(s.delete_escrow("b").unwrap());
         assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
         assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
@@ -766,59 +719,66 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_verification_is_undone() {
+    fn failed_deliveries_are_forgiven_up_to_a_bound() {
         let s = SqliteStorage::in_memory().unwrap();
         assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
-        // At most 2 in a window of 100 s. m1 is pending; m2 replaces it.
-        let first = s
-            .start_verification("a", 10_020, 100, 2, b"m1", 10_500, 3)
-            .unwrap()
+        // At most 2 in a window of 100 s; at most 2 failures forgiven.
+        let v = |now| s.start_verification("a", now, 100, 2).unwrap();
+        let failed = |st| s.verification_failed("a", st, 2).unwrap();
+        let first = v(10_020).unwrap();
+        assert!(s.set_code("a", b"m1", 10_500, 3).unwrap());
+        // Two failures in a row are both given back, and leave the
+        // delivered code pending, whatever order they end in.
+        let (x, y) = (v(10_021).unwrap(), v(10_022));
+        assert_eq!(y, None, "the window is full while both are under way");
+        assert!(failed(x));
+        let y = v(10_023).unwrap();
+        assert!(failed(y));
+        assert_eq!(s.check_code("a", b"m1", 10_024).unwrap(), CodeCheck::Right);
+        // The bound is reached: a third failure counts like a delivery.
+        let z = v(10_025).unwrap();
+        assert!(!failed(z));
+        assert_eq!(v(10_026), None);
+        // A new window forgives again, and an old window's failure does
+        // not uncount the new one.
+        let w = v(10_200).unwrap();
+        assert!(!failed(first), "first's window is over");
+        assert_eq!(v(10_201), Some(Started { window: 10_200 }));
+        assert_eq!(v(10_202), None);
+        assert!(failed(w));
+        assert!(v(10_203).is_some());
+        // A code delivered after its escrow was deleted is not stored.
+        assert!(s.delete_escrow("a").unwrap());
+        assert!(!s.set_code("a", b"m2", 10_900, 3).unwrap());
+        assert_eq!(s.counts().unwrap(), Counts::default());
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+            ))
             .unwrap();
-        assert_eq!(first.previous, None);
-        let second = s
-            .start_verification("a", 10_021, 100, 2, b"m2", 10_600, 3)
-            .unwrap()
+            c.execute(
+                "INSERT INTO escrow (id, expires, data, vwin, vcount) VALUES ('a', 100000, x'00', 10000, 2)",
+                [],
+            )
             .unwrap();
-        assert_eq!(second.window, 10_020);
-        assert_eq!(
-            second.previous,
-            Some(PendingCode {
-                mac: b"m1".to_vec(),
-                expires: 10_500,
-                attempts: 3
-            })
-        );
-        // m2 was never delivered: undo it. m1 is back, and the window
-        // has room for another verification.
-        s.cancel_verification("a", &second, b"m2").unwrap();
-        assert_eq!(
-            s.check_code("a", b"m2", 10_022).unwrap(),
-            CodeCheck::Wrong { left: 2 }
-        );
-        let third = s
-            .start_verification("a", 10_023, 100, 2, b"m3", 10_700, 3)
-            .unwrap()
-            .unwrap();
-        assert!(s
-            .start_verification("a", 10_024, 100, 2, b"m4", 10_700, 3)
-            .unwrap()
-            .is_none());
-        // A cancel that comes after a later verification leaves that
-        // one's code pending, and only uncounts itself.
-        s.cancel_verification("a", &first, b"m1").unwrap();
-        assert_eq!(s.check_code("a", b"m3", 10_025).unwrap(), CodeCheck::Right);
-        s.cancel_verification("a", &third, b"m3").unwrap();
-        assert_eq!(s.check_code("a", b"m3", 10_026).unwrap(), CodeCheck::NoCode);
-        // A cancel from an old window does not uncount the new one.
-        assert!(s
-            .start_verification("a", 10_200, 100, 1, b"m5", 10_900, 3)
-            .unwrap()
-            .is_some());
-        s.cancel_verification("a", &third, b"m9").unwrap();
-        assert!(s
-            .start_verification("a", 10_201, 100, 1, b"m6", 10_900, 3)
-            .unwrap()
-            .is_none());
+        }
+        let s = SqliteStorage::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert!(matches!(
+            s.get_escrow("a", 10_010).unwrap(),
+            Lookup::Found(_)
+        ));
+        // The old window's count is kept; failures start at 0.
+        assert_eq!(s.start_verification("a", 10_010, 100, 2).unwrap(), None);
+        let st = s.start_verification("a", 10_100, 100, 1).unwrap().unwrap();
+        assert!(s.verification_failed("a", st, 1).unwrap());
     }
 
     #[test]
@@ -835,10 +795,7 @@ mod tests {
             .collect();
         assert_eq!(s.insert_escrows(&rows, 10).unwrap(), 12_345);
         assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
-        assert!(s
-            .start_verification(&rows[0].0, 20, 3600, 5, b"m", 40, 3)
-            .unwrap()
-            .is_some());
+        assert!(s.set_code(&rows[0].0, b"m", 40, 3).unwrap());
         let sw = s.sweep(100).unwrap();
         assert_eq!((sw.escrows, sw.codes), (6_173, 1));
         assert_eq!(s.counts().unwrap().escrows, 6_172);
