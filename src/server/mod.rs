@@ -775,12 +775,12 @@ impl Server {
     }
 
     /// Find an escrow by id and open it (at rest layer only).
-    fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String)> {
+    fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String, Vec<u8>)> {
         let (key, exp) = parse_id(id)?;
         match self.storage.get_escrow(&key, now)? {
             storage::Lookup::Found(row) => {
                 let raw = self.open_at_rest(&key, &row.sealed)?;
-                Ok((key, crypto::b64encode(raw.as_slice())))
+                Ok((key, crypto::b64encode(raw.as_slice()), row.sealed))
             }
             storage::Lookup::Expired => {
                 Err(ApiError::new(ErrorKind::Expired, "This escrow has expired"))
@@ -973,7 +973,7 @@ impl Server {
             }
         };
         let now = self.now();
-        let (key, blob) = self.load_escrow(&req.escrow_data_id, now)?;
+        let (key, blob, sealed) = self.load_escrow(&req.escrow_data_id, now)?;
         let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
         let dlv = self.deliverer(esd.verify.kind())?.clone();
         let max = self.cfg.max_timeout_seconds;
@@ -1023,11 +1023,11 @@ impl Server {
         }
         if !self
             .storage
-            .set_code(&key, &mac, expiration, self.cfg.code_attempts)?
+            .set_code(&key, &sealed, &mac, expiration, self.cfg.code_attempts)?
         {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
-                "Not found: the escrow was deleted while its code was being sent",
+                "Not found: the escrow was deleted or expired while its code was being sent",
             ));
         }
         tracing::info!(via = dlv.name(), id = short_id(&key), "code sent");
@@ -1066,7 +1066,7 @@ impl Server {
     fn recovery(&self, body: &[u8]) -> ApiResult<RecoveryResponse> {
         let req: RecoveryRequest = Self::parse(body, "recovery request")?;
         let now = self.now();
-        let (key, blob) = self.load_escrow(&req.escrow_data_id, now)?;
+        let (key, blob, _) = self.load_escrow(&req.escrow_data_id, now)?;
         // The key first: without it nobody can spend this code's attempts.
         let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
         let given = self.code_mac(&key, req.verification.expose());

@@ -449,7 +449,7 @@ fn a_code_delivered_after_its_escrow_was_deleted_is_not_kept() {
 }
 
 #[test]
-fn an_smtp_server_that_refuses_spends_nothing() {
+fn an_smtp_server_that_refuses_leaves_no_code_and_gives_the_hour_back() {
     // A real SMTP client against a loopback server that refuses every
     // session in its greeting (554), as one that is out of service does.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

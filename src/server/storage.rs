@@ -149,10 +149,20 @@ pub trait Storage: Send + Sync {
         max: u32,
     ) -> StorageResult<Option<Started>>;
     /// Make `mac` (the keyed hash of a code just delivered) the pending
-    /// code of `id`, replacing any earlier one. Does nothing, returning
-    /// false, if the escrow is gone (deleted or swept while the code was
-    /// on its way).
-    fn set_code(&self, id: &str, mac: &[u8], expires: i64, attempts: u32) -> StorageResult<bool>;
+    /// code of the escrow `id` whose stored data is `sealed` (as read
+    /// before the delivery), replacing a code that expires no later: of
+    /// two codes delivered at once, the one requested last stays pending,
+    /// whichever arrived last. Returns false, storing nothing, if that
+    /// escrow is gone (deleted, swept, or replaced by another escrow with
+    /// the same id while the code was on its way).
+    fn set_code(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
+    ) -> StorageResult<bool>;
     /// Record that the code of a counted verification could not be
     /// delivered. While its window is the current one and fewer than
     /// `forgive` failures were forgiven in it, the verification is
@@ -207,8 +217,11 @@ ALTER TABLE escrow ADD COLUMN vfail INTEGER NOT NULL DEFAULT 0;
 struct Job {
     /// Must be on disk before the caller hears of it.
     durable: bool,
-    run: Box<dyn FnOnce(&Connection) -> Done + Send>,
+    run: Run,
 }
+/// Runs a job inside the group's transaction; given no connection when the
+/// transaction could not begin.
+type Run = Box<dyn FnOnce(Option<&Connection>) -> Done + Send>;
 /// Called with whether the transaction committed (and reached the disk).
 type Done = Box<dyn FnOnce(bool) + Send>;
 
@@ -263,8 +276,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 synced = want;
             }
         }
+        // A job run outside a transaction would commit on its own while
+        // its caller is told it did not: without one, none runs.
         let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
-        let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(&conn)).collect();
+        let c = began.then_some(&conn);
+        let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(c)).collect();
         let committed = began && conn.execute_batch("COMMIT").is_ok();
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
@@ -316,6 +332,21 @@ impl SqliteStorage {
         conn.execute_batch(
             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;",
         )?;
+        // The version is read and the migrations run under the write lock,
+        // so two processes opening an old file (the server and a `sweep`
+        // from cron) migrate it once: the second finds it done.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let migrated = Self::migrate(conn);
+        let end = if migrated.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        conn.execute_batch(end)?;
+        migrated
+    }
+
+    fn migrate(conn: &Connection) -> StorageResult<()> {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StorageError(format!(
@@ -323,16 +354,15 @@ impl SqliteStorage {
             )));
         }
         if version < 1 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-            ))?;
+            conn.execute_batch(SCHEMA_V1)?;
         }
         if version < 2 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
-            ))?;
+            conn.execute_batch(SCHEMA_V2)?;
         }
         // Later migrations go here: `if version < 3 { ... }`.
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        }
         Ok(())
     }
 
@@ -376,10 +406,14 @@ impl SqliteStorage {
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<StorageResult<T>>(1);
-        let run = Box::new(move |c: &Connection| -> Done {
-            let r = match c.execute_batch("SAVEPOINT job") {
-                Err(e) => Err(StorageError::from(e)),
-                Ok(()) => match f(c) {
+        let run = Box::new(move |c: Option<&Connection>| -> Done {
+            let r = match c.map(|c| (c, c.execute_batch("SAVEPOINT job"))) {
+                None => Err(StorageError(
+                    "could not begin a transaction (is another process holding the database?)"
+                        .into(),
+                )),
+                Some((_, Err(e))) => Err(StorageError::from(e)),
+                Some((c, Ok(()))) => match f(c) {
                     Ok(v) => c
                         .execute_batch("RELEASE job")
                         .map(|_| v)
@@ -391,10 +425,12 @@ impl SqliteStorage {
                 },
             };
             Box::new(move |committed: bool| {
-                let _ = tx.send(if committed {
-                    r
-                } else {
-                    Err(StorageError("the transaction did not commit".into()))
+                let _ = tx.send(match r {
+                    Err(e) => Err(e),
+                    Ok(_) if !committed => {
+                        Err(StorageError("the transaction did not commit".into()))
+                    }
+                    ok => ok,
                 });
             })
         });
@@ -543,16 +579,32 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn set_code(&self, id: &str, mac: &[u8], expires: i64, attempts: u32) -> StorageResult<bool> {
-        let (id, mac) = (id.to_string(), mac.to_vec());
+    fn set_code(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
+    ) -> StorageResult<bool> {
+        let (id, sealed, mac) = (id.to_string(), sealed.to_vec(), mac.to_vec());
         self.write(move |c| {
-            let n = c
-                .prepare_cached(
+            // The data is sealed at rest with a fresh nonce: it tells this
+            // escrow from a later one that took its id.
+            let same: bool = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM escrow WHERE id = ?1 AND data = ?2)")?
+                .query_row(params![id, sealed], |r| r.get(0))?;
+            if same {
+                // Codes of one escrow share a timeout, so the later
+                // request expires no earlier.
+                c.prepare_cached(
                     "INSERT OR REPLACE INTO code (id, mac, expires, attempts)
-                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM escrow WHERE id = ?1)",
+                     SELECT ?1, ?2, ?3, ?4
+                     WHERE NOT EXISTS (SELECT 1 FROM code WHERE id = ?1 AND expires > ?3)",
                 )?
                 .execute(params![id, mac, expires, attempts])?;
-            Ok(n == 1)
+            }
+            Ok(same)
         })
     }
 
@@ -675,13 +727,15 @@ mod tests {
         // Window of 10 s, at most 2.
         let v = |id: &str, now| s.start_verification(id, now, 10, 2).unwrap();
         assert_eq!(v("a", 20), Some(Started { window: 20 }));
-        assert!(s.set_code("a", b"m1", 60, 2).unwrap());
+        assert!(s.set_code("a", b"x", b"m1", 60, 2).unwrap());
         assert_eq!(v("a", 21), Some(Started { window: 20 }));
-        assert!(s.set_code("a", b"m2", 60, 2).unwrap());
+        assert!(s.set_code("a", b"x", b"m2", 60, 2).unwrap());
+        // A code requested before m2 but delivered after it: m2 stays.
+        assert!(s.set_code("a", b"x", b"m0", 59, 2).unwrap());
         assert_eq!(v("a", 22), None);
         assert_eq!(v("nope", 30), None);
         assert!(
-            !s.set_code("nope", b"m", 60, 2).unwrap(),
+            !s.set_code("nope", b"x", b"m", 60, 2).unwrap(),
             "no escrow, no code"
         );
         // m2 replaced m1.
@@ -695,10 +749,10 @@ mod tests {
         );
         assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
         assert_eq!(v("a", 30), Some(Started { window: 30 }));
-        assert!(s.set_code("a", b"m4", 60, 3).unwrap());
+        assert!(s.set_code("a", b"x", b"m4", 60, 3).unwrap());
         assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
         assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
-        assert!(s.set_code("a", b"m5", 60, 3).unwrap());
+        assert!(s.set_code("a", b"x", b"m5", 60, 3).unwrap());
         assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
         assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
 
@@ -709,7 +763,7 @@ mod tests {
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
         assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
         assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
-        assert!(s.set_code("b", b"m", 200, 3).unwrap());
+        assert!(s.set_code("b", b"x", b"m", 200, 3).unwrap());
         assert!(s.delete_escrow("b").unwrap());
         assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
         assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
@@ -726,9 +780,9 @@ mod tests {
         let v = |now| s.start_verification("a", now, 100, 2).unwrap();
         let failed = |st| s.verification_failed("a", st, 2).unwrap();
         let first = v(10_020).unwrap();
-        assert!(s.set_code("a", b"m1", 10_500, 3).unwrap());
+        assert!(s.set_code("a", b"x", b"m1", 10_500, 3).unwrap());
         // Two failures in a row are both given back, and leave the
-        // delivered code pending, whatever order they end in.
+        // delivered code pending (protocol_tests runs them concurrently).
         let (x, y) = (v(10_021).unwrap(), v(10_022));
         assert_eq!(y, None, "the window is full while both are under way");
         assert!(failed(x));
@@ -747,10 +801,13 @@ mod tests {
         assert_eq!(v(10_202), None);
         assert!(failed(w));
         assert!(v(10_203).is_some());
-        // A code delivered after its escrow was deleted is not stored.
+        // A code delivered after its escrow was deleted is not stored, nor
+        // given to a new escrow that took the id meanwhile.
         assert!(s.delete_escrow("a").unwrap());
-        assert!(!s.set_code("a", b"m2", 10_900, 3).unwrap());
-        assert_eq!(s.counts().unwrap(), Counts::default());
+        assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+        assert!(s.insert_escrow("a", 100_000, b"y", 10_300).unwrap());
+        assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+        assert_eq!(s.counts().unwrap().codes, 0);
     }
 
     #[test]
@@ -775,10 +832,43 @@ mod tests {
             s.get_escrow("a", 10_010).unwrap(),
             Lookup::Found(_)
         ));
-        // The old window's count is kept; failures start at 0.
+        // The old window's count is kept, and no failure was forgiven in it.
         assert_eq!(s.start_verification("a", 10_010, 100, 2).unwrap(), None);
-        let st = s.start_verification("a", 10_100, 100, 1).unwrap().unwrap();
+        let st = s.start_verification("a", 10_011, 100, 3).unwrap().unwrap();
+        assert_eq!(st.window, 10_000);
         assert!(s.verification_failed("a", st, 1).unwrap());
+        // Opening it again (as a second process would) finds it migrated.
+        drop(s);
+        let s = SqliteStorage::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_version_1_database_opened_by_several_at_once_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+            ))
+            .unwrap();
+        // As the server and a `sweep` from cron might: each one either
+        // migrates or finds it done, never fails on "duplicate column".
+        let barrier = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        SqliteStorage::open(&path).map(|s| s.schema_version().unwrap())
+                    })
+                })
+                .collect();
+            for o in opens {
+                assert_eq!(o.join().unwrap().unwrap(), 2);
+            }
+        });
     }
 
     #[test]
@@ -795,7 +885,7 @@ mod tests {
             .collect();
         assert_eq!(s.insert_escrows(&rows, 10).unwrap(), 12_345);
         assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
-        assert!(s.set_code(&rows[0].0, b"m", 40, 3).unwrap());
+        assert!(s.set_code(&rows[0].0, &[1; 8], b"m", 40, 3).unwrap());
         let sw = s.sweep(100).unwrap();
         assert_eq!((sw.escrows, sw.codes), (6_173, 1));
         assert_eq!(s.counts().unwrap().escrows, 6_172);
