@@ -220,8 +220,8 @@ struct Job {
     run: Run,
 }
 /// Runs a job inside the group's transaction; given no connection when the
-/// transaction could not begin.
-type Run = Box<dyn FnOnce(Option<&Connection>) -> Done + Send>;
+/// transaction could not begin, only why.
+type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> Done + Send>;
 /// Called with whether the transaction committed (and reached the disk).
 type Done = Box<dyn FnOnce(bool) + Send>;
 
@@ -278,8 +278,14 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         // A job run outside a transaction would commit on its own while
         // its caller is told it did not: without one, none runs.
-        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
-        let c = began.then_some(&conn);
+        let begin = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string());
+        let began = begin.is_ok();
+        let c = match &begin {
+            Ok(()) => Ok(&conn),
+            Err(e) => Err(e.as_str()),
+        };
         let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(c)).collect();
         let committed = began && conn.execute_batch("COMMIT").is_ok();
         if !committed {
@@ -291,9 +297,18 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// How long a statement waits for another process holding the file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl SqliteStorage {
     /// Open (creating and migrating as needed) the database at `path`.
     pub fn open(path: &Path) -> StorageResult<SqliteStorage> {
+        Self::open_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteStorage::open`], waiting at most `busy` for another process
+    /// holding the file.
+    fn open_waiting(path: &Path, busy: std::time::Duration) -> StorageResult<SqliteStorage> {
         let conn = Connection::open(path)
             .map_err(|e| StorageError(format!("opening {}: {e}", path.display())))?;
         #[cfg(unix)]
@@ -301,7 +316,7 @@ impl SqliteStorage {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        Self::setup(&conn)?;
+        Self::setup(&conn, busy)?;
         let mut readers = vec![];
         for _ in 0..2 {
             let r = Connection::open_with_flags(
@@ -309,7 +324,7 @@ impl SqliteStorage {
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            r.busy_timeout(std::time::Duration::from_secs(10))?;
+            r.busy_timeout(busy)?;
             r.execute_batch("PRAGMA cache_size=-2048;")?;
             readers.push(Mutex::new(r));
         }
@@ -319,14 +334,14 @@ impl SqliteStorage {
     /// A private in-memory database (for tests).
     pub fn in_memory() -> StorageResult<SqliteStorage> {
         let conn = Connection::open_in_memory()?;
-        Self::setup(&conn)?;
+        Self::setup(&conn, BUSY_TIMEOUT)?;
         // Another connection would see another database: reads go
         // through the writer.
         Self::start(conn, vec![])
     }
 
-    fn setup(conn: &Connection) -> StorageResult<()> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    fn setup(conn: &Connection, busy: std::time::Duration) -> StorageResult<()> {
+        conn.busy_timeout(busy)?;
         // journal_mode answers with a row; read and ignore it.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch(
@@ -406,14 +421,13 @@ impl SqliteStorage {
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<StorageResult<T>>(1);
-        let run = Box::new(move |c: Option<&Connection>| -> Done {
+        let run = Box::new(move |c: Result<&Connection, &str>| -> Done {
             let r = match c.map(|c| (c, c.execute_batch("SAVEPOINT job"))) {
-                None => Err(StorageError(
-                    "could not begin a transaction (is another process holding the database?)"
-                        .into(),
-                )),
-                Some((_, Err(e))) => Err(StorageError::from(e)),
-                Some((c, Ok(()))) => match f(c) {
+                Err(why) => Err(StorageError(format!(
+                    "could not begin a transaction: {why}"
+                ))),
+                Ok((_, Err(e))) => Err(StorageError::from(e)),
+                Ok((c, Ok(()))) => match f(c) {
                     Ok(v) => c
                         .execute_batch("RELEASE job")
                         .map(|_| v)
@@ -844,13 +858,31 @@ mod tests {
     }
 
     #[test]
+    fn while_another_process_holds_the_file_nothing_runs_and_each_caller_hears() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        let s = SqliteStorage::open_waiting(&path, std::time::Duration::from_millis(50)).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let e = s.insert_escrow("a", 100, b"x", 10).unwrap_err();
+        assert!(
+            e.0.starts_with("could not begin a transaction: database is locked"),
+            "{e:?}"
+        );
+        other.execute_batch("COMMIT").unwrap();
+        assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Missing));
+        assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    }
+
+    #[test]
     fn a_version_1_database_opened_by_several_at_once_is_migrated_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.sqlite");
         Connection::open(&path)
             .unwrap()
+            // In WAL mode, as every file this server made.
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+                "PRAGMA journal_mode=WAL; BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
             ))
             .unwrap();
         // As the server and a `sweep` from cron might: each one either
