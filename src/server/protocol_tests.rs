@@ -60,6 +60,17 @@ fn fixture_with(cfg: Config, storage: Box<dyn Storage>) -> Fixture {
     for k in ["email", "mailto", "tel", "sms"] {
         d.insert(k.into(), rec.clone());
     }
+    fixture_delivering(cfg, storage, rec, d)
+}
+
+/// A server delivering through `d` (which records into `rec`), on a clock
+/// the test moves.
+fn fixture_delivering(
+    cfg: Config,
+    storage: Box<dyn Storage>,
+    rec: Arc<Recorder>,
+    d: BTreeMap<String, Arc<dyn Deliver>>,
+) -> Fixture {
     let mut server = Server::with_parts(cfg, storage, &random_key(), d);
     let clock = Arc::new(AtomicI64::new(T0));
     let c = clock.clone();
@@ -100,19 +111,33 @@ fn escrow_body(
     let pay = payment
         .map(str::to_string)
         .unwrap_or_else(|| "free:0".into());
-    let pkey = random_key();
     let params = serde_json::json!({
         "kind": verify.split(':').next().unwrap(),
         "expiration": expiration,
         "payment": pay,
     });
-    let body = serde_json::json!({
+    (escrow_request(&blob, &params), rkey.to_b64(), blob)
+}
+
+/// An escrow request for `blob` with these parameters, sealed under a
+/// fresh parameters key.
+fn escrow_request(blob: &str, params: &serde_json::Value) -> String {
+    let pkey = random_key();
+    serde_json::json!({
         "passcrow-escrow-request": "1.0",
         "parameters-key": pkey.to_b64(),
         "parameters": seal(&pkey, params.to_string().as_bytes()),
-        "escrow-data": [blob.clone()],
-    });
-    (body.to_string(), rkey.to_b64(), blob)
+        "escrow-data": [blob],
+    })
+    .to_string()
+}
+
+/// A hashcash-11 token for `blob`, stamped `now`.
+fn hashcash_token(blob: &str, now: i64) -> String {
+    let counter = (0u64..)
+        .find(|&c| crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64))
+        .unwrap();
+    format!("hashcash-11:{counter:x}-{now:x}")
 }
 
 fn ok(a: &Answer) -> serde_json::Value {
@@ -395,16 +420,13 @@ fn gated_fixture() -> (
     });
     let mut d: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
     d.insert("email".into(), gate);
-    let mut server = Server::with_parts(
+    let f = fixture_delivering(
         Config::new("/nonexistent"),
         Box::new(SqliteStorage::in_memory().unwrap()),
-        &random_key(),
+        rec,
         d,
     );
-    let clock = Arc::new(AtomicI64::new(T0));
-    let c = clock.clone();
-    server.set_clock(Box::new(move || c.load(Ordering::SeqCst)));
-    (Fixture { server, rec, clock }, codes, verdict)
+    (f, codes, verdict)
 }
 
 #[test]
@@ -471,40 +493,23 @@ fn an_smtp_server_that_refuses_leaves_no_code_and_gives_the_hour_back() {
     let smtp: Arc<dyn Deliver> = Arc::new(delivery::Smtp::new(settings).unwrap());
     let mut d: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
     d.insert("email".into(), smtp);
-    let mut server = Server::with_parts(
+    let f = fixture_delivering(
         Config::new("/nonexistent"),
         Box::new(SqliteStorage::in_memory().unwrap()),
-        &random_key(),
+        Arc::new(Recorder::default()),
         d,
     );
-    server.set_clock(Box::new(|| T0));
-    let (body, key, _) = escrow_body("email:alice@example.org", None, "1-ab", T0 + 86400, None);
-    let v = ok(&server.handle("escrowrequest", body.as_bytes()));
-    let e = Escrowed {
-        id: v["escrow-data-id"].as_str().unwrap().into(),
-        key,
-    };
-    let verify = serde_json::json!({
-        "passcrow-verification-request": "1.0",
-        "escrow-data-id": e.id,
-        "escrow-data-key": e.key,
-        "language": "en",
-        "prefix": "A",
-    })
-    .to_string();
+    let e = f.escrow();
     // More than the hour's five: every one fails to deliver, five are
     // given back, so none is answered "rate limited"; no code is stored.
     for _ in 0..7 {
-        err(
-            &server.handle("verificationrequest", verify.as_bytes()),
-            "internal",
-        );
+        err(&f.verify(&e), "internal");
     }
     assert!(
         sessions.load(Ordering::SeqCst) >= 7,
         "each one reached the SMTP server"
     );
-    assert_eq!(server.storage.counts().unwrap().codes, 0);
+    assert_eq!(f.counts().codes, 0);
 }
 
 #[test]
@@ -784,20 +789,10 @@ fn hashcash_is_accepted_once() {
     let f = fixture();
     let now = f.now();
     let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
-    let counter = (0u64..)
-        .find(|&c| crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64))
-        .unwrap();
-    let token = format!("hashcash-11:{counter:x}-{now:x}");
-    let pkey = random_key();
+    let token = hashcash_token(&blob, now);
     let params = serde_json::json!({
         "kind": "email", "expiration": now + 86400 * 100, "payment": token});
-    let body = serde_json::json!({
-        "passcrow-escrow-request": "1.0",
-        "parameters-key": pkey.to_b64(),
-        "parameters": seal(&pkey, params.to_string().as_bytes()),
-        "escrow-data": [blob],
-    })
-    .to_string();
+    let body = escrow_request(&blob, &params);
     let v = ok(&f.server.handle("escrowrequest", body.as_bytes()));
     assert_eq!(v["expiration"], now + 86400 * 100);
     f.advance(10);
@@ -821,20 +816,8 @@ fn a_refused_escrow_keeps_its_hashcash_token() {
     let f = fixture();
     let now = f.now();
     let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
-    let counter = (0u64..)
-        .find(|&c| crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64))
-        .unwrap();
-    let token = format!("hashcash-11:{counter:x}-{now:x}");
-    let body = |params: serde_json::Value| {
-        let pkey = random_key();
-        serde_json::json!({
-            "passcrow-escrow-request": "1.0",
-            "parameters-key": pkey.to_b64(),
-            "parameters": seal(&pkey, params.to_string().as_bytes()),
-            "escrow-data": [blob.clone()],
-        })
-        .to_string()
-    };
+    let token = hashcash_token(&blob, now);
+    let body = |params: serde_json::Value| escrow_request(&blob, &params);
     // Refused for reasons that have nothing to do with the payment.
     let bad_pref = body(serde_json::json!({
         "kind": "email", "expiration": now + 86400 * 100, "payment": token,
@@ -864,14 +847,10 @@ fn preferred_ids() {
     let f = fixture();
     let now = f.now();
     let make = |pref: &str| {
-        let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now + 3600, None);
-        let mut v: serde_json::Value = serde_json::from_str(&b).unwrap();
-        let pkey = random_key();
+        let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 3600, None);
         let params = serde_json::json!({
             "kind": "email", "expiration": now + 3600, "payment": "free:0", "prefer-id": pref});
-        v["parameters-key"] = pkey.to_b64().into();
-        v["parameters"] = seal(&pkey, params.to_string().as_bytes()).into();
-        v.to_string()
+        escrow_request(&blob, &params)
     };
     let pref = "00112233445566778899aabbccddeeff";
     let v = ok(&f.server.handle("escrowrequest", make(pref).as_bytes()));
