@@ -38,6 +38,35 @@ def pytest_collection_modifyitems(config, items):
                 strict=True, reason='python-passcrow 0.0.7 bug (COMPAT.md)'))
 
 
+@pytest.fixture(autouse=True)
+def reference_leading_zero_key():
+    """COMPAT.md: python-passcrow 0.0.7 drops the leading zero bytes of a
+    pack key when it recovers one, so a pack it made whose random key starts
+    with 0x00 (1 in 256) cannot be recovered by it. On the reference only,
+    that exact failure makes the test an expected failure instead of a
+    random one; our wheel never makes such keys and reads them padded."""
+    if IS_LIBPASSCROW:
+        yield
+        return
+    from passcrow.client import PasscrowClient
+    plain = PasscrowClient.recover
+
+    def recover(self, *args, **kwargs):
+        try:
+            return plain(self, *args, **kwargs)
+        except ValueError as e:
+            if 'AESGCM key must be' not in str(e):
+                raise
+            pytest.xfail('python-passcrow 0.0.7 bug (COMPAT.md): '
+                         'pack key with a leading zero byte')
+
+    PasscrowClient.recover = recover
+    try:
+        yield
+    finally:
+        PasscrowClient.recover = plain
+
+
 # The name our test server goes by in policies. python-passcrow cannot
 # name a server with a port in an ephemeral recovery id (SERVER:KEY), so
 # the server gets a plain name and urlopen_func routes it to loopback.
