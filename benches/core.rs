@@ -21,7 +21,7 @@ fn bench_shamir(c: &mut Criterion) {
             |b, &(n, m)| b.iter(|| shamir::split(black_box(&secret), n, m).unwrap()),
         );
         let shares = shamir::split(&secret, n, m).unwrap();
-        let subset: Vec<&str> = shares.iter().take(n).map(|s| s.expose()).collect();
+        let subset: Vec<&str> = shares.iter().take(n).map(|s| s.expose_secret()).collect();
         g.bench_with_input(
             BenchmarkId::new("combine", format!("{n}of{m}")),
             &subset,

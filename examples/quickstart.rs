@@ -76,9 +76,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         Recovered::Secret(s) => {
             println!(
                 "recovered secret: {}",
-                String::from_utf8_lossy(s.as_slice())
+                String::from_utf8_lossy(s.expose_secret())
             );
-            assert_eq!(s.as_slice(), secret);
+            assert_eq!(s.expose_secret(), secret);
         }
         Recovered::Pack { name, .. } => println!("recovered pack {name}"),
     }

@@ -37,6 +37,7 @@ pub mod policy;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod util;
 // The foreign-function interfaces must export `#[no_mangle]` symbols, which
 // `unsafe_code` forbids; the allowance is confined to this module;
 // everything else stays `deny(unsafe_code)`.

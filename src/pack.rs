@@ -197,7 +197,7 @@ impl RecoveryPack {
             data: SecretString::new(crypto::b64encode(secret)),
         };
         let json = SecretBytes::new(proto::to_reference_json(&blob).into_bytes());
-        crypto::seal(key, json.as_slice())
+        crypto::seal(key, json.expose_secret())
     }
 
     /// Open the pack's secret with the pack key.
@@ -207,8 +207,8 @@ impl RecoveryPack {
             .as_deref()
             .ok_or_else(|| Error::protocol("the pack has no secret"))?;
         let json = crypto::open(key, blob, "the pack's secret")?;
-        let sb: SecretBlob = proto::parse(json.as_slice(), "the pack's secret")?;
-        let raw = crypto::b64decode(sb.data.expose())
+        let sb: SecretBlob = proto::parse(json.expose_secret(), "the pack's secret")?;
+        let raw = crypto::b64decode(sb.data.expose_secret())
             .map_err(|_| Error::protocol("the pack's secret data is not base64"))?;
         Ok(SecretBytes::new(raw))
     }
@@ -253,51 +253,11 @@ pub fn name_from_file(file: &str) -> Option<String> {
     Some(stem.to_string())
 }
 
-/// Write `data` to `path` atomically with mode 0600: a temp file in the same
-/// directory, fsync, rename over the target, fsync the directory. Either the
-/// old file or the new one is there afterwards, never half of one.
+/// Write `data` to `path` atomically with mode 0600
+/// ([`crate::util::files::write_atomic`]), naming the path in the error.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut rnd = [0u8; 8];
-    crypto::random_bytes(&mut rnd);
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        base.chars().take(100).collect::<String>(),
-        data_encoding::HEXLOWER.encode(&rnd)
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(format!("writing {}", path.display()), e));
-    }
-    Ok(())
+    crate::util::files::write_atomic(path, data)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// The directory of recovery packs.
@@ -353,7 +313,10 @@ impl PackDir {
             )));
         }
         let buf = SecretBytes::new(buf);
-        RecoveryPack::from_json(buf.as_slice(), &format!("recovery pack {}", path.display()))
+        RecoveryPack::from_json(
+            buf.expose_secret(),
+            &format!("recovery pack {}", path.display()),
+        )
     }
 
     /// Save `pack` under `name` (atomically, mode 0600), replacing any
@@ -361,7 +324,7 @@ impl PackDir {
     pub fn save(&self, name: &str, pack: &RecoveryPack) -> Result<PathBuf> {
         let path = self.path_for(name)?;
         let json = SecretBytes::new(pack.to_json().into_bytes());
-        write_atomic(&path, json.as_slice())?;
+        write_atomic(&path, json.expose_secret())?;
         Ok(path)
     }
 
@@ -414,7 +377,7 @@ pub mod ephemeral {
         let mut chars = String::new();
         while chars.len() < 16 {
             let k = crypto::random_key();
-            let b = crypto::b64encode(k.as_bytes());
+            let b = crypto::b64encode(k.expose_secret());
             chars.extend(
                 b.chars()
                     .filter(|c| c.is_ascii_alphanumeric() && !"1lO0I".contains(*c))
@@ -455,7 +418,7 @@ pub mod ephemeral {
             1,
             16,
         )?;
-        Ok(data_encoding::HEXLOWER.encode(raw.as_slice()))
+        Ok(data_encoding::HEXLOWER.encode(raw.expose_secret()))
     }
 
     /// The escrow key: scrypt(key, "Escrow Key", 32 bytes).
@@ -473,13 +436,13 @@ pub mod ephemeral {
         use flate2::write::ZlibEncoder;
         let json = SecretBytes::new(pack.to_json().into_bytes());
         let mut enc = ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(json.as_slice())
+        enc.write_all(json.expose_secret())
             .map_err(|e| Error::io("compressing the pack", e))?;
         let z = SecretBytes::new(
             enc.finish()
                 .map_err(|e| Error::io("compressing the pack", e))?,
         );
-        Ok(crypto::seal(key, z.as_slice()))
+        Ok(crypto::seal(key, z.expose_secret()))
     }
 
     /// Open an ephemerally escrowed pack.
@@ -487,7 +450,7 @@ pub mod ephemeral {
         use flate2::read::ZlibDecoder;
         let z = crypto::open(key, blob, "the ephemeral pack")?;
         let mut json = Vec::new();
-        ZlibDecoder::new(z.as_slice())
+        ZlibDecoder::new(z.expose_secret())
             .take(MAX_INFLATED + 1)
             .read_to_end(&mut json)
             .map_err(|_| Error::protocol("the ephemeral pack is not valid zlib data"))?;
@@ -495,7 +458,7 @@ pub mod ephemeral {
         if json.len() as u64 > MAX_INFLATED {
             return Err(Error::protocol("the ephemeral pack is too large"));
         }
-        RecoveryPack::from_json(json.as_slice(), "the ephemeral pack")
+        RecoveryPack::from_json(json.expose_secret(), "the ephemeral pack")
     }
 }
 
@@ -544,7 +507,7 @@ mod tests {
     fn user_keys_look_right() {
         for _ in 0..20 {
             let k = ephemeral::new_user_key();
-            let s = k.expose();
+            let s = k.expose_secret();
             assert_eq!(s.len(), 19);
             assert!(!s.contains(['/', '+', '1', 'l', 'O', '0', 'I']));
             assert_eq!(s.matches('-').count(), 3);

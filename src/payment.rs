@@ -183,10 +183,7 @@ impl Default for HashcashOptions<'_> {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    u64::try_from(crate::util::clock::unix_now()).unwrap_or(0)
 }
 
 /// Find a hashcash proof for `data` with every core (a scoped pool of

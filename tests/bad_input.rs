@@ -325,7 +325,7 @@ fn bad_input_gives_clear_errors_and_changes_nothing() {
     c.verify(&pack).unwrap();
     let codes = newest_codes(&s.codes, &IDS);
     match c.recover(&pack, &codes[1..]).unwrap() {
-        Recovered::Secret(v) => assert_eq!(v.as_slice(), b"the secret"),
+        Recovered::Secret(v) => assert_eq!(v.expose_secret(), b"the secret"),
         other => panic!("{other:?}"),
     }
     assert_eq!(snapshot(dir), before, "recovery changes no file");

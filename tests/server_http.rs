@@ -25,7 +25,7 @@ fn client(home: &Path) -> Client {
 
 fn secret_of(r: Recovered) -> Vec<u8> {
     match r {
-        Recovered::Secret(s) => s.as_slice().to_vec(),
+        Recovered::Secret(s) => s.expose_secret().to_vec(),
         Recovered::Pack { name, .. } => panic!("expected a secret, got pack {name}"),
     }
 }
@@ -118,7 +118,7 @@ fn client_against_our_server_with_restart() {
     let info = p.ephemeral.expect("ephemeral info");
     assert!(p.path.is_none());
     let c2 = client(&tmp.path().join("home2"));
-    let stub = c2.pack(info.recovery_id().expose()).unwrap();
+    let stub = c2.pack(info.recovery_id().expose_secret()).unwrap();
     let v = c2.verify(&stub).unwrap();
     assert_eq!(v.hints.len(), 1);
     let code = newest_code(&codes, "email:alice@example.org").unwrap();
@@ -126,7 +126,7 @@ fn client_against_our_server_with_restart() {
         Recovered::Pack { name, pack } => (name, pack),
         Recovered::Secret(_) => panic!("expected the pack"),
     };
-    assert_eq!(name, info.user_key.expose());
+    assert_eq!(name, info.user_key.expose_secret());
     c2.verify(&pack).unwrap();
     let typed = [
         newest_code(&codes, "email:alice@example.org").unwrap(),

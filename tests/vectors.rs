@@ -46,7 +46,7 @@ fn aead_vectors() {
         let blob = crypto::seal_with_nonce(&k, &nonce, &pt);
         assert_eq!(blob, a["blob_b64"].as_str().unwrap());
         let opened = crypto::open(&k, &blob, "vector").unwrap();
-        assert_eq!(opened.as_slice(), &pt[..]);
+        assert_eq!(opened.expose_secret(), &pt[..]);
     }
 }
 
@@ -66,15 +66,17 @@ fn shamir_vectors() {
         // every window of `t` consecutive shares, and all of them
         for start in 0..=shares.len() - t {
             let k = shamir::combine(&shares[start..start + t]).unwrap();
-            assert_eq!(k.as_bytes().to_vec(), secret);
+            assert_eq!(k.expose_secret().to_vec(), secret);
         }
         assert_eq!(
-            shamir::combine(&shares).unwrap().as_bytes().to_vec(),
+            shamir::combine(&shares).unwrap().expose_secret().to_vec(),
             secret
         );
         // fewer than t shares do not give the secret
         let k = shamir::combine(&shares[..t - 1]);
-        assert!(k.map(|k| k.as_bytes().to_vec() != secret).unwrap_or(true));
+        assert!(k
+            .map(|k| k.expose_secret().to_vec() != secret)
+            .unwrap_or(true));
     }
 }
 
@@ -101,11 +103,11 @@ fn key_int_vectors_and_leading_zero() {
         // (the reference's aesgcm_key_from_int drops it).
         let arr: [u8; 32] = raw.clone().try_into().unwrap();
         let shares = shamir::split(&arr, 3, 3).unwrap();
-        let s: Vec<&str> = shares.iter().map(|s| s.expose()).collect();
-        assert_eq!(shamir::combine(&s).unwrap().as_bytes(), &arr);
+        let s: Vec<&str> = shares.iter().map(|s| s.expose_secret()).collect();
+        assert_eq!(shamir::combine(&s).unwrap().expose_secret(), &arr);
     }
     for _ in 0..200 {
-        assert_ne!(crypto::random_pack_key().as_bytes()[0], 0);
+        assert_ne!(crypto::random_pack_key().expose_secret()[0], 0);
     }
 }
 
@@ -154,16 +156,16 @@ fn escrow_request_vectors() {
     for r in v["escrow_request"].as_array().unwrap() {
         let k = key(&r["recovery_key_b64"]);
         let pt = crypto::open(&k, r["escrow_data"].as_str().unwrap(), "escrow data").unwrap();
-        let d: EscrowData = proto::parse(pt.as_slice(), "escrow data").unwrap();
+        let d: EscrowData = proto::parse(pt.expose_secret(), "escrow data").unwrap();
         let want = &r["decrypted"];
         assert_eq!(d.description, want["description"].as_str().unwrap());
-        assert_eq!(d.secret.expose(), want["secret"].as_str().unwrap());
+        assert_eq!(d.secret.expose_secret(), want["secret"].as_str().unwrap());
         assert_eq!(d.verify.as_str(), want["verify"].as_str().unwrap());
         assert_eq!(d.timeout, want["timeout"].as_i64());
         assert!(d.notify.is_none());
         // and our serialisation of it is the reference's, byte for byte
         let ours = proto::to_reference_json(&d);
-        assert_eq!(ours.as_bytes(), pt.as_slice());
+        assert_eq!(ours.as_bytes(), pt.expose_secret());
     }
 }
 
@@ -183,20 +185,20 @@ fn pack_recovery_vectors() {
                 rec.response.escrow_data_id,
                 row["escrow-data-id"].as_str().unwrap()
             );
-            let k = crypto::key_from_b64(rec.recovery_key.expose(), "recovery key").unwrap();
+            let k = crypto::key_from_b64(rec.recovery_key.expose_secret(), "recovery key").unwrap();
             let pt = crypto::open(&k, row["escrow_data"].as_str().unwrap(), "row").unwrap();
-            let d: EscrowData = proto::parse(pt.as_slice(), "row").unwrap();
-            remote.push(d.secret.expose().to_string());
+            let d: EscrowData = proto::parse(pt.expose_secret(), "row").unwrap();
+            remote.push(d.secret.expose_secret().to_string());
         }
         let want = b64(&p["secret_b64"]);
         for pair in [[0, 1], [0, 2], [1, 2]] {
             let mut shares: Vec<&str> = pair.iter().map(|i| remote[*i].as_str()).collect();
-            shares.extend(pack.shares.iter().map(|s| s.expose()));
+            shares.extend(pack.shares.iter().map(|s| s.expose_secret()));
             let k = shamir::combine(&shares).unwrap();
-            assert_eq!(pack.open_secret(&k).unwrap().as_slice(), &want[..]);
+            assert_eq!(pack.open_secret(&k).unwrap().expose_secret(), &want[..]);
         }
         // one escrowed share plus the local one is not enough
-        let shares = [remote[0].as_str(), pack.shares[0].expose()];
+        let shares = [remote[0].as_str(), pack.shares[0].expose_secret()];
         let k = shamir::combine(&shares);
         assert!(k.map(|k| pack.open_secret(&k).is_err()).unwrap_or(true));
     }

@@ -365,14 +365,14 @@ fn cmd_protect(args: &[String], renew: bool) -> CliResult {
     let pol = make_policy(&a, &bare, &c)?;
     let data = read_secret(&source)?;
     let result = if renew {
-        c.renew(&name, data.as_slice(), Some(&pol))?
+        c.renew(&name, data.expose_secret(), Some(&pol))?
     } else {
         let opts = ProtectOptions {
             ephemeral,
             replace: a.flag('f'),
             ..Default::default()
         };
-        c.protect(&name, data.as_slice(), &pol, &opts)?
+        c.protect(&name, data.expose_secret(), &pol, &opts)?
     };
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -391,7 +391,7 @@ fn cmd_protect(args: &[String], renew: bool) -> CliResult {
                  Write it down or print it, and keep it safe:\n\n    \
                  passcrow recover {}\n\n\
                  The escrowed data expires on {date}.",
-                info.recovery_id().expose()
+                info.recovery_id().expose_secret()
             );
         }
     } else if !batch {
@@ -435,10 +435,7 @@ struct BatchRecovered<'a> {
 }
 
 fn print_verification(name: &str, v: &Verification, batch: bool) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = passcrow::util::clock::unix_now();
     let timeout = v.hints.iter().map(|h| h.expiration).min().unwrap_or(now) - now;
     if batch {
         let b = BatchVerify {
@@ -534,7 +531,7 @@ fn cmd_recover(args: &[String]) -> CliResult {
         match c.recover(&pack, &codes)? {
             Recovered::Secret(secret) => {
                 if let Some(out) = a.one('o') {
-                    write_atomic(std::path::Path::new(out), secret.as_slice())?;
+                    write_atomic(std::path::Path::new(out), secret.expose_secret())?;
                     if !batch {
                         eprintln!("Recovered {name:?} into {out}");
                     }
@@ -545,14 +542,14 @@ fn cmd_recover(args: &[String]) -> CliResult {
                         data: if a.one('o').is_some() {
                             String::new()
                         } else {
-                            crypto::b64encode(secret.as_slice())
+                            crypto::b64encode(secret.expose_secret())
                         },
                         recovered: true,
                     };
                     println!("{}", to_reference_json(&b));
                 } else if a.one('o').is_none() {
                     let mut out = std::io::stdout().lock();
-                    out.write_all(secret.as_slice())
+                    out.write_all(secret.expose_secret())
                         .and_then(|_| out.flush())
                         .map_err(|e| CliError::Failed(format!("writing the secret: {e}")))?;
                 }

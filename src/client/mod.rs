@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -84,7 +84,7 @@ pub struct EphemeralInfo {
 impl EphemeralInfo {
     /// `SERVER:USER_KEY`, what `recover` takes.
     pub fn recovery_id(&self) -> SecretString {
-        SecretString::new(format!("{}:{}", self.server, self.user_key.expose()))
+        SecretString::new(format!("{}:{}", self.server, self.user_key.expose_secret()))
     }
 }
 
@@ -245,10 +245,7 @@ pub struct Client {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::util::clock::unix_now()
 }
 
 /// Normalise a typed code: trim, drop inner blanks and dashes, upper-case,
@@ -446,7 +443,7 @@ impl Client {
             SecretBytes::new(serde_json::to_vec(req).map_err(|e| Error::protocol(e.to_string()))?);
         let resp = self
             .transport
-            .post(&url, body.as_slice())
+            .post(&url, body.expose_secret())
             .map_err(|e| Error::Transport(format!("{server}: {e}")))?;
         if let Some(err) = proto::error_answer(&resp.body) {
             return Err(map_server_error(server, err));
@@ -532,7 +529,7 @@ impl Client {
             None => crypto::random_key(),
         };
         let data_json = SecretBytes::new(proto::to_reference_json(&data).into_bytes());
-        let data_blob = crypto::seal(&recovery_key, data_json.as_slice());
+        let data_blob = crypto::seal(&recovery_key, data_json.expose_secret());
         let progress = self.progress.clone();
         let pf = move |p: payment::Progress| {
             if let Some(f) = &progress {
@@ -544,7 +541,7 @@ impl Client {
         let token = payment::make_token(&scheme, &data_blob, &opts)?;
         let params = EscrowParameters {
             kind: idp.id.kind().to_string(),
-            expiration: now() + lifetime,
+            expiration: now().saturating_add(lifetime),
             payment: token,
             prefer_id: job.prefer_id.clone(),
         };
@@ -645,7 +642,11 @@ impl Client {
         let (n, m) = policy.absolute_ratio(reserve)?;
         let extra = 3u32.saturating_sub(n);
         let key = crypto::random_pack_key();
-        let shares = shamir::split(key.as_bytes(), (n + extra) as usize, (m + extra) as usize)?;
+        let shares = shamir::split(
+            key.expose_secret(),
+            (n + extra) as usize,
+            (m + extra) as usize,
+        )?;
         self.log(&format!(
             "prepared {} shares ({} local, {} needed) for {name}",
             m + extra,
@@ -748,9 +749,9 @@ impl Client {
     ) -> Result<EphemeralInfo> {
         let user_key = ephemeral::new_user_key();
         self.log("deriving the ephemeral keys (scrypt, a few seconds)");
-        let id = ephemeral::escrow_id(user_key.expose())?;
-        let ekey = ephemeral::escrow_key(user_key.expose())?;
-        let pkey = ephemeral::pack_key(user_key.expose())?;
+        let id = ephemeral::escrow_id(user_key.expose_secret())?;
+        let ekey = ephemeral::escrow_key(user_key.expose_secret())?;
+        let pkey = ephemeral::pack_key(user_key.expose_secret())?;
         let blob = ephemeral::seal_pack(pack, &pkey)?;
         let job = EscrowJob {
             idp: &policy.ids[0],
@@ -786,7 +787,10 @@ impl Client {
         printed.recovery_key = user_key.clone();
         if opts.ephemeral == Ephemeral::Both {
             pack.escrow.push(rec);
-            pack.ephemeral_id = Some(SecretString::new(format!("{server}:{}", user_key.expose())));
+            pack.ephemeral_id = Some(SecretString::new(format!(
+                "{server}:{}",
+                user_key.expose_secret()
+            )));
         }
         Ok(EphemeralInfo {
             server,
@@ -805,8 +809,8 @@ impl Client {
                     return Err(Error::NotFound(msg));
                 }
                 let (server, key) = ephemeral::split_id(name)?;
-                let id = ephemeral::escrow_id(key.expose())?;
-                let ekey = ephemeral::escrow_key(key.expose())?;
+                let id = ephemeral::escrow_id(key.expose_secret())?;
+                let ekey = ephemeral::escrow_key(key.expose_secret())?;
                 Ok(RecoveryPack {
                     name: name.to_string(),
                     created_ts: None,
@@ -893,7 +897,7 @@ impl Client {
         let mut by_prefix: Vec<(char, SecretString, EscrowRecord)> = vec![];
         for c in codes {
             let code = normalize_code(c.as_ref());
-            let Some(p) = code.expose().chars().next() else {
+            let Some(p) = code.expose_secret().chars().next() else {
                 continue;
             };
             let Some((_, esc)) = routes.iter().find(|(x, _)| *x == p) else {
@@ -973,9 +977,9 @@ impl Client {
         }
         if pack.is_ephemeral_stub() {
             let (_, user_key) = ephemeral::split_id(&pack.name)?;
-            let pkey = ephemeral::pack_key(user_key.expose())?;
-            let mut ep = ephemeral::open_pack(got[0].expose(), &pkey)?;
-            let name = user_key.expose().to_string();
+            let pkey = ephemeral::pack_key(user_key.expose_secret())?;
+            let mut ep = ephemeral::open_pack(got[0].expose_secret(), &pkey)?;
+            let name = user_key.expose_secret().to_string();
             ep.name = name.clone();
             self.packs.save(&name, &ep)?;
             return Ok(Recovered::Pack { name, pack: ep });
@@ -1070,7 +1074,7 @@ impl Client {
     /// Packs whose first escrow expires within `within` from now (and
     /// packs that could not be read, so they are not forgotten).
     pub fn expiring(&self, within: Duration) -> Result<Vec<PackInfo>> {
-        let limit = now() + within.as_secs() as i64;
+        let limit = crate::util::clock::unix_after(now(), within);
         Ok(self
             .list()?
             .into_iter()
@@ -1165,8 +1169,8 @@ fn map_server_error(server: &str, e: ErrorAnswer) -> Error {
 /// When more shares than needed arrived and they do not agree (a server
 /// returned garbage), subsets are tried.
 fn combine_and_open(pack: &RecoveryPack, got: &[SecretString]) -> Result<SecretBytes> {
-    let mut all: Vec<&str> = got.iter().map(|s| s.expose()).collect();
-    all.extend(pack.shares.iter().map(|s| s.expose()));
+    let mut all: Vec<&str> = got.iter().map(|s| s.expose_secret()).collect();
+    all.extend(pack.shares.iter().map(|s| s.expose_secret()));
     let threshold = pack.min_shares as usize + pack.shares.len();
     let attempt = |subset: &[&str]| -> Result<SecretBytes> {
         let key = shamir::combine(subset)?;
@@ -1177,13 +1181,13 @@ fn combine_and_open(pack: &RecoveryPack, got: &[SecretString]) -> Result<SecretB
         return first;
     }
     // Try subsets of size `threshold` that keep all local shares.
-    let remote: Vec<&str> = got.iter().map(|s| s.expose()).collect();
+    let remote: Vec<&str> = got.iter().map(|s| s.expose_secret()).collect();
     let need_remote = pack.min_shares as usize;
     let mut tried = 0;
     let mut idx: Vec<usize> = (0..need_remote).collect();
     loop {
         let mut subset: Vec<&str> = idx.iter().map(|i| remote[*i]).collect();
-        subset.extend(pack.shares.iter().map(|s| s.expose()));
+        subset.extend(pack.shares.iter().map(|s| s.expose_secret()));
         if let Ok(s) = attempt(&subset) {
             return Ok(s);
         }
@@ -1233,14 +1237,7 @@ pub fn default_dirs() -> (PathBuf, PathBuf) {
 
 /// Create a directory (and parents) with mode 0700.
 pub fn create_private_dir(p: &Path) -> Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(p)
+    crate::util::files::create_private_dir(p)
         .map_err(|e| Error::io(format!("creating {}", p.display()), e))
 }
 
@@ -1294,8 +1291,8 @@ mod tests {
 
     #[test]
     fn codes_are_forgiven() {
-        assert_eq!(normalize_code(" a12o45l ").expose(), "A120451");
-        assert_eq!(normalize_code("1 234-567").expose(), "1234567");
+        assert_eq!(normalize_code(" a12o45l ").expose_secret(), "A120451");
+        assert_eq!(normalize_code("1 234-567").expose_secret(), "1234567");
     }
 
     #[test]

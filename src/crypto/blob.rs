@@ -33,7 +33,7 @@ pub fn seal(key: &Key32, plaintext: &[u8]) -> String {
 /// Seal with a given nonce. Only for test vectors: a nonce must never repeat
 /// under one key.
 pub fn seal_with_nonce(key: &Key32, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> String {
-    let cipher = Aes256Gcm16::new(key.as_bytes().into());
+    let cipher = Aes256Gcm16::new(key.expose_secret().into());
     let ct = cipher
         .encrypt(
             nonce.into(),
@@ -66,7 +66,7 @@ pub fn open_with_aad(key: &Key32, blob: &str, aad: &[u8], what: &str) -> Result<
         )));
     }
     let (nonce, ct) = raw.split_at(NONCE_LEN);
-    let cipher = Aes256Gcm16::new(key.as_bytes().into());
+    let cipher = Aes256Gcm16::new(key.expose_secret().into());
     cipher
         .decrypt(nonce.into(), Payload { msg: ct, aad })
         .map(SecretBytes::new)
@@ -82,7 +82,7 @@ mod tests {
     fn round_trip_and_tamper() {
         let k = super::super::random_key();
         let b = seal(&k, b"hello");
-        assert_eq!(open(&k, &b, "t").unwrap().as_slice(), b"hello");
+        assert_eq!(open(&k, &b, "t").unwrap().expose_secret(), b"hello");
         let mut raw = b64decode(&b).unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
@@ -100,7 +100,7 @@ mod tests {
             let k = Key32::from_bytes(key);
             let b = seal(&k, &pt);
             let got = open(&k, &b, "t").unwrap();
-            prop_assert_eq!(got.as_slice(), &pt[..]);
+            prop_assert_eq!(got.expose_secret(), &pt[..]);
         }
 
         #[test]

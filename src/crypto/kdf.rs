@@ -27,6 +27,6 @@ pub const EPHEMERAL_LOG_N: u8 = 20;
 pub fn derive_key_2_20(password: &[u8], salt: &[u8]) -> Result<super::Key32> {
     let raw = scrypt(password, salt, EPHEMERAL_LOG_N, 8, 1, 32)?;
     let mut k = super::Key32::zero();
-    k.as_mut().copy_from_slice(raw.as_slice());
+    k.expose_secret_mut().copy_from_slice(raw.expose_secret());
     Ok(k)
 }

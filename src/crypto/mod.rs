@@ -22,7 +22,7 @@ pub fn random_bytes(buf: &mut [u8]) {
 /// A fresh random 32-byte key from the OS generator.
 pub fn random_key() -> Key32 {
     let mut k = Key32::zero();
-    random_bytes(k.as_mut());
+    random_bytes(k.expose_secret_mut());
     k
 }
 
@@ -34,7 +34,7 @@ pub fn random_key() -> Key32 {
 pub fn random_pack_key() -> Key32 {
     loop {
         let k = random_key();
-        if k.as_bytes()[0] != 0 {
+        if k.expose_secret()[0] != 0 {
             return k;
         }
     }
@@ -70,7 +70,7 @@ pub fn key_from_b64(text: &str, what: &str) -> crate::Result<Key32> {
         )));
     }
     let mut k = Key32::zero();
-    k.as_mut().copy_from_slice(raw.as_ref());
+    k.expose_secret_mut().copy_from_slice(raw.expose_secret());
     raw.zeroize_now();
     Ok(k)
 }

@@ -1,10 +1,14 @@
-//! Types that hold secrets: zeroized on drop, `[redacted]` in Debug.
+//! Types that hold secrets: zeroized on drop, `[redacted]` in Debug, read
+//! only through `expose_secret()`, compared only in constant time
+//! (`ct_eq`): none of them implements `PartialEq`, `AsRef` or `Display`,
+//! so a secret cannot reach an `==`, a `format!` or a byte-slice API by
+//! accident.
 
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// A 32-byte symmetric key.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Key32([u8; 32]);
 
 impl Key32 {
@@ -16,25 +20,22 @@ impl Key32 {
     pub fn from_bytes(b: [u8; 32]) -> Self {
         Key32(b)
     }
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
+    /// The raw bytes, for the one place that needs them (a cipher, an
+    /// encoding).
+    pub fn expose_secret(&self) -> &[u8; 32] {
         &self.0
+    }
+    /// The raw bytes, to be filled in place.
+    pub fn expose_secret_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
+    }
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &Key32) -> bool {
+        super::ct_eq(&self.0, &other.0)
     }
     /// Standard base64, as keys are written on the wire and in packs.
     pub fn to_b64(&self) -> String {
         super::b64encode(&self.0)
-    }
-}
-
-impl AsRef<[u8]> for Key32 {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl AsMut<[u8]> for Key32 {
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.0
     }
 }
 
@@ -45,7 +46,7 @@ impl fmt::Debug for Key32 {
 }
 
 /// Secret bytes of any length (plaintext, decrypted JSON, ...).
-#[derive(Clone, Default, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);
 
 impl SecretBytes {
@@ -62,8 +63,12 @@ impl SecretBytes {
         self.0.is_empty()
     }
     /// Borrow the bytes.
-    pub fn as_slice(&self) -> &[u8] {
+    pub fn expose_secret(&self) -> &[u8] {
         &self.0
+    }
+    /// Constant-time equality (the length is not secret).
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        super::ct_eq(&self.0, other)
     }
     /// Wipe now (also happens on drop).
     pub fn zeroize_now(&mut self) {
@@ -87,12 +92,6 @@ impl From<&[u8]> for SecretBytes {
     }
 }
 
-impl AsRef<[u8]> for SecretBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretBytes([redacted; {} bytes])", self.0.len())
@@ -100,7 +99,7 @@ impl fmt::Debug for SecretBytes {
 }
 
 /// A secret string (a share, a code, a user key, ...).
-#[derive(Clone, Default, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct SecretString(String);
 
 impl SecretString {
@@ -109,8 +108,12 @@ impl SecretString {
         SecretString(s)
     }
     /// Borrow the text.
-    pub fn expose(&self) -> &str {
+    pub fn expose_secret(&self) -> &str {
         &self.0
+    }
+    /// Constant-time equality (the length is not secret).
+    pub fn ct_eq(&self, other: &str) -> bool {
+        super::ct_eq(self.0.as_bytes(), other.as_bytes())
     }
     /// Give the string to a caller who takes responsibility for it.
     pub fn into_string(mut self) -> String {

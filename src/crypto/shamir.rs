@@ -207,7 +207,7 @@ pub fn combine<S: AsRef<str>>(shares: &[S]) -> Result<crate::crypto::Key32> {
     let fits = bytes[..WIDE - 32].iter().all(|b| *b == 0);
     let mut key = crate::crypto::Key32::zero();
     if fits {
-        key.as_mut().copy_from_slice(&bytes[WIDE - 32..]);
+        key.expose_secret_mut().copy_from_slice(&bytes[WIDE - 32..]);
     }
     bytes.zeroize();
     if !fits {
@@ -229,12 +229,12 @@ mod tests {
         let shares = split(&secret, 3, 5).unwrap();
         let subset = [shares[4].clone(), shares[0].clone(), shares[2].clone()];
         assert_eq!(
-            combine(&subset.iter().map(|s| s.expose()).collect::<Vec<_>>())
+            combine(&subset.iter().map(|s| s.expose_secret()).collect::<Vec<_>>())
                 .unwrap()
-                .as_bytes(),
+                .expose_secret(),
             &secret
         );
-        assert!(shares[0].expose().starts_with("1-"));
+        assert!(shares[0].expose_secret().starts_with("1-"));
     }
 
     #[test]
@@ -242,8 +242,8 @@ mod tests {
         let mut secret = [0u8; 32];
         secret[31] = 5;
         let shares = split(&secret, 3, 3).unwrap();
-        let v: Vec<&str> = shares.iter().map(|s| s.expose()).collect();
-        assert_eq!(combine(&v).unwrap().as_bytes(), &secret);
+        let v: Vec<&str> = shares.iter().map(|s| s.expose_secret()).collect();
+        assert_eq!(combine(&v).unwrap().expose_secret(), &secret);
     }
 
     #[test]
@@ -274,14 +274,14 @@ mod tests {
                 r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 idx.swap(i, (r >> 33) as usize % (i + 1));
             }
-            let chosen: Vec<&str> = idx[..n].iter().map(|i| shares[*i].expose()).collect();
+            let chosen: Vec<&str> = idx[..n].iter().map(|i| shares[*i].expose_secret()).collect();
             let got = combine(&chosen).unwrap();
-            prop_assert_eq!(got.as_bytes(), &secret);
+            prop_assert_eq!(got.expose_secret(), &secret);
             if n > 1 {
                 // n-1 shares reveal (almost surely) something else
-                let fewer: Vec<&str> = idx[..n-1].iter().map(|i| shares[*i].expose()).collect();
+                let fewer: Vec<&str> = idx[..n-1].iter().map(|i| shares[*i].expose_secret()).collect();
                 let got = combine(&fewer);
-                prop_assert!(got.map(|k| k.as_bytes() != &secret).unwrap_or(true));
+                prop_assert!(got.map(|k| k.expose_secret() != &secret).unwrap_or(true));
             }
         }
 

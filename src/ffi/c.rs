@@ -921,7 +921,7 @@ pub unsafe extern "C" fn passcrow_protected_ephemeral_id(
                 ));
             };
             let id = e.recovery_id();
-            let (ptr, len) = bytes_to_c(id.expose().as_bytes());
+            let (ptr, len) = bytes_to_c(id.expose_secret().as_bytes());
             put(out_id, ptr);
             put(out_id_len, len);
             put(out_expiration, e.expiration);
@@ -1186,7 +1186,7 @@ pub unsafe extern "C" fn passcrow_recover(
             }
             match c.inner.recover(&p.inner, &codes)? {
                 Recovered::Secret(s) => {
-                    let (ptr, len) = bytes_to_c(s.as_slice());
+                    let (ptr, len) = bytes_to_c(s.expose_secret());
                     put(out_secret, ptr);
                     put(out_secret_len, len);
                     Ok(())

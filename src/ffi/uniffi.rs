@@ -648,7 +648,7 @@ impl PasscrowClient {
         }
         let p = self
             .inner
-            .protect(&name, secret.as_slice(), &policy, &opts)?;
+            .protect(&name, secret.expose_secret(), &policy, &opts)?;
         Ok(protect_result(p))
     }
 
@@ -721,7 +721,7 @@ impl PasscrowClient {
         };
         let p = self
             .inner
-            .renew(&name, secret.as_slice(), policy.as_ref())?;
+            .renew(&name, secret.expose_secret(), policy.as_ref())?;
         Ok(protect_result(p))
     }
 
@@ -811,9 +811,9 @@ pub(crate) fn protect_result(p: client::Protected) -> ProtectResult {
         escrows: sat_u32(p.pack.prefixed_escrows().len()),
         expires_ts: p.pack.expires_ts(),
         ephemeral: p.ephemeral.map(|e| EphemeralDetails {
-            recovery_id: e.recovery_id().expose().to_string(),
+            recovery_id: e.recovery_id().expose_secret().to_string(),
             server: e.server,
-            user_key: e.user_key.expose().to_string(),
+            user_key: e.user_key.expose_secret().to_string(),
             expiration: e.expiration,
         }),
         cleanup_failures: p
@@ -828,7 +828,7 @@ pub(crate) fn protect_result(p: client::Protected) -> ProtectResult {
 /// upper-case, O→0, I/L→1).
 #[uniffi::export]
 pub fn normalize_code(code: String) -> String {
-    client::normalize_code(&code).expose().to_string()
+    client::normalize_code(&code).expose_secret().to_string()
 }
 
 /// The library's version.

@@ -214,7 +214,7 @@ impl PasscrowClient {
             verify_description,
         };
         self.paced(quick, |c| {
-            c.protect(&name, secret.as_slice(), &policy, &opts)
+            c.protect(&name, secret.expose_secret(), &policy, &opts)
         })
         .map(super::uniffi::protect_result)
     }

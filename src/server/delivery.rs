@@ -8,7 +8,6 @@
 //! Deliverers are called from blocking threads. Their errors go to the
 //! log, so they never contain the code, and name identities only masked.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -53,7 +52,7 @@ impl Outgoing {
     /// The code, when this is a code message.
     pub fn code(&self) -> Option<&str> {
         match &self.notice {
-            Notice::Code { code, .. } => Some(code.expose()),
+            Notice::Code { code, .. } => Some(code.expose_secret()),
             Notice::RecoveryStarted { .. } => None,
         }
     }
@@ -137,7 +136,7 @@ pub mod messages {
                  This code expires in {} minutes. Don't share it with\n\
                  anyone. If you were not expecting this verification code,\n\
                  please ignore this message.",
-                code.expose(),
+                code.expose_secret(),
                 minutes(*timeout_seconds)
             ),
             (
@@ -151,7 +150,7 @@ pub mod messages {
                  Kóðinn rennur út eftir {} mínútur. Ekki sýna neinum\n\
                  þennan kóða. Ef þú áttir ekki von á þessum staðfestingarkóða,\n\
                  skaltu hunsa þetta bréf.",
-                code.expose(),
+                code.expose_secret(),
                 minutes(*timeout_seconds)
             ),
             (Notice::RecoveryStarted { code_sent_to }, false) => format!(
@@ -197,7 +196,7 @@ pub mod messages {
             ) => format!(
                 "{d}: {} is your verification code. It expires in {} minutes. \
                  Don't share this code with anyone.",
-                code.expose(),
+                code.expose_secret(),
                 minutes(*timeout_seconds)
             ),
             (
@@ -209,7 +208,7 @@ pub mod messages {
             ) => format!(
                 "{d}: {} er staðfestingarkóðinn þinn. Hann rennur út eftir {} mínútur. \
                  Ekki sýna neinum þennan kóða.",
-                code.expose(),
+                code.expose_secret(),
                 minutes(*timeout_seconds)
             ),
             (Notice::RecoveryStarted { code_sent_to }, false) => {
@@ -250,7 +249,7 @@ impl Deliver for FileSink {
 
     fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
         let line = match &msg.notice {
-            Notice::Code { code, .. } => format!("{}\t{}\n", msg.to, code.expose()),
+            Notice::Code { code, .. } => format!("{}\t{}\n", msg.to, code.expose_secret()),
             Notice::RecoveryStarted { code_sent_to } => {
                 format!(
                     "# notice\t{}\trecovery started, code sent to {code_sent_to}\n",
@@ -259,14 +258,9 @@ impl Deliver for FileSink {
             }
         };
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut opts = OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
+        let mut f = crate::util::files::private_file_options()
+            .create(true)
+            .append(true)
             .open(&self.path)
             .map_err(|e| format!("opening {}: {e}", self.path.display()))?;
         // One write of the whole line (O_APPEND): readers never see half a
@@ -415,7 +409,8 @@ impl Smtp {
         };
         let mut builder = builder.timeout(Some(Duration::from_secs(30)));
         if let Some((u, p)) = &settings.login {
-            builder = builder.credentials(Credentials::new(u.clone(), p.expose().to_string()));
+            builder =
+                builder.credentials(Credentials::new(u.clone(), p.expose_secret().to_string()));
         }
         Ok(Smtp {
             transport: builder.build(),
@@ -556,7 +551,7 @@ impl Deliver for TwilioSms {
             .filter(|c| c.is_ascii_digit() || *c == '+')
             .collect();
         let body = msg.short_text();
-        let auth = b64encode(format!("{}:{}", self.sid, self.token.expose()).as_bytes());
+        let auth = b64encode(format!("{}:{}", self.sid, self.token.expose_secret()).as_bytes());
         let mut form: Vec<(&str, &str)> = vec![("To", &to), ("Body", &body)];
         if let Some(f) = &self.from {
             form.push(("From", f));
@@ -621,7 +616,7 @@ impl Deliver for Webhook {
             .post(&self.url)
             .set("Content-Type", "application/json");
         if let Some(b) = &self.bearer {
-            req = req.set("Authorization", &format!("Bearer {}", b.expose()));
+            req = req.set("Authorization", &format!("Bearer {}", b.expose_secret()));
         }
         req.send_bytes(body.to_string().as_bytes())
             .map(|_| ())

@@ -29,7 +29,6 @@ pub mod storage;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -200,10 +199,7 @@ pub fn canonical_method(name: &str) -> Option<&'static str> {
 pub type Clock = dyn Fn() -> i64 + Send + Sync;
 
 fn system_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::util::clock::unix_now()
 }
 
 /// Keys derived from the master key.
@@ -225,7 +221,7 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 impl Keys {
     fn derive(master: &Key32) -> Keys {
-        let d = |label: &str| Key32::from_bytes(hmac(master.as_bytes(), &[label.as_bytes()]));
+        let d = |label: &str| Key32::from_bytes(hmac(master.expose_secret(), &[label.as_bytes()]));
         Keys {
             seal: d("passcrow-server escrow seal v1"),
             code: d("passcrow-server code mac v1"),
@@ -247,54 +243,26 @@ pub fn load_master_key(path: &Path) -> Result<Key32, String> {
     let text = SecretString::new(
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
     );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    "master key {} is readable by others; chmod 600 it",
-                    path.display()
-                );
-            }
-        }
+    if crate::util::files::readable_by_others(path) {
+        tracing::warn!(
+            "master key {} is readable by others; chmod 600 it",
+            path.display()
+        );
     }
-    crypto::key_from_b64(text.expose().trim(), "master key").map_err(|e| e.to_string())
+    crypto::key_from_b64(text.expose_secret().trim(), "master key").map_err(|e| e.to_string())
 }
 
 /// Write a fresh master key to `path` (mode 0600); refuses to overwrite.
 pub fn create_master_key(path: &Path) -> Result<Key32, String> {
-    use std::io::Write;
     let key = crypto::random_key();
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
     let text = SecretString::new(format!("{}\n", key.to_b64()));
-    f.write_all(text.expose().as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    crate::util::files::create_private_file(path, text.expose_secret().as_bytes())
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
     Ok(key)
 }
 
 fn private_dir(dir: &Path) -> Result<(), String> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)
+    crate::util::files::create_private_dir(dir)
         .map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
@@ -730,7 +698,7 @@ impl Server {
     fn seal_at_rest(&self, key: &str, raw: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 24];
         crypto::random_bytes(&mut nonce);
-        let cipher = XChaCha20Poly1305::new(self.keys.seal.as_bytes().into());
+        let cipher = XChaCha20Poly1305::new(self.keys.seal.expose_secret().into());
         let aad = seal_aad(key);
         // Encryption fails only for absurd lengths.
         let ct = cipher
@@ -754,7 +722,7 @@ impl Server {
             tracing::error!("escrow {} is not in a format we know", short_id(key));
             return Err(ApiError::internal());
         }
-        let cipher = XChaCha20Poly1305::new(self.keys.seal.as_bytes().into());
+        let cipher = XChaCha20Poly1305::new(self.keys.seal.expose_secret().into());
         let aad = seal_aad(key);
         cipher
             .decrypt(
@@ -780,7 +748,7 @@ impl Server {
         match self.storage.get_escrow(&key, now)? {
             storage::Lookup::Found(row) => {
                 let raw = self.open_at_rest(&key, &row.sealed)?;
-                Ok((key, crypto::b64encode(raw.as_slice()), row.sealed))
+                Ok((key, crypto::b64encode(raw.expose_secret()), row.sealed))
             }
             storage::Lookup::Expired => {
                 Err(ApiError::new(ErrorKind::Expired, "This escrow has expired"))
@@ -799,21 +767,22 @@ impl Server {
 
     /// Open the client's escrow data blob with the recovery key.
     fn open_client_data(&self, blob: &str, key_b64: &SecretString) -> ApiResult<EscrowData> {
-        let key = crypto::key_from_b64(key_b64.expose(), "escrow-data-key").map_err(|_| {
-            ApiError::bad("Bad request: escrow-data-key is not a base64 32-byte key")
-        })?;
+        let key =
+            crypto::key_from_b64(key_b64.expose_secret(), "escrow-data-key").map_err(|_| {
+                ApiError::bad("Bad request: escrow-data-key is not a base64 32-byte key")
+            })?;
         let plain = crypto::open(&key, blob, "escrow data").map_err(|_| {
             ApiError::bad("Could not decrypt the escrow data: wrong escrow-data-key")
         })?;
-        proto::parse::<EscrowData>(plain.as_slice(), "escrow data")
+        proto::parse::<EscrowData>(plain.expose_secret(), "escrow data")
             .map_err(|e| ApiError::bad(format!("The escrow data is not valid: {e}")))
     }
 
     fn code_mac(&self, key: &str, code: &str) -> [u8; 32] {
         let norm = SecretString::new(code.trim().to_uppercase());
         hmac(
-            self.keys.code.as_bytes(),
-            &[key.as_bytes(), norm.expose().as_bytes()],
+            self.keys.code.expose_secret(),
+            &[key.as_bytes(), norm.expose_secret().as_bytes()],
         )
     }
 
@@ -836,7 +805,7 @@ impl Server {
         })?;
         let pplain = crypto::open(&pkey, &req.parameters, "parameters")
             .map_err(|_| ApiError::bad("Bad request: could not decrypt the parameters"))?;
-        let params: EscrowParameters = Self::parse(pplain.as_slice(), "parameters")?;
+        let params: EscrowParameters = Self::parse(pplain.expose_secret(), "parameters")?;
         self.deliverer(&params.kind)?;
 
         let data = req.escrow_data.concat();
@@ -948,7 +917,7 @@ impl Server {
             .map(|c| c.1 as i64)
             .unwrap_or(now);
         let hash = hmac(
-            self.keys.token.as_bytes(),
+            self.keys.token.expose_secret(),
             &[token.as_bytes(), data.as_bytes()],
         );
         let until = ts + payment::HASHCASH_PAST + 60;
@@ -981,7 +950,7 @@ impl Server {
         let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
-        let mac = self.code_mac(&key, code.expose());
+        let mac = self.code_mac(&key, code.expose_secret());
         let per_hour = self.cfg.verifications_per_hour;
         let Some(started) = self.storage.start_verification(&key, now, 3600, per_hour)? else {
             let mut e = ApiError::rate_limited();
@@ -1069,7 +1038,7 @@ impl Server {
         let (key, blob, _) = self.load_escrow(&req.escrow_data_id, now)?;
         // The key first: without it nobody can spend this code's attempts.
         let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
-        let given = self.code_mac(&key, req.verification.expose());
+        let given = self.code_mac(&key, req.verification.expose_secret());
         match self.storage.check_code(&key, &given, now)? {
             storage::CodeCheck::NoCode => Err(ApiError::new(
                 ErrorKind::NotFound,

@@ -311,11 +311,7 @@ impl SqliteStorage {
     fn open_waiting(path: &Path, busy: std::time::Duration) -> StorageResult<SqliteStorage> {
         let conn = Connection::open(path)
             .map_err(|e| StorageError(format!("opening {}: {e}", path.display())))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
+        let _ = crate::util::files::restrict_to_owner(path);
         Self::setup(&conn, busy)?;
         let mut readers = vec![];
         for _ in 0..2 {
