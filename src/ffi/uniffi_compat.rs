@@ -213,15 +213,15 @@ impl PasscrowClient {
             pack_description,
             verify_description,
         };
-        self.paced(quick, |c| {
-            c.protect(&name, secret.expose_secret(), &policy, &opts)
+        self.paced(quick, |c, call| {
+            c.protect_with(&name, secret.expose_secret(), &policy, &opts, call)
         })
         .map(super::uniffi::protect_result)
     }
 
     /// `verify`, with or without the anonymity delay.
     pub fn verify_quick(&self, pack: Arc<Pack>, quick: bool) -> Res<Verification> {
-        let v = self.paced(quick, |c| c.verify(pack.core()))?;
+        let v = self.paced(quick, |c, call| c.verify_with(pack.core(), call))?;
         Ok(super::uniffi::verification(v))
     }
 
@@ -232,13 +232,13 @@ impl PasscrowClient {
         codes: Vec<String>,
         quick: bool,
     ) -> Res<RecoveryResult> {
-        let r = self.paced(quick, |c| c.recover(pack.core(), &codes))?;
+        let r = self.paced(quick, |c, call| c.recover_with(pack.core(), &codes, call))?;
         Ok(super::uniffi::recovery_result(r))
     }
 
     /// `forget`, with or without the anonymity delay.
     pub fn forget_quick(&self, name: String, local_only: bool, quick: bool) -> Res<u32> {
-        let f = self.paced(quick, |c| c.forget(&name, local_only))?;
+        let f = self.paced(quick, |c, call| c.forget_with(&name, local_only, call))?;
         Ok(super::uniffi::sat_u32(f.deleted))
     }
 }
@@ -251,15 +251,21 @@ pub(crate) struct CompatPacing {
 }
 
 impl PasscrowClient {
-    fn paced<T>(&self, quick: bool, f: impl FnOnce(&Client) -> crate::Result<T>) -> Res<T> {
+    fn paced<T>(
+        &self,
+        quick: bool,
+        f: impl FnOnce(&Client, &client::CallOptions) -> crate::Result<T>,
+    ) -> Res<T> {
         let c = self.core();
         let Some(cp) = self.compat_pacing() else {
-            return Ok(f(c)?);
+            return Ok(f(c, &client::CallOptions::default())?);
         };
-        let pacing = Pacing {
-            delay: if quick { None } else { cp.slow },
-            ..c.pacing()
+        let call = client::CallOptions {
+            pacing: Some(Pacing {
+                delay: if quick { None } else { cp.slow },
+                ..c.pacing()
+            }),
         };
-        Ok(c.with_pacing(pacing, f)?)
+        Ok(f(c, &call)?)
     }
 }

@@ -1,0 +1,301 @@
+//! Packs, verify and recover: ask the servers for codes, route the codes
+//! the user typed to their escrows, combine the shares and open the
+//! secret (or restore an ephemeral pack).
+
+use super::rpc::failure;
+use super::{tasks, CallOptions, Client, Hint, Recovered, Verification};
+use crate::crypto::{shamir, SecretBytes, SecretString};
+use crate::pack::{ephemeral, EscrowRecord, RecoveryPack};
+use crate::proto::{
+    EscrowResponse, RecoveryRequest, RecoveryResponse, VerificationRequest, VerificationResponse,
+    Version,
+};
+use crate::{Error, Result};
+
+/// Normalise a typed code: trim, drop inner blanks and dashes, upper-case,
+/// and forgive `O`→`0`, `L`→`1`, `I`→`1` (no prefix uses those letters).
+pub fn normalize_code(code: &str) -> SecretString {
+    let s: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'L' | 'I' => '1',
+            u => u,
+        })
+        .collect();
+    SecretString::new(s)
+}
+
+impl Client {
+    /// Load a pack by name, or make the stand-in for `SERVER:USER_KEY`
+    /// (ephemeral recovery: three scrypt derivations, a few seconds).
+    pub fn pack(&self, name: &str) -> Result<RecoveryPack> {
+        match self.packs.load(name) {
+            Err(Error::NotFound(msg)) => {
+                if !name.contains(':') {
+                    return Err(Error::NotFound(msg));
+                }
+                let (server, key) = ephemeral::split_id(name)?;
+                let id = ephemeral::escrow_id(key.expose_secret())?;
+                let ekey = ephemeral::escrow_key(key.expose_secret())?;
+                Ok(RecoveryPack {
+                    name: name.to_string(),
+                    created_ts: None,
+                    description: None,
+                    secret: None,
+                    min_shares: 1,
+                    shares: vec![],
+                    escrow: vec![EscrowRecord {
+                        kind: "ephemeral".into(),
+                        server,
+                        recovery_key: SecretString::new(ekey.to_b64()),
+                        response: EscrowResponse {
+                            version: Version,
+                            expiration: 0,
+                            escrow_data_id: id,
+                        },
+                    }],
+                    is_ephemeral: Some(true),
+                    ephemeral_id: None,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Ask every escrow's server to send a verification code.
+    pub fn verify(&self, pack: &RecoveryPack) -> Result<Verification> {
+        self.verify_with(pack, &CallOptions::default())
+    }
+
+    /// [`Client::verify`] with this call's own options.
+    pub fn verify_with(&self, pack: &RecoveryPack, call: &CallOptions) -> Result<Verification> {
+        let escrows: Vec<(char, EscrowRecord)> = pack
+            .prefixed_escrows()
+            .into_iter()
+            .map(|(c, e)| (c, e.clone()))
+            .collect();
+        let results = tasks::run_tasks(
+            &escrows,
+            &self.pacing_for(call),
+            &*self.sleeper,
+            |(_, e)| e.server.clone(),
+            |(prefix, e)| {
+                let req = VerificationRequest {
+                    version: Version,
+                    language: self.cfg.language.clone(),
+                    prefix: prefix.to_string(),
+                    escrow_data_id: e.response.escrow_data_id.clone(),
+                    escrow_data_key: e.recovery_key.clone(),
+                };
+                let r: VerificationResponse = self.rpc(&e.server, "verificationrequest", &req)?;
+                self.log(&format!("verification {prefix} started on {}", e.server));
+                Ok(r)
+            },
+        );
+        let mut hints = vec![];
+        let mut failures = vec![];
+        for ((prefix, e), r) in escrows.iter().zip(results) {
+            match r {
+                Ok(v) => hints.push(Hint {
+                    prefix: *prefix,
+                    kind: e.kind.clone(),
+                    hint: v.hint,
+                    expiration: v.expiration,
+                    action_url: v.action_url,
+                    server: e.server.clone(),
+                }),
+                Err(err) => failures.push(failure(e, err)),
+            }
+        }
+        if hints.len() < pack.min_shares as usize {
+            return Err(Error::Incomplete {
+                operation: "verify",
+                got: hints.len(),
+                needed: pack.min_shares as usize,
+                failures,
+            });
+        }
+        Ok(Verification {
+            hints,
+            failures,
+            min_shares: pack.min_shares,
+        })
+    }
+
+    /// Recover with the codes the user received.
+    pub fn recover<S: AsRef<str>>(&self, pack: &RecoveryPack, codes: &[S]) -> Result<Recovered> {
+        self.recover_with(pack, codes, &CallOptions::default())
+    }
+
+    /// [`Client::recover`] with this call's own options.
+    pub fn recover_with<S: AsRef<str>>(
+        &self,
+        pack: &RecoveryPack,
+        codes: &[S],
+        call: &CallOptions,
+    ) -> Result<Recovered> {
+        let routes = pack.prefixed_escrows();
+        let mut by_prefix: Vec<(char, SecretString, EscrowRecord)> = vec![];
+        for c in codes {
+            let code = normalize_code(c.as_ref());
+            let Some(p) = code.expose_secret().chars().next() else {
+                continue;
+            };
+            let Some((_, esc)) = routes.iter().find(|(x, _)| *x == p) else {
+                return Err(Error::bad_input(format!(
+                    "a code starts with {p:?}, which matches none of this pack's {} escrows",
+                    routes.len()
+                )));
+            };
+            by_prefix.retain(|(x, _, _)| *x != p);
+            by_prefix.push((p, code, (*esc).clone()));
+        }
+        let need = pack.min_shares as usize;
+        if by_prefix.len() < need {
+            return Err(Error::bad_input(format!(
+                "need at least {need} verification codes, got {}",
+                by_prefix.len()
+            )));
+        }
+        let results = tasks::run_tasks(
+            &by_prefix,
+            &self.pacing_for(call),
+            &*self.sleeper,
+            |(_, _, e)| e.server.clone(),
+            |(p, code, e)| {
+                let req = RecoveryRequest {
+                    version: Version,
+                    verification: code.clone(),
+                    escrow_data_id: e.response.escrow_data_id.clone(),
+                    escrow_data_key: e.recovery_key.clone(),
+                };
+                let r: RecoveryResponse =
+                    self.rpc(&e.server, "recoveryrequest", &req)
+                        .map_err(|err| match err {
+                            Error::WrongCode { attempts_left, .. } => Error::WrongCode {
+                                prefix: Some(*p),
+                                attempts_left,
+                            },
+                            other => other,
+                        })?;
+                self.log(&format!("share {p} recovered from {}", e.server));
+                Ok(r.escrow_secret)
+            },
+        );
+        let mut got: Vec<SecretString> = vec![];
+        let mut failures = vec![];
+        let mut wrong: Option<Error> = None;
+        for ((_, _, e), r) in by_prefix.iter().zip(results) {
+            match r {
+                Ok(s) => got.push(s),
+                Err(err) => {
+                    if matches!(err, Error::WrongCode { .. }) && wrong.is_none() {
+                        wrong = Some(Error::WrongCode {
+                            prefix: match &err {
+                                Error::WrongCode { prefix, .. } => *prefix,
+                                _ => None,
+                            },
+                            attempts_left: match &err {
+                                Error::WrongCode { attempts_left, .. } => *attempts_left,
+                                _ => None,
+                            },
+                        });
+                    }
+                    failures.push(failure(e, err));
+                }
+            }
+        }
+        if got.len() < need {
+            if let Some(w) = wrong {
+                return Err(w);
+            }
+            return Err(Error::Incomplete {
+                operation: "recover",
+                got: got.len(),
+                needed: need,
+                failures,
+            });
+        }
+        if pack.is_ephemeral_stub() {
+            let (_, user_key) = ephemeral::split_id(&pack.name)?;
+            let pkey = ephemeral::pack_key(user_key.expose_secret())?;
+            let mut ep = ephemeral::open_pack(got[0].expose_secret(), &pkey)?;
+            let name = user_key.expose_secret().to_string();
+            ep.name = name.clone();
+            self.packs.save(&name, &ep)?;
+            return Ok(Recovered::Pack { name, pack: ep });
+        }
+        let secret = combine_and_open(pack, &got)?;
+        Ok(Recovered::Secret(secret))
+    }
+}
+
+/// Combine server shares with the pack's local shares and open the secret.
+/// When more shares than needed arrived and they do not agree (a server
+/// returned garbage), subsets are tried.
+fn combine_and_open(pack: &RecoveryPack, got: &[SecretString]) -> Result<SecretBytes> {
+    let mut all: Vec<&str> = got.iter().map(|s| s.expose_secret()).collect();
+    all.extend(pack.shares.iter().map(|s| s.expose_secret()));
+    let threshold = pack.min_shares as usize + pack.shares.len();
+    let attempt = |subset: &[&str]| -> Result<SecretBytes> {
+        let key = shamir::combine(subset)?;
+        pack.open_secret(&key)
+    };
+    let first = attempt(&all);
+    if first.is_ok() || all.len() <= threshold {
+        return first;
+    }
+    // Try subsets of size `threshold` that keep all local shares.
+    let remote: Vec<&str> = got.iter().map(|s| s.expose_secret()).collect();
+    let need_remote = pack.min_shares as usize;
+    let mut tried = 0;
+    let mut idx: Vec<usize> = (0..need_remote).collect();
+    loop {
+        let mut subset: Vec<&str> = idx.iter().map(|i| remote[*i]).collect();
+        subset.extend(pack.shares.iter().map(|s| s.expose_secret()));
+        if let Ok(s) = attempt(&subset) {
+            return Ok(s);
+        }
+        tried += 1;
+        if tried > 500 || !next_combination(&mut idx, remote.len()) {
+            return first;
+        }
+    }
+}
+
+fn next_combination(idx: &mut [usize], n: usize) -> bool {
+    let k = idx.len();
+    for i in (0..k).rev() {
+        if idx[i] < n - k + i {
+            idx[i] += 1;
+            for j in i + 1..k {
+                idx[j] = idx[j - 1] + 1;
+            }
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_forgiven() {
+        assert_eq!(normalize_code(" a12o45l ").expose_secret(), "A120451");
+        assert_eq!(normalize_code("1 234-567").expose_secret(), "1234567");
+    }
+
+    #[test]
+    fn combinations() {
+        let mut idx = vec![0, 1];
+        let mut seen = vec![idx.clone()];
+        while next_combination(&mut idx, 4) {
+            seen.push(idx.clone());
+        }
+        assert_eq!(seen.len(), 6);
+    }
+}

@@ -1,0 +1,130 @@
+//! One request to a server and its typed answer; a server's error
+//! answers mapped to error kinds.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{server_url, Client};
+use crate::crypto::SecretBytes;
+use crate::pack::EscrowRecord;
+use crate::proto::{self, ErrorAnswer, ServerPolicy, PROTO_VERSION};
+use crate::{Error, Failure, Result};
+
+impl Client {
+    /// Send one request and parse the typed answer.
+    pub(crate) fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        server: &str,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp> {
+        let url = server_url(server, method);
+        let body =
+            SecretBytes::new(serde_json::to_vec(req).map_err(|e| Error::protocol(e.to_string()))?);
+        let resp = self
+            .transport
+            .post(&url, body.expose_secret())
+            .map_err(|e| Error::Transport(format!("{server}: {e}")))?;
+        if let Some(err) = proto::error_answer(&resp.body) {
+            return Err(map_server_error(server, err));
+        }
+        if resp.status >= 500 {
+            return Err(Error::Transport(format!(
+                "HTTP {} from {server}",
+                resp.status
+            )));
+        }
+        if resp.status != 200 {
+            return Err(Error::Server {
+                server: server.into(),
+                message: format!("HTTP {}", resp.status),
+            });
+        }
+        proto::parse(&resp.body, &format!("answer from {server} to {method}"))
+    }
+
+    /// A server's policy (fetched once per client).
+    pub fn server_policy(&self, server: &str) -> Result<ServerPolicy> {
+        if let Some(p) = self
+            .policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(server)
+        {
+            return Ok(p.clone());
+        }
+        let p: ServerPolicy = self.rpc(server, "policy", &serde_json::json!({}))?;
+        if !p.versions.iter().any(|v| v == PROTO_VERSION) {
+            return Err(Error::protocol(format!(
+                "{server} does not speak protocol {PROTO_VERSION}"
+            )));
+        }
+        self.policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(server.into(), p.clone());
+        Ok(p)
+    }
+}
+
+pub(crate) fn failure(e: &EscrowRecord, err: Error) -> Failure {
+    Failure {
+        server: e.server.clone(),
+        escrow_id: Some(e.response.escrow_data_id.clone()),
+        message: err.to_string(),
+    }
+}
+
+/// Map a server's `{"error": ...}` to an error kind.
+fn map_server_error(server: &str, e: ErrorAnswer) -> Error {
+    let kind = e.error_kind.as_deref().unwrap_or("");
+    let msg = e.error.as_str();
+    if kind == "wrong-code"
+        || msg.starts_with("Incorrect verfication code")
+        || msg.starts_with("Incorrect verification code")
+    {
+        Error::WrongCode {
+            prefix: None,
+            attempts_left: e.attempts_left,
+        }
+    } else if kind == "rate-limited" || msg.starts_with("Sorry, rate limited") {
+        Error::RateLimited {
+            server: server.into(),
+        }
+    } else if kind == "not-found" {
+        Error::NotFound(format!("{server}: {msg}"))
+    } else if kind == "expired" {
+        Error::Expired(format!("{server}: {msg}"))
+    } else {
+        Error::Server {
+            server: server.into(),
+            message: msg.chars().take(300).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_map_to_kinds() {
+        let e = |s: &str| ErrorAnswer {
+            error: s.into(),
+            attempts_left: None,
+            error_kind: None,
+        };
+        assert!(matches!(
+            map_server_error("s", e("Incorrect verfication code")),
+            Error::WrongCode { .. }
+        ));
+        assert!(matches!(
+            map_server_error("s", e("Sorry, rate limited.")),
+            Error::RateLimited { .. }
+        ));
+        assert!(matches!(
+            map_server_error("s", e("Internal Error")),
+            Error::Server { .. }
+        ));
+    }
+}
