@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use passcrow::crypto::{blob, random_key, shamir};
 use passcrow::payment::{find_hashcash, hashcash_valid, HashcashOptions};
+use passcrow::testing::{self as blob, random_key, shamir};
 
 fn bench_shamir(c: &mut Criterion) {
     let mut g = c.benchmark_group("shamir");
@@ -38,9 +38,9 @@ fn bench_blob(c: &mut Criterion) {
         let data = vec![7u8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("seal", size), &data, |b, d| {
-            b.iter(|| blob::seal(&key, black_box(d)))
+            b.iter(|| blob::seal(&key, black_box(d)).unwrap())
         });
-        let sealed = blob::seal(&key, &data);
+        let sealed = blob::seal(&key, &data).unwrap();
         g.bench_with_input(BenchmarkId::new("open", size), &sealed, |b, s| {
             b.iter(|| blob::open(&key, black_box(s), "bench").unwrap())
         });

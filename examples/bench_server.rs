@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use passcrow::crypto::{random_key, seal};
 use passcrow::server::config::Config;
 use passcrow::server::Server;
+use passcrow::testing::{random_key, seal};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -53,13 +53,13 @@ fn escrow_data(identity: &str, secret: &str) -> (String, String) {
         "timeout": 1800,
     });
     let text = serde_json::to_string_pretty(&esd).unwrap_or_default();
-    (seal(&key, text.as_bytes()), key.to_b64())
+    (seal(&key, text.as_bytes()).unwrap(), key.to_b64())
 }
 
 fn share(i: u64) -> String {
     // "%x-%x": x small, y up to 521 bits (131 hex digits).
     let mut y = [0u8; 66];
-    passcrow::crypto::random_bytes(&mut y);
+    passcrow::testing::random_bytes(&mut y);
     y[0] &= 1;
     let hex: String = y.iter().map(|b| format!("{b:02x}")).collect();
     format!("{:x}-{}", i % 3 + 1, hex.trim_start_matches('0'))
@@ -238,7 +238,7 @@ fn load(args: &[String]) {
                 let body = serde_json::json!({
                     "passcrow-escrow-request": "1.0",
                     "parameters-key": pkey.to_b64(),
-                    "parameters": seal(&pkey, params.to_string().as_bytes()),
+                    "parameters": seal(&pkey, params.to_string().as_bytes()).unwrap(),
                     "escrow-data": [blob],
                 });
                 let Some(r) = call(&mut lat, 0, "escrowrequest", body.to_string()) else {

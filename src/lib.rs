@@ -26,10 +26,10 @@
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod client;
-pub mod crypto;
+pub(crate) mod crypto;
 pub mod error;
 pub mod pack;
 pub mod payment;
@@ -53,4 +53,9 @@ pub mod ffi;
 #[cfg(feature = "uniffi")]
 uniffi::setup_scaffolding!();
 
+pub use crypto::{Key32, SecretBytes, SecretString};
 pub use error::{Error, Failure, Result};
+
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;

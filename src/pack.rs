@@ -192,7 +192,7 @@ impl RecoveryPack {
     }
 
     /// Seal `secret` under `key` as the pack's secret blob.
-    pub fn seal_secret(key: &Key32, secret: &[u8]) -> String {
+    pub fn seal_secret(key: &Key32, secret: &[u8]) -> Result<String> {
         let blob = SecretBlob {
             data: SecretString::new(crypto::b64encode(secret)),
         };
@@ -442,7 +442,7 @@ pub mod ephemeral {
             enc.finish()
                 .map_err(|e| Error::io("compressing the pack", e))?,
         );
-        Ok(crypto::seal(key, z.expose_secret()))
+        crypto::seal(key, z.expose_secret())
     }
 
     /// Open an ephemerally escrowed pack.

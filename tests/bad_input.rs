@@ -63,7 +63,7 @@ fn bad_input_gives_clear_errors_and_changes_nothing() {
 
     // Variants of the good pack, each broken in one way.
     let mut json: serde_json::Value = serde_json::from_str(&good).unwrap();
-    json["escrow"][0]["recovery-key"] = passcrow::crypto::random_key().to_b64().into();
+    json["escrow"][0]["recovery-key"] = passcrow::testing::random_key().to_b64().into();
     write_variant(
         dir,
         "wrong key",

@@ -149,7 +149,7 @@ fn our_cli_against_the_reference_server() {
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["recovered"], true);
     assert_eq!(
-        passcrow::crypto::b64decode(r["data"].as_str().unwrap()).unwrap(),
+        passcrow::testing::b64decode(r["data"].as_str().unwrap()).unwrap(),
         secret
     );
 

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::newest_code;
 use passcrow::client::{Client, ClientConfig, Ephemeral, ProtectOptions, Recovered};
-use passcrow::crypto::{b64encode, random_key, seal};
 use passcrow::server::config::{Config, SmsConfig, WebhookConfig};
 use passcrow::server::{self, Server};
+use passcrow::testing::{b64encode, random_key, seal};
 
 fn client(home: &Path) -> Client {
     std::fs::create_dir_all(home).unwrap();
@@ -339,7 +339,7 @@ fn escrow_body(verify: &str, secret: &str, expiration: i64) -> (String, String) 
     let esd = serde_json::json!({
         "description": "Test secret", "secret": secret, "verify": verify, "timeout": 600,
     });
-    let blob = seal(&rkey, esd.to_string().as_bytes());
+    let blob = seal(&rkey, esd.to_string().as_bytes()).unwrap();
     let pkey = random_key();
     let params = serde_json::json!({
         "kind": verify.split(':').next().unwrap(),
@@ -348,7 +348,7 @@ fn escrow_body(verify: &str, secret: &str, expiration: i64) -> (String, String) 
     let body = serde_json::json!({
         "passcrow-escrow-request": "1.0",
         "parameters-key": pkey.to_b64(),
-        "parameters": seal(&pkey, params.to_string().as_bytes()),
+        "parameters": seal(&pkey, params.to_string().as_bytes()).unwrap(),
         "escrow-data": [blob],
     });
     (body.to_string(), rkey.to_b64())

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use passcrow::client::{
-    create_private_dir, default_dirs, Client, ClientConfig, Ephemeral, ProtectOptions, Recovered,
+    create_private_dir, resolve_dirs, Client, ClientConfig, Ephemeral, ProtectOptions, Recovered,
     Verification,
 };
-use passcrow::crypto::{self, SecretBytes};
 use passcrow::pack::{write_atomic, RecoveryPack};
-use passcrow::policy::{parse_ratio, Defaults, RecoveryPolicy, ServerChoice};
+use passcrow::policy::{parse_ratio, Defaults, PolicyRequest, RecoveryPolicy, ServerChoice};
 use passcrow::proto::{explain_kind, to_reference_json};
 use passcrow::Error;
+use passcrow::SecretBytes;
 use serde::Serialize;
 
 const TEST_SERVER: &str = "email, tel, sms via passcrow-test.mailpile.is";
@@ -123,30 +123,13 @@ fn dirs(a: &Args) -> Result<(PathBuf, PathBuf), CliError> {
             "test mode (-T) is not supported; run passcrow-server on loopback instead".into(),
         ));
     }
-    let (mut conf, mut data) = default_dirs();
-    if h.is_none() && c.is_none() && d.is_none() {
-        if let Some(home) = std::env::var_os("PASSCROW_HOME") {
-            conf = PathBuf::from(&home);
-            data = PathBuf::from(&home);
-        }
-        if let Some(x) = std::env::var_os("PASSCROW_CONFIG") {
-            conf = PathBuf::from(x);
-        }
-        if let Some(x) = std::env::var_os("PASSCROW_DATA") {
-            data = PathBuf::from(x);
-        }
-    }
-    if let Some(h) = h {
-        conf = PathBuf::from(h);
-        data = PathBuf::from(h);
-    }
-    if let Some(c) = c {
-        conf = PathBuf::from(c);
-    }
-    if let Some(d) = d {
-        data = PathBuf::from(d);
-    }
-    Ok((conf, data))
+    let (config, data) = match h {
+        Some(h) => (Some(PathBuf::from(h)), Some(PathBuf::from(h))),
+        None => (c.map(PathBuf::from), d.map(PathBuf::from)),
+    };
+    // PASSCROW_HOME/CONFIG/DATA count only when no -H, -C or -D was given.
+    let env_override = config.is_none() && data.is_none();
+    Ok(resolve_dirs(config, data, env_override))
 }
 
 fn client(a: &Args, batch: bool) -> Result<Client, CliError> {
@@ -270,9 +253,10 @@ fn cmd_list(args: &[String]) -> CliResult {
     Ok(())
 }
 
-/// The policy from -p, bare words, -r, -d, -m and the defaults (unless -I).
+/// The policy from -p, bare words, -r, -d, -m and the defaults (unless -I),
+/// resolved by the core ([`Client::policy`]).
 fn make_policy(a: &Args, bare: &[String], c: &Client) -> Result<RecoveryPolicy, CliError> {
-    let use_defaults = !a.flag('I');
+    let ignore_defaults = a.flag('I');
     let mut texts = a.all('p');
     if !bare.is_empty() {
         if bare.iter().any(|w| w == "via") {
@@ -281,44 +265,36 @@ fn make_policy(a: &Args, bare: &[String], c: &Client) -> Result<RecoveryPolicy, 
             texts.extend(bare.iter().cloned());
         }
     }
-    let defaults = if use_defaults {
-        c.defaults()
-    } else {
-        Defaults::default()
-    };
-    if !use_defaults {
-        c.set_defaults(Defaults::default());
-    }
-    let ids = if texts.is_empty() && use_defaults {
-        let t: Vec<String> = defaults.ids.iter().map(|i| i.to_string()).collect();
-        c.parse_identities(&t)
-    } else {
-        c.parse_identities(&texts)
-    }
-    .map_err(|e| CliError::Usage(format!("Bad policy: {e}")))?;
-    if ids.is_empty() {
+    if texts.is_empty() && (ignore_defaults || c.defaults().ids.is_empty()) {
         return Err(CliError::Usage("At least one policy is required.".into()));
     }
-    for p in &ids {
-        if p.server.is_none() {
-            return Err(CliError::Usage(format!("No server found for: {p}")));
-        }
-    }
-    let (n, m) = match a.one('r') {
-        Some(r) => {
-            parse_ratio(r, Some(ids.len() as u32)).map_err(|e| CliError::Usage(e.to_string()))?
-        }
-        None if use_defaults => (defaults.n, defaults.m),
-        None => return Err(CliError::Usage("Please specify a ratio.".into())),
+    let mut request = PolicyRequest {
+        identities: texts,
+        expiration_days: a.number('d')?,
+        timeout_minutes: a.number('m')?,
+        ignore_defaults,
+        ..Default::default()
     };
-    let mut pol = RecoveryPolicy::new(ids, n, m, &defaults);
-    if let Some(d) = a.number('d')? {
-        pol.expiration_days = d;
+    match a.one('r') {
+        Some(r) => {
+            // `-r N` means N of however many identities there are.
+            let (n, m) = parse_ratio(r, None).map_err(|e| CliError::Usage(e.to_string()))?;
+            request.n = Some(n);
+            request.m = r.contains('/').then_some(m);
+        }
+        None if ignore_defaults => {
+            return Err(CliError::Usage("Please specify a ratio.".into()));
+        }
+        None => {}
     }
-    if let Some(m) = a.number('m')? {
-        pol.timeout_minutes = m;
-    }
-    Ok(pol)
+    c.policy(&request).map_err(|e| match e {
+        Error::BadInput(m) if m.starts_with("no server for ") => CliError::Usage(format!(
+            "No server found for: {}",
+            &m["no server for ".len()..]
+        )),
+        Error::BadInput(m) if m.starts_with("ratio ") => CliError::Usage(m),
+        other => CliError::Usage(format!("Bad policy: {other}")),
+    })
 }
 
 fn read_secret(source: &str) -> Result<SecretBytes, CliError> {
@@ -542,7 +518,9 @@ fn cmd_recover(args: &[String]) -> CliResult {
                         data: if a.one('o').is_some() {
                             String::new()
                         } else {
-                            crypto::b64encode(secret.expose_secret())
+                            <base64ct::Base64 as base64ct::Encoding>::encode_string(
+                                secret.expose_secret(),
+                            )
                         },
                         recovered: true,
                     };

@@ -56,7 +56,7 @@ impl Client {
             None => crypto::random_key(),
         };
         let data_json = SecretBytes::new(proto::to_reference_json(&data).into_bytes());
-        let data_blob = crypto::seal(&recovery_key, data_json.expose_secret());
+        let data_blob = crypto::seal(&recovery_key, data_json.expose_secret())?;
         let progress = self.progress.clone();
         let pf = move |p: payment::Progress| {
             if let Some(f) = &progress {
@@ -75,7 +75,7 @@ impl Client {
         let pkey = crypto::random_key();
         let req = EscrowRequest {
             version: Version,
-            parameters: crypto::seal(&pkey, proto::to_reference_json(&params).as_bytes()),
+            parameters: crypto::seal(&pkey, proto::to_reference_json(&params).as_bytes())?,
             parameters_key: pkey.to_b64(),
             escrow_data: vec![data_blob],
         };
@@ -165,7 +165,7 @@ impl Client {
             extra,
             n + extra
         ));
-        let secret_blob = RecoveryPack::seal_secret(&key, secret);
+        let secret_blob = RecoveryPack::seal_secret(&key, secret)?;
         drop(key);
 
         let jobs: Vec<EscrowJob<'_>> = (0..m as usize)

@@ -24,15 +24,15 @@ pub const NONCE_LEN: usize = 16;
 pub const TAG_LEN: usize = 16;
 
 /// Seal `plaintext` under `key` with a fresh random nonce.
-pub fn seal(key: &Key32, plaintext: &[u8]) -> String {
+pub fn seal(key: &Key32, plaintext: &[u8]) -> Result<String> {
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce);
     seal_with_nonce(key, &nonce, plaintext)
 }
 
 /// Seal with a given nonce. Only for test vectors: a nonce must never repeat
-/// under one key.
-pub fn seal_with_nonce(key: &Key32, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> String {
+/// under one key. Fails only for a plaintext GCM cannot take (over 64 GiB).
+pub fn seal_with_nonce(key: &Key32, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> Result<String> {
     let cipher = Aes256Gcm16::new(key.expose_secret().into());
     let ct = cipher
         .encrypt(
@@ -42,12 +42,16 @@ pub fn seal_with_nonce(key: &Key32, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -
                 aad: AAD,
             },
         )
-        // Encryption only fails for plaintexts over 64 GiB.
-        .unwrap_or_default();
+        .map_err(|_| {
+            Error::bad_input(format!(
+                "{} bytes are too many to encrypt in one blob",
+                plaintext.len()
+            ))
+        })?;
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(nonce);
     out.extend_from_slice(&ct);
-    b64encode(&out)
+    Ok(b64encode(&out))
 }
 
 /// Open a blob sealed under `key`. `what` names the blob in errors.
@@ -81,7 +85,7 @@ mod tests {
     #[test]
     fn round_trip_and_tamper() {
         let k = super::super::random_key();
-        let b = seal(&k, b"hello");
+        let b = seal(&k, b"hello").unwrap();
         assert_eq!(open(&k, &b, "t").unwrap().expose_secret(), b"hello");
         let mut raw = b64decode(&b).unwrap();
         let last = raw.len() - 1;
@@ -98,7 +102,7 @@ mod tests {
         #[test]
         fn blob_round_trips(pt in proptest::collection::vec(any::<u8>(), 0..2048), key in any::<[u8; 32]>()) {
             let k = Key32::from_bytes(key);
-            let b = seal(&k, &pt);
+            let b = seal(&k, &pt).unwrap();
             let got = open(&k, &b, "t").unwrap();
             prop_assert_eq!(got.expose_secret(), &pt[..]);
         }

@@ -8,7 +8,7 @@ pub mod kdf;
 pub mod secret;
 pub mod shamir;
 
-pub use blob::{open, open_with_aad, seal, seal_with_nonce, AAD};
+pub use blob::{open, seal};
 pub use secret::{Key32, SecretBytes, SecretString};
 
 use rand::rngs::OsRng;
@@ -58,7 +58,8 @@ pub fn b64decode(text: &str) -> Result<Vec<u8>, base64ct::Error> {
     base64ct::Base64::decode_vec(text.trim())
 }
 
-/// Decode a base64 32-byte key.
+/// Decode a base64 32-byte key (the server's and the tests' use).
+#[cfg_attr(not(any(feature = "server", feature = "testing")), allow(dead_code))]
 pub fn key_from_b64(text: &str, what: &str) -> crate::Result<Key32> {
     let mut raw = SecretBytes::new(
         b64decode(text).map_err(|_| crate::Error::protocol(format!("{what} is not base64")))?,

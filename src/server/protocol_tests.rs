@@ -107,7 +107,7 @@ fn escrow_body(
     if let Some(n) = notify {
         esd["notify"] = n.into();
     }
-    let blob = seal(&rkey, esd.to_string().as_bytes());
+    let blob = seal(&rkey, esd.to_string().as_bytes()).unwrap();
     let pay = payment
         .map(str::to_string)
         .unwrap_or_else(|| "free:0".into());
@@ -126,7 +126,7 @@ fn escrow_request(blob: &str, params: &serde_json::Value) -> String {
     serde_json::json!({
         "passcrow-escrow-request": "1.0",
         "parameters-key": pkey.to_b64(),
-        "parameters": seal(&pkey, params.to_string().as_bytes()),
+        "parameters": seal(&pkey, params.to_string().as_bytes()).unwrap(),
         "escrow-data": [blob],
     })
     .to_string()
