@@ -11,8 +11,8 @@
 //! lower-case hex without leading zeros.
 
 use crypto_bigint::modular::constant_mod::{Residue, ResidueParams};
-use crypto_bigint::U640;
-use zeroize::Zeroize;
+use crypto_bigint::{Encoding, U640};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{random_bytes, SecretString};
 use crate::{Error, Result};
@@ -37,21 +37,22 @@ const MAX_Y_HEX: usize = 131;
 /// The most shares one secret may be split into (and so the largest x).
 pub const MAX_SHARES: usize = 255;
 
-fn u576_from_be(bytes: &[u8]) -> U640 {
+// Byte conversions go through crypto-bigint's `Encoding` (big-endian
+// bytes, whatever the limb width: 64-bit phones and 32-bit `armeabi-v7a`
+// alike), never through the limbs themselves.
+
+/// A big-endian number of at most [`WIDE`] bytes.
+fn u640_from_be(bytes: &[u8]) -> U640 {
     let mut buf = [0u8; WIDE];
     buf[WIDE - bytes.len()..].copy_from_slice(bytes);
-    let v = U640::from_be_slice(&buf);
+    let v = U640::from_be_bytes(buf);
     buf.zeroize();
     v
 }
 
-fn u576_to_be(v: &U640) -> [u8; WIDE] {
-    let mut out = [0u8; WIDE];
-    for (i, w) in v.as_words().iter().enumerate() {
-        let start = WIDE - (i + 1) * 8;
-        out[start..start + 8].copy_from_slice(&w.to_be_bytes());
-    }
-    out
+/// The number as [`WIDE`] big-endian bytes.
+fn u640_to_be(v: &U640) -> [u8; WIDE] {
+    v.to_be_bytes()
 }
 
 /// A uniformly random field element (rejection sampling from 521 bits).
@@ -60,7 +61,7 @@ fn random_fe() -> Fe {
         let mut buf = [0u8; 66];
         random_bytes(&mut buf);
         buf[0] &= 0x01; // keep 521 bits
-        let mut v = u576_from_be(&buf);
+        let mut v = u640_from_be(&buf);
         buf.zeroize();
         if v < P521::MODULUS {
             let fe = Fe::new(&v);
@@ -87,7 +88,7 @@ pub fn split(secret: &[u8; 32], threshold: usize, shares: usize) -> Result<Vec<S
             "at most {MAX_SHARES} shares, not {shares}"
         )));
     }
-    let mut s = u576_from_be(secret);
+    let mut s = u640_from_be(secret);
     let mut coeffs: Vec<Fe> = Vec::with_capacity(threshold);
     coeffs.push(Fe::new(&s));
     s.zeroize();
@@ -101,16 +102,19 @@ pub fn split(secret: &[u8; 32], threshold: usize, shares: usize) -> Result<Vec<S
         for c in coeffs.iter().rev() {
             acc = acc * xf + c;
         }
-        out.push(format_share(x, &acc.retrieve()));
+        let mut y = acc.retrieve();
+        out.push(format_share(x, &y));
+        y.zeroize();
+        acc.zeroize();
     }
-    for c in coeffs.iter_mut() {
-        *c = Fe::ZERO;
-    }
+    // Residues are `DefaultIsZeroes`: `zeroize` writes through a volatile
+    // pointer, which the optimiser cannot drop as it may `*c = ZERO`.
+    coeffs.zeroize();
     Ok(out)
 }
 
 fn format_share(x: u64, y: &U640) -> SecretString {
-    let mut bytes = u576_to_be(y);
+    let mut bytes = u640_to_be(y);
     let mut hex = data_encoding::HEXLOWER.encode(&bytes);
     bytes.zeroize();
     let trimmed = hex.trim_start_matches('0');
@@ -120,7 +124,8 @@ fn format_share(x: u64, y: &U640) -> SecretString {
     SecretString::new(s)
 }
 
-/// A parsed share: x and the field element y.
+/// A parsed share: x and the field element y (wiped on drop).
+#[derive(Zeroize, ZeroizeOnDrop)]
 struct Point {
     x: u64,
     y: Fe,
@@ -151,7 +156,7 @@ fn parse_share(share: &str) -> Result<Point> {
         .decode(padded.as_bytes())
         .map_err(|_| bad("not hexadecimal"))?;
     padded.zeroize();
-    let mut v = u576_from_be(&raw);
+    let mut v = u640_from_be(&raw);
     raw.zeroize();
     if v >= P521::MODULUS {
         v.zeroize();
@@ -199,10 +204,13 @@ pub fn combine<S: AsRef<str>>(shares: &[S]) -> Result<crate::crypto::Key32> {
         if !bool::from(ok) {
             return Err(Error::protocol("shares are not independent"));
         }
-        acc += pi.y * num * inv;
+        let mut term = pi.y * num * inv;
+        acc += term;
+        term.zeroize();
     }
     let mut v = acc.retrieve();
-    let mut bytes = u576_to_be(&v);
+    acc.zeroize();
+    let mut bytes = u640_to_be(&v);
     v.zeroize();
     let fits = bytes[..WIDE - 32].iter().all(|b| *b == 0);
     let mut key = crate::crypto::Key32::zero();
@@ -222,6 +230,37 @@ pub fn combine<S: AsRef<str>>(shares: &[S]) -> Result<crate::crypto::Key32> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The byte conversion, pinned with numbers written as hex (which
+    /// crypto-bigint parses the same way on every limb width): on a
+    /// 32-bit target, where the old limb-by-limb code would have copied
+    /// 4-byte words into 8-byte slots and panicked, these hold as well.
+    #[test]
+    fn byte_conversion_is_independent_of_the_limb_width() {
+        let mut want = [0u8; WIDE];
+        want[15] = 1; // a 513-bit number below the modulus
+        for (i, b) in want.iter_mut().enumerate().skip(16) {
+            *b = i as u8;
+        }
+        let hex = data_encoding::HEXLOWER.encode(&want);
+        assert_eq!(hex.len(), 2 * WIDE);
+        let v = U640::from_be_hex(&hex);
+        let bytes = u640_to_be(&v);
+        assert_eq!(data_encoding::HEXLOWER.encode(&bytes), hex);
+        assert_eq!(u640_from_be(&bytes), v);
+        // Short inputs are right-aligned.
+        assert_eq!(u640_from_be(&[1, 2]), U640::from_u64(0x0102));
+        assert_eq!(u640_to_be(&U640::from_u64(0x0102))[WIDE - 2..], [1, 2]);
+        // A share's text is the same number: "%x-%x" without leading zeros.
+        let s = format_share(0x1f, &v);
+        assert_eq!(
+            s.expose_secret(),
+            format!("1f-{}", hex.trim_start_matches('0'))
+        );
+        let p = parse_share(s.expose_secret()).unwrap();
+        assert_eq!(p.x, 0x1f);
+        assert_eq!(p.y.retrieve(), Fe::new(&v).retrieve());
+    }
 
     #[test]
     fn small_round_trip() {
