@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use super::{canonical_method, Answer, ApiError, Config, ErrorKind, Server};
+use super::{method, Answer, ApiError, Config, ErrorKind, Method, Server};
 
 /// A token bucket per client address.
 #[derive(Debug)]
@@ -97,8 +97,8 @@ async fn endpoint(
     if !app.limiter.allow(peer.ip()) {
         return json(ApiError::rate_limited().to_answer());
     }
-    let canon = canonical_method(&method);
-    if req.method() == Method::GET && !matches!(canon, Some("policy") | Some("stats")) {
+    let canon = Method::from_name(&method);
+    if req.method() == axum::http::Method::GET && !canon.is_some_and(Method::allows_get) {
         return error(ErrorKind::BadRequest, "Use POST for this method", Some(405));
     }
     let declared = req
@@ -135,7 +135,11 @@ async fn endpoint(
             }
         };
         let server = app.server.clone();
-        match tokio::task::spawn_blocking(move || server.handle(&method, &body)).await {
+        let answer = move || match canon {
+            Some(m) => server.handle(m, &body),
+            None => method::unsupported(&method).to_answer(),
+        };
+        match tokio::task::spawn_blocking(answer).await {
             Ok(a) => json(a),
             Err(_) => error(ErrorKind::Internal, "Internal Error", Some(500)),
         }

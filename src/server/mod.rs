@@ -24,6 +24,7 @@
 pub mod config;
 pub mod delivery;
 pub mod http;
+mod method;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ use crate::proto::{self, *};
 pub use config::Config;
 pub use delivery::{Deliver, Notice, Outgoing};
 pub use http::{serve, spawn, Handle};
+pub use method::{canonical_method, Method};
 pub use storage::{SqliteStorage, Storage};
 
 /// What kind of error an answer is (`error-kind` on the wire).
@@ -180,20 +182,6 @@ impl Answer {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// The canonical method name for `name` (the seed document's aliases
-/// `protect`, `verify`, `recover`, `delete` included).
-pub fn canonical_method(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "policy" => "policy",
-        "stats" => "stats",
-        "escrowrequest" | "protect" => "escrowrequest",
-        "verificationrequest" | "verify" => "verificationrequest",
-        "recoveryrequest" | "recover" => "recoveryrequest",
-        "deletionrequest" | "delete" => "deletionrequest",
-        _ => return None,
-    })
-}
 
 /// A clock (unix seconds); tests may supply their own.
 pub type Clock = dyn Fn() -> i64 + Send + Sync;
@@ -613,22 +601,9 @@ impl Server {
         *c.requests.entry(key).or_insert(0) += 1;
     }
 
-    /// Answer one request: `method` as in `/passcrow/METHOD`, `body` the
-    /// JSON text (may be empty for `policy` and `stats`).
-    pub fn handle(&self, method: &str, body: &[u8]) -> Answer {
-        let Some(m) = canonical_method(method) else {
-            let shown: String = if method.len() <= 40
-                && method
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                method.to_string()
-            } else {
-                "(unreadable)".into()
-            };
-            return ApiError::new(ErrorKind::Unsupported, format!("Unsupported: {shown}"))
-                .to_answer();
-        };
+    /// Answer one request for `method`; `body` is the JSON text (may be
+    /// empty for `policy` and `stats`).
+    pub fn handle(&self, method: Method, body: &[u8]) -> Answer {
         if body.len() > self.cfg.max_request_bytes {
             return ApiError::new(
                 ErrorKind::TooLarge,
@@ -639,17 +614,18 @@ impl Server {
             )
             .to_answer();
         }
-        let r = match m {
-            "policy" => Ok(Answer::ok(&self.policy())),
-            "stats" => self.stats().map(|v| Answer {
+        let r = match method {
+            Method::Policy => Ok(Answer::ok(&self.policy())),
+            Method::Stats => self.stats().map(|v| Answer {
                 status: 200,
                 body: proto::to_reference_json(&v),
             }),
-            "escrowrequest" => self.escrow(body).map(|r| Answer::ok(&r)),
-            "verificationrequest" => self.verification(body).map(|r| Answer::ok(&r)),
-            "recoveryrequest" => self.recovery(body).map(|r| Answer::ok(&r)),
-            _ => self.deletion(body).map(|r| Answer::ok(&r)),
+            Method::Escrow => self.escrow(body).map(|r| Answer::ok(&r)),
+            Method::Verification => self.verification(body).map(|r| Answer::ok(&r)),
+            Method::Recovery => self.recovery(body).map(|r| Answer::ok(&r)),
+            Method::Deletion => self.deletion(body).map(|r| Answer::ok(&r)),
         };
+        let m = method.as_str();
         self.count(m, r.is_ok());
         match r {
             Ok(a) => a,
@@ -657,6 +633,16 @@ impl Server {
                 tracing::info!(method = m, kind = e.kind.as_str(), "refused: {}", e.message);
                 e.to_answer()
             }
+        }
+    }
+
+    /// Answer one request for the method named `name`, as in
+    /// `/passcrow/NAME` (aliases accepted, see [`Method::from_name`]); an
+    /// unknown name is answered `unsupported`.
+    pub fn handle_named(&self, name: &str, body: &[u8]) -> Answer {
+        match Method::from_name(name) {
+            Some(m) => self.handle(m, body),
+            None => method::unsupported(name).to_answer(),
         }
     }
 
