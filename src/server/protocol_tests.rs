@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::crypto::{random_key, seal};
+use crate::crypto::{self, random_key, seal};
 
 const T0: i64 = 1_800_000_000;
 
