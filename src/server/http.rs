@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{method, Answer, ApiError, Config, ErrorKind, Method, Server};
+use super::{ServerError, ServerResult};
 
 /// A token bucket per client address.
 #[derive(Debug)]
@@ -284,27 +285,28 @@ impl Drop for Handle {
 /// thread (with its own small tokio runtime). Binds `config.listen`
 /// before returning, so `127.0.0.1:0` gives a free port: see
 /// [`Handle::addr`].
-pub fn spawn(config: Config) -> Result<Handle, String> {
+pub fn spawn(config: Config) -> ServerResult<Handle> {
     let listen = config.listen.clone();
     let server = Arc::new(Server::open(config)?);
     spawn_server(server, &listen)
 }
 
 /// Serve an already opened [`Server`] on its own thread.
-pub fn spawn_server(server: Arc<Server>, listen: &str) -> Result<Handle, String> {
-    let std_listener =
-        std::net::TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
-    let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
+pub fn spawn_server(server: Arc<Server>, listen: &str) -> ServerResult<Handle> {
+    let http = |source| ServerError::Http { source };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(|source| ServerError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    std_listener.set_nonblocking(true).map_err(http)?;
+    let addr = std_listener.local_addr().map_err(http)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
         .enable_all()
         .thread_name("passcrow-server")
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(http)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("passcrow-server".into())
@@ -326,7 +328,7 @@ pub fn spawn_server(server: Arc<Server>, listen: &str) -> Result<Handle, String>
             });
             runtime.shutdown_timeout(Duration::from_secs(5));
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(http)?;
     Ok(Handle {
         addr,
         stop: Some(tx),

@@ -5,12 +5,13 @@
 
 use std::path::Path;
 
+use super::error::{ServerError, ServerResult};
 use crate::crypto::{self, Key32, SecretString};
 
 /// Read the master key file (base64 of 32 bytes).
-pub fn load_master_key(path: &Path) -> Result<Key32, String> {
+pub fn load_master_key(path: &Path) -> ServerResult<Key32> {
     let text = SecretString::new(
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+        std::fs::read_to_string(path).map_err(|e| ServerError::io("reading", path, e))?,
     );
     if crate::util::files::readable_by_others(path) {
         tracing::warn!(
@@ -18,14 +19,15 @@ pub fn load_master_key(path: &Path) -> Result<Key32, String> {
             path.display()
         );
     }
-    crypto::key_from_b64(text.expose_secret().trim(), "master key").map_err(|e| e.to_string())
+    crypto::key_from_b64(text.expose_secret().trim(), "master key")
+        .map_err(|e| ServerError::master_key(e.to_string()))
 }
 
 /// Write a fresh master key to `path` (mode 0600); refuses to overwrite.
-pub fn create_master_key(path: &Path) -> Result<Key32, String> {
+pub fn create_master_key(path: &Path) -> ServerResult<Key32> {
     let key = crypto::random_key();
     let text = SecretString::new(format!("{}\n", key.to_b64()));
     crate::util::files::create_private_file(path, text.expose_secret().as_bytes())
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        .map_err(|e| ServerError::io("creating", path, e))?;
     Ok(key)
 }

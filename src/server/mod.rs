@@ -19,7 +19,7 @@
 //! `hints.rs`, escrow ids in `escrow_id.rs`.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), String> {
+//! # fn main() -> Result<(), passcrow::server::ServerError> {
 //! use passcrow::server::{config::Config, spawn};
 //! let handle = spawn(Config::for_testing("/tmp/pcs", "/tmp/pcs/codes.txt"))?;
 //! println!("serving on http://{}", handle.addr());
@@ -30,6 +30,7 @@
 mod answer;
 pub mod config;
 pub mod delivery;
+mod error;
 mod escrow_id;
 mod handlers;
 mod hints;
@@ -49,6 +50,7 @@ use crate::proto;
 pub use answer::{Answer, ApiError, ErrorKind};
 pub use config::Config;
 pub use delivery::{Deliver, Notice, Outgoing};
+pub use error::{ServerError, ServerResult};
 pub use hints::{email_hint, hint_for, tel_hint};
 pub use http::{serve, spawn, Handle};
 pub use init::init;
@@ -67,14 +69,13 @@ fn system_now() -> i64 {
 }
 
 /// Build the deliverers a configuration asks for, by identity kind.
-pub fn deliverers_from_config(cfg: &Config) -> Result<BTreeMap<String, Arc<dyn Deliver>>, String> {
+pub fn deliverers_from_config(cfg: &Config) -> ServerResult<BTreeMap<String, Arc<dyn Deliver>>> {
     let mut out: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
     let d = &cfg.delivery;
     if let Some(s) = &d.smtp {
-        let from = d
-            .mail_from
-            .as_deref()
-            .ok_or("delivery.mail_from is needed to send e-mail")?;
+        let from = d.mail_from.as_deref().ok_or_else(|| {
+            ServerError::delivery("smtp", "delivery.mail_from is needed to send e-mail")
+        })?;
         let mut settings = delivery::SmtpSettings::from_url(&s.url, from)?;
         if let Some(u) = &s.username {
             settings.login = Some((
@@ -152,7 +153,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Open the database and master key a configuration names, and build
     /// its deliverers.
-    pub fn open(cfg: Config) -> Result<Server, String> {
+    pub fn open(cfg: Config) -> ServerResult<Server> {
         cfg.validate()?;
         private_dir(&cfg.data_dir)?;
         let key_path = cfg.master_key_path();
@@ -163,18 +164,18 @@ impl Server {
             tracing::info!("creating master key {}", key_path.display());
             create_master_key(&key_path)?
         } else if db_path.exists() {
-            return Err(format!(
+            return Err(ServerError::master_key(format!(
                 "master key {} is missing but the database {} exists: restore the key",
                 key_path.display(),
                 db_path.display()
-            ));
+            )));
         } else {
-            return Err(format!(
+            return Err(ServerError::master_key(format!(
                 "master key {} is missing; run `passcrow-server init DIR` first",
                 key_path.display()
-            ));
+            )));
         };
-        let storage = SqliteStorage::open(&db_path).map_err(|e| e.to_string())?;
+        let storage = SqliteStorage::open(&db_path)?;
         let deliverers = deliverers_from_config(&cfg)?;
         if deliverers.is_empty() {
             tracing::warn!("no delivery configured: every escrow will be refused");
@@ -225,8 +226,8 @@ impl Server {
     }
 
     /// Remove expired escrows, codes and spent tokens.
-    pub fn sweep(&self) -> Result<storage::Swept, String> {
-        self.storage.sweep(self.now()).map_err(|e| e.to_string())
+    pub fn sweep(&self) -> ServerResult<storage::Swept> {
+        Ok(self.storage.sweep(self.now())?)
     }
 
     fn count(&self, method: &str, ok: bool) {

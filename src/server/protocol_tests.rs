@@ -35,9 +35,9 @@ impl Deliver for Recorder {
     fn name(&self) -> &str {
         "recorder"
     }
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err("connection refused".into());
+            return Err(ServerError::delivery("recorder", "connection refused"));
         }
         self.sent.lock().unwrap().push((
             msg.to.to_string(),
@@ -391,14 +391,14 @@ impl Deliver for Gate {
     fn name(&self) -> &str {
         "gate"
     }
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         let code = msg.code().unwrap_or_default().to_string();
         self.entered.lock().unwrap().send(code).unwrap();
         let verdict = self.verdicts.lock().unwrap().recv_timeout(WAIT);
         if verdict == Ok(true) {
             self.rec.deliver(msg)
         } else {
-            Err("refused".into())
+            Err(ServerError::delivery("gate", "refused"))
         }
     }
 }

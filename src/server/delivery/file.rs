@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::{Deliver, Notice, Outgoing};
+use crate::server::error::{ServerError, ServerResult};
 
 /// Appends `identity<TAB>code` lines to a file (for tests and demos).
 /// Recovery notices are written as comment lines starting with `#`.
@@ -32,7 +33,7 @@ impl Deliver for FileSink {
         "file"
     }
 
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         let line = match &msg.notice {
             Notice::Code { code, .. } => format!("{}\t{}\n", msg.to, code.expose_secret()),
             Notice::RecoveryStarted { code_sent_to } => {
@@ -47,11 +48,11 @@ impl Deliver for FileSink {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| format!("opening {}: {e}", self.path.display()))?;
+            .map_err(|e| ServerError::io("opening", &self.path, e))?;
         // One write of the whole line (O_APPEND): readers never see half a
         // line from us. Not synced: this sink is for tests and demos.
         f.write_all(line.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+            .map_err(|e| ServerError::io("writing", &self.path, e))
     }
 }
 

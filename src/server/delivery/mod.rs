@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::crypto::SecretString;
 use crate::proto::Identity;
+use crate::server::error::{ServerError, ServerResult};
 
 pub use file::FileSink;
 pub use sms::TwilioSms;
@@ -85,8 +86,9 @@ impl Outgoing {
 pub trait Deliver: Send + Sync {
     /// A name for logs (`smtp`, `twilio`, `webhook`, `file`).
     fn name(&self) -> &str;
-    /// Send one message; the error text must not contain the code.
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String>;
+    /// Send one message. The error (usually [`ServerError::Delivery`])
+    /// must not contain the code, and names identities only masked.
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()>;
 }
 
 /// The HTTP client of the HTTP deliverers (SMS, webhook): bounded waits.
@@ -100,11 +102,14 @@ fn http_agent() -> ureq::Agent {
 
 /// A delivery error from an HTTP error: the status or the transport
 /// failure's kind, never the reply (it may quote the message).
-fn http_error(what: &str, e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Status(code, _) => format!("{what}: HTTP {code}"),
-        ureq::Error::Transport(t) => format!("{what}: {}", t.kind()),
-    }
+fn http_error(kind: &'static str, what: &str, e: ureq::Error) -> ServerError {
+    ServerError::delivery(
+        kind,
+        match e {
+            ureq::Error::Status(code, _) => format!("{what}: HTTP {code}"),
+            ureq::Error::Transport(t) => format!("{what}: {}", t.kind()),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::{http_agent, http_error, Deliver, Outgoing};
 use crate::crypto::{b64encode, SecretString};
+use crate::server::error::{ServerError, ServerResult};
 
 /// Sends SMS through a Twilio-compatible REST API: a form POST of
 /// `To`, `From` (or `MessagingServiceSid`) and `Body` with basic auth to
@@ -34,9 +35,12 @@ impl TwilioSms {
         auth_token: SecretString,
         from: Option<String>,
         messaging_service_sid: Option<String>,
-    ) -> Result<TwilioSms, String> {
+    ) -> ServerResult<TwilioSms> {
         if from.is_none() && messaging_service_sid.is_none() {
-            return Err("SMS needs a from number or a messaging service SID".into());
+            return Err(ServerError::delivery(
+                "twilio",
+                "SMS needs a from number or a messaging service SID",
+            ));
         }
         let base = base_url
             .unwrap_or(Self::DEFAULT_BASE_URL)
@@ -57,7 +61,7 @@ impl Deliver for TwilioSms {
         "twilio"
     }
 
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         let to: String = msg
             .to
             .address()
@@ -78,6 +82,6 @@ impl Deliver for TwilioSms {
             .set("Authorization", &format!("Basic {auth}"))
             .send_form(&form)
             .map(|_| ())
-            .map_err(|e| http_error("SMS API", e))
+            .map_err(|e| http_error("twilio", "SMS API", e))
     }
 }

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use super::{Deliver, Outgoing};
 use crate::crypto::SecretString;
+use crate::server::error::{ServerError, ServerResult};
+
+/// An SMTP error.
+fn err(detail: impl Into<String>) -> ServerError {
+    ServerError::delivery("smtp", detail)
+}
 
 /// How an SMTP connection is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,15 +53,17 @@ impl std::fmt::Debug for SmtpSettings {
 impl SmtpSettings {
     /// Parse `smtp://HOST[:PORT]`, `smtps://...`, `smtp+starttls://...`
     /// (an optional `USER:PASSWORD@` before the host is accepted too).
-    pub fn from_url(url: &str, from: &str) -> Result<SmtpSettings, String> {
+    pub fn from_url(url: &str, from: &str) -> ServerResult<SmtpSettings> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            format!("SMTP URL {url:?} needs a scheme (smtp://, smtps://, smtp+starttls://)")
+            err(format!(
+                "SMTP URL {url:?} needs a scheme (smtp://, smtps://, smtp+starttls://)"
+            ))
         })?;
         let (security, default_port) = match scheme {
             "smtp" => (SmtpSecurity::Plain, 25),
             "smtps" => (SmtpSecurity::Tls, 465),
             "smtp+starttls" => (SmtpSecurity::StartTls, 587),
-            other => return Err(format!("unknown SMTP scheme {other:?}")),
+            other => return Err(err(format!("unknown SMTP scheme {other:?}"))),
         };
         let rest = rest.trim_end_matches('/');
         let (login, hostport) = match rest.rsplit_once('@') {
@@ -69,12 +77,12 @@ impl SmtpSettings {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
                 h.trim_matches(|c| c == '[' || c == ']').to_string(),
                 p.parse::<u16>()
-                    .map_err(|_| format!("bad SMTP port in {hostport:?}"))?,
+                    .map_err(|_| err(format!("bad SMTP port in {hostport:?}")))?,
             ),
             _ => (hostport.to_string(), default_port),
         };
         if host.is_empty() {
-            return Err("SMTP URL has no host".into());
+            return Err(err("SMTP URL has no host"));
         }
         Ok(SmtpSettings {
             host,
@@ -112,19 +120,19 @@ impl Smtp {
     pub const KINDS: &'static [&'static str] = &["email", "mailto"];
 
     /// A mailer for `settings`.
-    pub fn new(settings: SmtpSettings) -> Result<Smtp, String> {
+    pub fn new(settings: SmtpSettings) -> ServerResult<Smtp> {
         use lettre::transport::smtp::authentication::Credentials;
         use lettre::transport::smtp::client::{Tls, TlsParameters};
         settings
             .from
             .parse::<lettre::message::Mailbox>()
-            .map_err(|e| format!("bad mail-from address: {e}"))?;
+            .map_err(|e| err(format!("bad mail-from address: {e}")))?;
         if settings.security == SmtpSecurity::Plain && !is_loopback_host(&settings.host) {
-            return Err(format!(
+            return Err(err(format!(
                 "plain smtp:// is only for a relay on this machine (not {}); \
                  use smtps:// or smtp+starttls://",
                 settings.host
-            ));
+            )));
         }
         let builder = match settings.security {
             SmtpSecurity::Plain => {
@@ -132,7 +140,7 @@ impl Smtp {
             }
             SmtpSecurity::Tls | SmtpSecurity::StartTls => {
                 let tls = TlsParameters::new(settings.host.clone())
-                    .map_err(|e| format!("TLS setup for {}: {e}", settings.host))?;
+                    .map_err(|e| err(format!("TLS setup for {}: {e}", settings.host)))?;
                 let t = if settings.security == SmtpSecurity::Tls {
                     Tls::Wrapper(tls)
                 } else {
@@ -160,19 +168,19 @@ impl Deliver for Smtp {
         "smtp"
     }
 
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         use lettre::message::header::ContentType;
         use lettre::Transport as _;
         let from: lettre::message::Mailbox = self
             .settings
             .from
             .parse()
-            .map_err(|_| "bad mail-from address".to_string())?;
+            .map_err(|_| err("bad mail-from address"))?;
         let to: lettre::message::Mailbox = msg
             .to
             .address()
             .parse()
-            .map_err(|_| "the recipient address is not deliverable".to_string())?;
+            .map_err(|_| err("the recipient address is not deliverable"))?;
         let email = lettre::Message::builder()
             .from(from)
             .to(to)
@@ -180,7 +188,7 @@ impl Deliver for Smtp {
             .message_id(None)
             .header(ContentType::TEXT_PLAIN)
             .body(msg.long_text())
-            .map_err(|e| format!("building the message: {e}"))?;
+            .map_err(|e| err(format!("building the message: {e}")))?;
         self.transport
             .send(&email)
             .map(|_| ())
@@ -202,10 +210,10 @@ impl Deliver for Smtp {
                     .status()
                     .map(|c| format!(" (SMTP {c})"))
                     .unwrap_or_default();
-                format!(
+                err(format!(
                     "SMTP to {}:{}: {class}{status}",
                     self.settings.host, self.settings.port
-                )
+                ))
             })
     }
 }
@@ -243,7 +251,10 @@ mod tests {
             Smtp::new(s).unwrap_or_else(|e| panic!("{url}: {e}"));
         }
         let s = SmtpSettings::from_url("smtp://mail.example.org", "noreply@example.org").unwrap();
-        assert!(Smtp::new(s).unwrap_err().contains("plain smtp://"));
+        assert!(Smtp::new(s)
+            .unwrap_err()
+            .to_string()
+            .contains("plain smtp://"));
         let s = SmtpSettings::from_url("smtps://mail.example.org", "not an address").unwrap();
         assert!(Smtp::new(s).is_err());
         // The password never shows in Debug.

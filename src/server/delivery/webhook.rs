@@ -2,6 +2,7 @@
 
 use super::{http_agent, http_error, Deliver, Outgoing};
 use crate::crypto::SecretString;
+use crate::server::error::ServerResult;
 
 /// POSTs each message as JSON to a URL:
 /// `{"to", "kind", "address", "language", "type": "code"|"notice",
@@ -34,7 +35,7 @@ impl Deliver for Webhook {
         "webhook"
     }
 
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         let body = serde_json::json!({
             "to": msg.to.as_str(),
             "kind": msg.to.kind(),
@@ -55,6 +56,6 @@ impl Deliver for Webhook {
         }
         req.send_bytes(body.to_string().as_bytes())
             .map(|_| ())
-            .map_err(|e| http_error("webhook", e))
+            .map_err(|e| http_error("webhook", "webhook", e))
     }
 }

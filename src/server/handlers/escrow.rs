@@ -7,6 +7,7 @@ use crate::crypto;
 use crate::payment;
 use crate::proto::{EscrowParameters, EscrowRequest, EscrowResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
+use crate::server::error::{ServerError, ServerResult};
 use crate::server::escrow_id::short_id;
 use crate::server::Server;
 
@@ -145,28 +146,24 @@ impl Server {
     /// each `(escrow-data blob, expiration)` is sealed under the master key
     /// exactly as an escrow request's would be, and all go in one
     /// transaction. Returns the escrow ids, in order.
-    pub fn import_escrows(&self, items: &[(String, i64)]) -> Result<Vec<String>, String> {
+    pub fn import_escrows(&self, items: &[(String, i64)]) -> ServerResult<Vec<String>> {
         let now = self.now();
         let mut rows = Vec::with_capacity(items.len());
         let mut ids = Vec::with_capacity(items.len());
         for (blob, expiration) in items {
-            let raw =
-                crypto::b64decode(blob).map_err(|_| "escrow data is not base64".to_string())?;
+            let raw = crypto::b64decode(blob).map_err(|_| ServerError::Import {
+                detail: "escrow data is not base64".into(),
+            })?;
             let r: u128 = rand::rngs::OsRng.gen();
             let key = format!("{r:032x}");
             rows.push((key.clone(), *expiration, self.keys.seal(&key, &raw)));
             ids.push(format!("{expiration:x}-{key}"));
         }
-        let n = self
-            .storage
-            .insert_escrows(&rows, now)
-            .map_err(|e| e.to_string())?;
+        let n = self.storage.insert_escrows(&rows, now)?;
         if n != rows.len() {
-            return Err(format!(
-                "{} of {} ids were taken",
-                rows.len() - n,
-                rows.len()
-            ));
+            return Err(ServerError::Import {
+                detail: format!("{} of {} ids were taken", rows.len() - n, rows.len()),
+            });
         }
         Ok(ids)
     }
