@@ -362,7 +362,7 @@ fn now() -> i64 {
 }
 
 fn handle_ok(s: &Server, method: &str, body: &str) -> serde_json::Value {
-    let a = s.handle(method, body.as_bytes());
+    let a = s.handle_named(method, body.as_bytes());
     assert!(!a.is_error(), "{method}: {}", a.body);
     serde_json::from_str(&a.body).unwrap()
 }
@@ -390,7 +390,7 @@ fn sms_and_webhook_delivery() {
     assert_eq!(s.kinds(), ["signal", "sms", "tel"]);
     // E-mail is not deliverable here: refused at once.
     let (b, _) = escrow_body("email:a@example.org", "1-a", now() + 3600);
-    let a = s.handle("escrowrequest", b.as_bytes());
+    let a = s.handle_named("escrowrequest", b.as_bytes());
     assert!(
         a.body.contains("Unsupported kind of Identity: email"),
         "{}",

@@ -13,7 +13,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use passcrow::server::config::{Config, SmtpConfig};
-use passcrow::server::{self, Server};
+use passcrow::server::{self, Server, ServerError};
+
+/// What `run` fails with: a [`ServerError`], or a usage error's text.
+type BoxError = Box<dyn std::error::Error>;
 
 const USAGE: &str = "\
 passcrow-server: the Passcrow escrow server
@@ -111,7 +114,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn load_config(a: &Args) -> Result<Config, String> {
+fn load_config(a: &Args) -> Result<Config, BoxError> {
     let file = a.config.clone().or_else(|| {
         a.data
             .as_ref()
@@ -153,7 +156,7 @@ fn load_config(a: &Args) -> Result<Config, String> {
     Ok(c)
 }
 
-fn run() -> Result<(), String> {
+fn run() -> Result<(), BoxError> {
     let a = parse_args()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -184,12 +187,17 @@ fn run() -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ServerError::Http { source })?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .map_err(|e| format!("binding {listen}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| ServerError::Bind {
+                addr: listen.clone(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Http { source })?;
         {
             use std::io::Write;
             let mut out = std::io::stdout();
@@ -198,7 +206,8 @@ fn run() -> Result<(), String> {
         }
         server::http::serve(srv, listener, server::http::shutdown_signal())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|source| ServerError::Http { source })?;
+        Ok(())
     })
 }
 

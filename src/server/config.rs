@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::error::{ServerError, ServerResult};
+
 /// The reference's longest escrow: about ten years.
 pub const DEFAULT_MAX_EXPIRATION: i64 = 10 * 366 * 24 * 3600;
 /// The reference's longest code lifetime.
@@ -242,15 +244,15 @@ impl Config {
     }
 
     /// Parse TOML text.
-    pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> ServerResult<Config> {
+        toml::from_str(text).map_err(|e| ServerError::config(e.to_string()))
     }
 
     /// Read a TOML file.
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> ServerResult<Config> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ServerError::io("reading", path, e))?;
+        Self::from_toml(&text).map_err(|e| ServerError::config(format!("{}: {e}", path.display())))
     }
 
     /// The database path.
@@ -268,23 +270,31 @@ impl Config {
     }
 
     /// Check values make sense.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> ServerResult<()> {
         if self.max_request_bytes < 512 {
-            return Err("max_request_bytes must be at least 512".into());
+            return Err(ServerError::config(
+                "max_request_bytes must be at least 512",
+            ));
         }
         if self.max_expiration_seconds < 60 || self.max_timeout_seconds < 60 {
-            return Err(
-                "max_expiration_seconds and max_timeout_seconds must be at least 60".into(),
-            );
+            return Err(ServerError::config(
+                "max_expiration_seconds and max_timeout_seconds must be at least 60",
+            ));
         }
         if self.code_attempts == 0 || self.verifications_per_hour == 0 {
-            return Err("code_attempts and verifications_per_hour must be at least 1".into());
+            return Err(ServerError::config(
+                "code_attempts and verifications_per_hour must be at least 1",
+            ));
         }
         if self.rate_limit_per_second.is_nan() || self.rate_limit_per_second < 0.0 {
-            return Err("rate_limit_per_second must be 0 (off) or positive".into());
+            return Err(ServerError::config(
+                "rate_limit_per_second must be 0 (off) or positive",
+            ));
         }
         if self.country_code.is_empty() || self.country_code.len() > 8 {
-            return Err("country_code should be a short code like IS or ??".into());
+            return Err(ServerError::config(
+                "country_code should be a short code like IS or ??",
+            ));
         }
         Ok(())
     }

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use super::{canonical_method, Answer, ApiError, Config, ErrorKind, Server};
+use super::{method, Answer, ApiError, Config, ErrorKind, Method, Server};
+use super::{ServerError, ServerResult};
 
 /// A token bucket per client address.
 #[derive(Debug)]
@@ -97,8 +98,8 @@ async fn endpoint(
     if !app.limiter.allow(peer.ip()) {
         return json(ApiError::rate_limited().to_answer());
     }
-    let canon = canonical_method(&method);
-    if req.method() == Method::GET && !matches!(canon, Some("policy") | Some("stats")) {
+    let canon = Method::from_name(&method);
+    if req.method() == axum::http::Method::GET && !canon.is_some_and(Method::allows_get) {
         return error(ErrorKind::BadRequest, "Use POST for this method", Some(405));
     }
     let declared = req
@@ -135,7 +136,11 @@ async fn endpoint(
             }
         };
         let server = app.server.clone();
-        match tokio::task::spawn_blocking(move || server.handle(&method, &body)).await {
+        let answer = move || match canon {
+            Some(m) => server.handle(m, &body),
+            None => method::unsupported(&method).to_answer(),
+        };
+        match tokio::task::spawn_blocking(answer).await {
             Ok(a) => json(a),
             Err(_) => error(ErrorKind::Internal, "Internal Error", Some(500)),
         }
@@ -280,27 +285,28 @@ impl Drop for Handle {
 /// thread (with its own small tokio runtime). Binds `config.listen`
 /// before returning, so `127.0.0.1:0` gives a free port: see
 /// [`Handle::addr`].
-pub fn spawn(config: Config) -> Result<Handle, String> {
+pub fn spawn(config: Config) -> ServerResult<Handle> {
     let listen = config.listen.clone();
     let server = Arc::new(Server::open(config)?);
     spawn_server(server, &listen)
 }
 
 /// Serve an already opened [`Server`] on its own thread.
-pub fn spawn_server(server: Arc<Server>, listen: &str) -> Result<Handle, String> {
-    let std_listener =
-        std::net::TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
-    let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
+pub fn spawn_server(server: Arc<Server>, listen: &str) -> ServerResult<Handle> {
+    let http = |source| ServerError::Http { source };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(|source| ServerError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    std_listener.set_nonblocking(true).map_err(http)?;
+    let addr = std_listener.local_addr().map_err(http)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
         .enable_all()
         .thread_name("passcrow-server")
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(http)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("passcrow-server".into())
@@ -322,7 +328,7 @@ pub fn spawn_server(server: Arc<Server>, listen: &str) -> Result<Handle, String>
             });
             runtime.shutdown_timeout(Duration::from_secs(5));
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(http)?;
     Ok(Handle {
         addr,
         stop: Some(tx),

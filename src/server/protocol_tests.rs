@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::crypto::{random_key, seal};
+use crate::crypto::{self, random_key, seal};
 
 const T0: i64 = 1_800_000_000;
 
@@ -35,9 +35,9 @@ impl Deliver for Recorder {
     fn name(&self) -> &str {
         "recorder"
     }
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err("connection refused".into());
+            return Err(ServerError::delivery("recorder", "connection refused"));
         }
         self.sent.lock().unwrap().push((
             msg.to.to_string(),
@@ -162,7 +162,7 @@ impl Fixture {
     }
     fn escrow_with(&self, verify: &str, notify: Option<&str>, secret: &str) -> Escrowed {
         let (body, key, _) = escrow_body(verify, notify, secret, self.now() + 86400, None);
-        let v = ok(&self.server.handle("escrowrequest", body.as_bytes()));
+        let v = ok(&self.server.handle_named("escrowrequest", body.as_bytes()));
         assert_eq!(v["expiration"], self.now() + 86400);
         Escrowed {
             id: v["escrow-data-id"].as_str().unwrap().into(),
@@ -181,7 +181,7 @@ impl Fixture {
             "prefix": "A",
         });
         self.server
-            .handle("verificationrequest", b.to_string().as_bytes())
+            .handle_named("verificationrequest", b.to_string().as_bytes())
     }
     fn recover(&self, e: &Escrowed, code: &str) -> Answer {
         self.recover_key(e, &e.key, code)
@@ -194,7 +194,7 @@ impl Fixture {
             "verification": code,
         });
         self.server
-            .handle("recoveryrequest", b.to_string().as_bytes())
+            .handle_named("recoveryrequest", b.to_string().as_bytes())
     }
     fn counts(&self) -> storage::Counts {
         self.server.storage.counts().unwrap()
@@ -242,8 +242,8 @@ fn full_cycle_and_code_consumed() {
     // The escrow itself stays.
     assert_eq!(f.counts().escrows, 1);
     // Aliases of the seed document.
-    ok(&f.server.handle("policy", b""));
-    ok(&f.server.handle("policy", b"{}"));
+    ok(&f.server.handle_named("policy", b""));
+    ok(&f.server.handle_named("policy", b"{}"));
     let v = ok(&f.verify(&e));
     assert!(v["hint"].is_string());
     let code = f.rec.last_code("email:alice@example.org").unwrap();
@@ -253,9 +253,9 @@ fn full_cycle_and_code_consumed() {
         "escrow-data-key": e.key,
         "verification": code,
     });
-    ok(&f.server.handle("recover", b.to_string().as_bytes()));
+    ok(&f.server.handle_named("recover", b.to_string().as_bytes()));
     let d = serde_json::json!({"passcrow-deletion-request": "1.0", "escrow-data-id": e.id});
-    ok(&f.server.handle("delete", d.to_string().as_bytes()));
+    ok(&f.server.handle_named("delete", d.to_string().as_bytes()));
     assert_eq!(f.counts().escrows, 0);
 }
 
@@ -310,7 +310,7 @@ fn wrong_key_spends_no_attempt_and_changes_nothing() {
     });
     err(
         &f.server
-            .handle("verificationrequest", b.to_string().as_bytes()),
+            .handle_named("verificationrequest", b.to_string().as_bytes()),
         "bad-request",
     );
     assert_eq!(f.rec.count(), n);
@@ -391,14 +391,14 @@ impl Deliver for Gate {
     fn name(&self) -> &str {
         "gate"
     }
-    fn deliver(&self, msg: &Outgoing) -> Result<(), String> {
+    fn deliver(&self, msg: &Outgoing) -> ServerResult<()> {
         let code = msg.code().unwrap_or_default().to_string();
         self.entered.lock().unwrap().send(code).unwrap();
         let verdict = self.verdicts.lock().unwrap().recv_timeout(WAIT);
         if verdict == Ok(true) {
             self.rec.deliver(msg)
         } else {
-            Err("refused".into())
+            Err(ServerError::delivery("gate", "refused"))
         }
     }
 }
@@ -463,7 +463,7 @@ fn a_code_delivered_after_its_escrow_was_deleted_is_not_kept() {
         let v = s.spawn(|| f.verify(&e));
         codes.recv_timeout(WAIT).expect("a delivery");
         let d = serde_json::json!({"passcrow-deletion-request": "1.0", "escrow-data-id": e.id});
-        ok(&f.server.handle("delete", d.to_string().as_bytes()));
+        ok(&f.server.handle_named("delete", d.to_string().as_bytes()));
         verdict.send(true).unwrap();
         err(&v.join().unwrap(), "not-found");
     });
@@ -569,7 +569,7 @@ fn refused_without_change(make: impl Fn(&Escrowed, &str) -> Requests, kind: &str
     let (f, e, code) = pending();
     let before = (f.counts(), f.rec.count());
     for (method, body) in make(&e, &code) {
-        let a = f.server.handle(method, &body);
+        let a = f.server.handle_named(method, &body);
         let v = err(&a, kind);
         let text = v["error"].as_str().unwrap();
         assert!(text.contains(says), "{method}: {text:?} lacks {says:?}");
@@ -602,7 +602,7 @@ fn oversize_body() {
         "too large (the limit is 4096 bytes)",
     );
     let f = fixture();
-    assert_eq!(f.server.handle("verify", &big(5000)).status, 413);
+    assert_eq!(f.server.handle_named("verify", &big(5000)).status, 413);
 }
 
 #[test]
@@ -743,7 +743,7 @@ fn escrow_refusals() {
     // A kind we cannot deliver to is refused at once.
     let (b, _, _) = escrow_body("signal:+3545885522", None, "1-a", now + 3600, None);
     let v = err(
-        &f.server.handle("escrowrequest", b.as_bytes()),
+        &f.server.handle_named("escrowrequest", b.as_bytes()),
         "unsupported",
     );
     assert!(v["error"]
@@ -758,9 +758,15 @@ fn escrow_refusals() {
         now + 3600,
         Some("gold:1"),
     );
-    err(&f.server.handle("escrowrequest", b.as_bytes()), "payment");
+    err(
+        &f.server.handle_named("escrowrequest", b.as_bytes()),
+        "payment",
+    );
     let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now - 1, None);
-    err(&f.server.handle("escrowrequest", b.as_bytes()), "payment");
+    err(
+        &f.server.handle_named("escrowrequest", b.as_bytes()),
+        "payment",
+    );
     let (b, _, _) = escrow_body(
         "email:a@example.org",
         None,
@@ -768,19 +774,23 @@ fn escrow_refusals() {
         now + 3600,
         Some("hashcash-11:1-2"),
     );
-    err(&f.server.handle("escrowrequest", b.as_bytes()), "payment");
+    err(
+        &f.server.handle_named("escrowrequest", b.as_bytes()),
+        "payment",
+    );
     // Parameters that do not open.
     let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now + 3600, None);
     let mut v: serde_json::Value = serde_json::from_str(&b).unwrap();
     v["parameters-key"] = random_key().to_b64().into();
     err(
-        &f.server.handle("escrowrequest", v.to_string().as_bytes()),
+        &f.server
+            .handle_named("escrowrequest", v.to_string().as_bytes()),
         "bad-request",
     );
     assert_eq!(f.counts().escrows, 0);
     // Free escrow is capped at 25 h.
     let (b, _, _) = escrow_body("email:a@example.org", None, "1-a", now + 10 * 86400, None);
-    let v = ok(&f.server.handle("escrowrequest", b.as_bytes()));
+    let v = ok(&f.server.handle_named("escrowrequest", b.as_bytes()));
     assert_eq!(v["expiration"], now + 25 * 3600);
 }
 
@@ -793,11 +803,11 @@ fn hashcash_is_accepted_once() {
     let params = serde_json::json!({
         "kind": "email", "expiration": now + 86400 * 100, "payment": token});
     let body = escrow_request(&blob, &params);
-    let v = ok(&f.server.handle("escrowrequest", body.as_bytes()));
+    let v = ok(&f.server.handle_named("escrowrequest", body.as_bytes()));
     assert_eq!(v["expiration"], now + 86400 * 100);
     f.advance(10);
     let v = err(
-        &f.server.handle("escrowrequest", body.as_bytes()),
+        &f.server.handle_named("escrowrequest", body.as_bytes()),
         "payment",
     );
     assert!(v["error"].as_str().unwrap().contains("already used"));
@@ -805,7 +815,7 @@ fn hashcash_is_accepted_once() {
     // Too old, even if never used.
     f.advance(200);
     let v = err(
-        &f.server.handle("escrowrequest", body.as_bytes()),
+        &f.server.handle_named("escrowrequest", body.as_bytes()),
         "payment",
     );
     assert!(v["error"].as_str().unwrap().contains("too old"));
@@ -823,14 +833,14 @@ fn a_refused_escrow_keeps_its_hashcash_token() {
         "kind": "email", "expiration": now + 86400 * 100, "payment": token,
         "prefer-id": "NOT HEX"}));
     let v = err(
-        &f.server.handle("escrowrequest", bad_pref.as_bytes()),
+        &f.server.handle_named("escrowrequest", bad_pref.as_bytes()),
         "bad-request",
     );
     assert!(v["error"].as_str().unwrap().contains("prefer-id"));
     let past = body(serde_json::json!({
         "kind": "email", "expiration": now - 1, "payment": token}));
     let v = err(
-        &f.server.handle("escrowrequest", past.as_bytes()),
+        &f.server.handle_named("escrowrequest", past.as_bytes()),
         "payment",
     );
     assert!(v["error"].as_str().unwrap().contains("expiration"));
@@ -838,7 +848,7 @@ fn a_refused_escrow_keeps_its_hashcash_token() {
     // The token was not spent: a good request still pays with it.
     let good = body(serde_json::json!({
         "kind": "email", "expiration": now + 86400 * 100, "payment": token}));
-    let v = ok(&f.server.handle("escrowrequest", good.as_bytes()));
+    let v = ok(&f.server.handle_named("escrowrequest", good.as_bytes()));
     assert_eq!(v["expiration"], now + 86400 * 100);
 }
 
@@ -853,15 +863,20 @@ fn preferred_ids() {
         escrow_request(&blob, &params)
     };
     let pref = "00112233445566778899aabbccddeeff";
-    let v = ok(&f.server.handle("escrowrequest", make(pref).as_bytes()));
+    let v = ok(&f
+        .server
+        .handle_named("escrowrequest", make(pref).as_bytes()));
     assert_eq!(
         v["escrow-data-id"], pref,
         "an accepted prefer-id is returned bare"
     );
-    let v = ok(&f.server.handle("escrowrequest", make(pref).as_bytes()));
+    let v = ok(&f
+        .server
+        .handle_named("escrowrequest", make(pref).as_bytes()));
     assert_ne!(v["escrow-data-id"], pref, "taken: another id");
     err(
-        &f.server.handle("escrowrequest", make("../x").as_bytes()),
+        &f.server
+            .handle_named("escrowrequest", make("../x").as_bytes()),
         "bad-request",
     );
 }
@@ -875,7 +890,7 @@ fn at_rest_sealed_and_codes_hashed() {
         Box::new(SqliteStorage::open(&db).unwrap()),
     );
     let (body, key, blob) = escrow_body("email:alice@example.org", None, "1-a", T0 + 3600, None);
-    let v = ok(&f.server.handle("escrowrequest", body.as_bytes()));
+    let v = ok(&f.server.handle_named("escrowrequest", body.as_bytes()));
     let e = Escrowed {
         id: v["escrow-data-id"].as_str().unwrap().into(),
         key,
@@ -999,7 +1014,8 @@ fn logs_hold_no_secrets() {
         let v = serde_json::json!({"passcrow-recovery-request": "1.0",
             "escrow-data-id": e.id, "escrow-data-key": e.key, "verification": 999999});
         err(
-            &f.server.handle("recoveryrequest", v.to_string().as_bytes()),
+            &f.server
+                .handle_named("recoveryrequest", v.to_string().as_bytes()),
             "bad-request",
         );
         ok(&f.recover(&e, &code));
@@ -1078,7 +1094,7 @@ mod fuzz {
         ) {
             let (f, e, code) = pending();
             let before = (f.counts(), f.rec.count());
-            let a = f.server.handle(m, &body);
+            let a = f.server.handle_named(m, &body);
             if !matches!(m, "policy" | "stats") {
                 prop_assert!(a.is_error(), "{}", a.body);
             }
@@ -1090,7 +1106,7 @@ mod fuzz {
         fn junk_json_never_panics_or_changes_state(m in methods(), body in junk_json()) {
             let (f, e, code) = pending();
             let before = (f.counts(), f.rec.count());
-            let a = f.server.handle(m, body.as_bytes());
+            let a = f.server.handle_named(m, body.as_bytes());
             if !matches!(m, "policy" | "stats") {
                 prop_assert!(a.is_error(), "{}", a.body);
             }

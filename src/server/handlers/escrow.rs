@@ -1,0 +1,170 @@
+//! `escrowrequest`: store an escrow, paid for (free or hashcash); and
+//! [`Server::import_escrows`], the same storage without HTTP or payment.
+
+use rand::Rng;
+
+use crate::crypto;
+use crate::payment;
+use crate::proto::{EscrowParameters, EscrowRequest, EscrowResponse, Version};
+use crate::server::answer::{ApiError, ApiResult, ErrorKind};
+use crate::server::error::{ServerError, ServerResult};
+use crate::server::escrow_id::short_id;
+use crate::server::Server;
+
+impl Server {
+    /// Answer an escrow request.
+    pub(in crate::server) fn escrow(&self, body: &[u8]) -> ApiResult<EscrowResponse> {
+        let req: EscrowRequest = Self::parse(body, "escrow request")?;
+        let pkey = crypto::key_from_b64(&req.parameters_key, "parameters-key").map_err(|_| {
+            ApiError::bad("Bad request: parameters-key is not a base64 32-byte key")
+        })?;
+        let pplain = crypto::open(&pkey, &req.parameters, "parameters")
+            .map_err(|_| ApiError::bad("Bad request: could not decrypt the parameters"))?;
+        let params: EscrowParameters = Self::parse(pplain.expose_secret(), "parameters")?;
+        self.deliverer(&params.kind)?;
+
+        let data = req.escrow_data.concat();
+        let raw = crypto::b64decode(&data)
+            .map_err(|_| ApiError::bad("Bad request: escrow-data is not base64"))?;
+        if raw.len() < 32 + 1 {
+            return Err(ApiError::bad("Bad request: escrow-data is too short"));
+        }
+
+        // Everything that can refuse the request without looking at the
+        // payment is checked first: a refused request must not spend its
+        // hashcash token.
+        let now = self.now();
+        if params.expiration <= now {
+            // The same kind as a payment that buys no time at all.
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                "Insufficient payment: the requested expiration is already past",
+            ));
+        }
+        if let Some(pref) = &params.prefer_id {
+            let ok = !pref.is_empty()
+                && pref.len() <= 64
+                && pref
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !ok {
+                return Err(ApiError::bad(
+                    "Bad request: prefer-id must be lower-case hex, at most 64 digits",
+                ));
+            }
+        }
+        let paid = self.take_payment(&params.payment, &data, now)?;
+        let expiration = params
+            .expiration
+            .min(now.saturating_add(paid.min(self.cfg.max_expiration_seconds)));
+        if expiration <= now {
+            return Err(ApiError::new(ErrorKind::Payment, "Insufficient payment"));
+        }
+
+        let sealed_for = |key: &str| self.keys.seal(key, &raw);
+        if let Some(pref) = &params.prefer_id {
+            if self
+                .storage
+                .insert_escrow(pref, expiration, &sealed_for(pref), now)?
+            {
+                tracing::info!(kind = %params.kind, id = short_id(pref), expiration, "escrowed (preferred id)");
+                return Ok(EscrowResponse {
+                    version: Version,
+                    expiration,
+                    escrow_data_id: pref.clone(),
+                });
+            }
+            tracing::info!("preferred id taken; assigning another");
+        }
+        loop {
+            let r: u128 = rand::rngs::OsRng.gen();
+            let key = format!("{r:032x}");
+            if self
+                .storage
+                .insert_escrow(&key, expiration, &sealed_for(&key), now)?
+            {
+                tracing::info!(kind = %params.kind, id = short_id(&key), expiration, "escrowed");
+                return Ok(EscrowResponse {
+                    version: Version,
+                    expiration,
+                    escrow_data_id: format!("{expiration:x}-{key}"),
+                });
+            }
+        }
+    }
+
+    /// Seconds of escrow the token pays for.
+    fn take_payment(&self, token: &str, data: &str, now: i64) -> ApiResult<i64> {
+        let (scheme, cash) = token
+            .split_once(':')
+            .ok_or_else(|| ApiError::new(ErrorKind::Payment, "Invalid payment token"))?;
+        let max = self.cfg.max_expiration_seconds;
+        let p = &self.cfg.payment;
+        if scheme == "free" {
+            if p.free_seconds > 0 {
+                return Ok(p.free_seconds.min(max));
+            }
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                "This server offers no free escrow",
+            ));
+        }
+        let offer = scheme
+            .strip_prefix("hashcash-")
+            .and_then(|b| b.parse::<u32>().ok())
+            .and_then(|bits| p.hashcash.iter().find(|h| h.bits == bits));
+        let Some(offer) = offer else {
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                format!(
+                    "Unknown payment scheme: {}",
+                    scheme.chars().take(32).collect::<String>()
+                ),
+            ));
+        };
+        if !payment::check_hashcash(offer.bits, cash, data.as_bytes(), now) {
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                "Invalid payment: the hashcash is wrong or too old",
+            ));
+        }
+        let ts = payment::parse_hashcash_cash(cash)
+            .map(|c| c.1 as i64)
+            .unwrap_or(now);
+        let hash = self.keys.token_hash(token, data);
+        let until = ts + payment::HASHCASH_PAST + 60;
+        if !self.storage.spend_token(&hash, until, now)? {
+            return Err(ApiError::new(
+                ErrorKind::Payment,
+                "Invalid payment: this hashcash token was already used",
+            ));
+        }
+        Ok(offer.seconds.min(max))
+    }
+
+    /// Store escrows without HTTP or payment (bulk import, benchmarks):
+    /// each `(escrow-data blob, expiration)` is sealed under the master key
+    /// exactly as an escrow request's would be, and all go in one
+    /// transaction. Returns the escrow ids, in order.
+    pub fn import_escrows(&self, items: &[(String, i64)]) -> ServerResult<Vec<String>> {
+        let now = self.now();
+        let mut rows = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(items.len());
+        for (blob, expiration) in items {
+            let raw = crypto::b64decode(blob).map_err(|_| ServerError::Import {
+                detail: "escrow data is not base64".into(),
+            })?;
+            let r: u128 = rand::rngs::OsRng.gen();
+            let key = format!("{r:032x}");
+            rows.push((key.clone(), *expiration, self.keys.seal(&key, &raw)));
+            ids.push(format!("{expiration:x}-{key}"));
+        }
+        let n = self.storage.insert_escrows(&rows, now)?;
+        if n != rows.len() {
+            return Err(ServerError::Import {
+                detail: format!("{} of {} ids were taken", rows.len() - n, rows.len()),
+            });
+        }
+        Ok(ids)
+    }
+}

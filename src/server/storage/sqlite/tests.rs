@@ -1,0 +1,197 @@
+//! Tests of the SQLite backend: the trait's contract, migrations, and
+//! what callers hear when another process holds the file.
+
+use super::super::schema::{SCHEMA_V1, SCHEMA_VERSION};
+use super::*;
+
+#[test]
+fn escrows_codes_tokens() {
+    let s = SqliteStorage::in_memory().unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    assert!(!s.insert_escrow("a", 100, b"y", 10).unwrap());
+    assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
+    // Window of 10 s, at most 2.
+    let v = |id: &str, now| s.start_verification(id, now, 10, 2).unwrap();
+    assert_eq!(v("a", 20), Some(Started { window: 20 }));
+    assert!(s.set_code("a", b"x", b"m1", 60, 2).unwrap());
+    assert_eq!(v("a", 21), Some(Started { window: 20 }));
+    assert!(s.set_code("a", b"x", b"m2", 60, 2).unwrap());
+    // A code requested before m2 but delivered after it: m2 stays.
+    assert!(s.set_code("a", b"x", b"m0", 59, 2).unwrap());
+    assert_eq!(v("a", 22), None);
+    assert_eq!(v("nope", 30), None);
+    assert!(
+        !s.set_code("nope", b"x", b"m", 60, 2).unwrap(),
+        "no escrow, no code"
+    );
+    // m2 replaced m1.
+    assert_eq!(
+        s.check_code("a", b"m1", 25).unwrap(),
+        CodeCheck::Wrong { left: 1 }
+    );
+    assert_eq!(
+        s.check_code("a", b"m3", 25).unwrap(),
+        CodeCheck::Wrong { left: 0 }
+    );
+    assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
+    assert_eq!(v("a", 30), Some(Started { window: 30 }));
+    assert!(s.set_code("a", b"x", b"m4", 60, 3).unwrap());
+    assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
+    assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
+    assert!(s.set_code("a", b"x", b"m5", 60, 3).unwrap());
+    assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
+    assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
+
+    assert!(s.spend_token(b"t", 40, 10).unwrap());
+    assert!(!s.spend_token(b"t", 40, 20).unwrap());
+    assert!(s.spend_token(b"t", 80, 40).unwrap());
+
+    assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
+    assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
+    assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
+    assert!(s.set_code("b", b"x", b"m", 200, 3).unwrap());
+    assert!(s.delete_escrow("b").unwrap());
+    assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
+    assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
+    let sw = s.sweep(100).unwrap();
+    assert_eq!(sw.escrows, 1);
+    assert_eq!(s.counts().unwrap(), Counts::default());
+}
+
+#[test]
+fn failed_deliveries_are_forgiven_up_to_a_bound() {
+    let s = SqliteStorage::in_memory().unwrap();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    // At most 2 in a window of 100 s; at most 2 failures forgiven.
+    let v = |now| s.start_verification("a", now, 100, 2).unwrap();
+    let failed = |st| s.verification_failed("a", st, 2).unwrap();
+    let first = v(10_020).unwrap();
+    assert!(s.set_code("a", b"x", b"m1", 10_500, 3).unwrap());
+    // Two failures in a row are both given back, and leave the
+    // delivered code pending (protocol_tests runs them concurrently).
+    let (x, y) = (v(10_021).unwrap(), v(10_022));
+    assert_eq!(y, None, "the window is full while both are under way");
+    assert!(failed(x));
+    let y = v(10_023).unwrap();
+    assert!(failed(y));
+    assert_eq!(s.check_code("a", b"m1", 10_024).unwrap(), CodeCheck::Right);
+    // The bound is reached: a third failure counts like a delivery.
+    let z = v(10_025).unwrap();
+    assert!(!failed(z));
+    assert_eq!(v(10_026), None);
+    // A new window forgives again, and an old window's failure does
+    // not uncount the new one.
+    let w = v(10_200).unwrap();
+    assert!(!failed(first), "first's window is over");
+    assert_eq!(v(10_201), Some(Started { window: 10_200 }));
+    assert_eq!(v(10_202), None);
+    assert!(failed(w));
+    assert!(v(10_203).is_some());
+    // A code delivered after its escrow was deleted is not stored, nor
+    // given to a new escrow that took the id meanwhile.
+    assert!(s.delete_escrow("a").unwrap());
+    assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+    assert!(s.insert_escrow("a", 100_000, b"y", 10_300).unwrap());
+    assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+    assert_eq!(s.counts().unwrap().codes, 0);
+}
+
+#[test]
+fn a_version_1_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .unwrap();
+        c.execute(
+            "INSERT INTO escrow (id, expires, data, vwin, vcount) VALUES ('a', 100000, x'00', 10000, 2)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = SqliteStorage::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    assert!(matches!(
+        s.get_escrow("a", 10_010).unwrap(),
+        Lookup::Found(_)
+    ));
+    // The old window's count is kept, and no failure was forgiven in it.
+    assert_eq!(s.start_verification("a", 10_010, 100, 2).unwrap(), None);
+    let st = s.start_verification("a", 10_011, 100, 3).unwrap().unwrap();
+    assert_eq!(st.window, 10_000);
+    assert!(s.verification_failed("a", st, 1).unwrap());
+    // Opening it again (as a second process would) finds it migrated.
+    drop(s);
+    let s = SqliteStorage::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+}
+
+#[test]
+fn while_another_process_holds_the_file_nothing_runs_and_each_caller_hears() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.sqlite");
+    let s = SqliteStorage::open_waiting(&path, std::time::Duration::from_millis(50)).unwrap();
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let e = s.insert_escrow("a", 100, b"x", 10).unwrap_err();
+    assert!(
+        e.0.starts_with("could not begin a transaction: database is locked"),
+        "{e:?}"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Missing));
+    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+}
+
+#[test]
+fn a_version_1_database_opened_by_several_at_once_is_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
+    Connection::open(&path)
+        .unwrap()
+        // In WAL mode, as every file this server made.
+        .execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .unwrap();
+    // As the server and a `sweep` from cron might: each one either
+    // migrates or finds it done, never fails on "duplicate column".
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    SqliteStorage::open(&path).map(|s| s.schema_version().unwrap())
+                })
+            })
+            .collect();
+        for o in opens {
+            assert_eq!(o.join().unwrap().unwrap(), 2);
+        }
+    });
+}
+
+#[test]
+fn sweep_in_slices_and_bulk_insert() {
+    let s = SqliteStorage::in_memory().unwrap();
+    let rows: Vec<(String, i64, Vec<u8>)> = (0..12_345)
+        .map(|i| {
+            (
+                format!("{i:032x}"),
+                if i % 2 == 0 { 50 } else { 500 },
+                vec![1; 8],
+            )
+        })
+        .collect();
+    assert_eq!(s.insert_escrows(&rows, 10).unwrap(), 12_345);
+    assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
+    assert!(s.set_code(&rows[0].0, &[1; 8], b"m", 40, 3).unwrap());
+    let sw = s.sweep(100).unwrap();
+    assert_eq!((sw.escrows, sw.codes), (6_173, 1));
+    assert_eq!(s.counts().unwrap().escrows, 6_172);
+}
