@@ -7,12 +7,14 @@ use serde::Serialize;
 use super::{server_url, Client};
 use crate::crypto::SecretBytes;
 use crate::pack::EscrowRecord;
-use crate::proto::{self, ErrorAnswer, ServerPolicy, PROTO_VERSION};
+use crate::proto::{self, untrusted, ErrorAnswer, ServerPolicy, Untrusted, PROTO_VERSION};
 use crate::{Error, Failure, Result};
 
 impl Client {
-    /// Send one request and parse the typed answer.
-    pub(crate) fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+    /// Send one request and parse the typed answer, its texts cleaned
+    /// ([`proto::untrusted`]): nothing a server says reaches the caller
+    /// raw.
+    pub(crate) fn rpc<Req: Serialize, Resp: DeserializeOwned + Untrusted>(
         &self,
         server: &str,
         method: &str,
@@ -24,9 +26,15 @@ impl Client {
         let resp = self
             .transport
             .post(&url, body.expose_secret())
-            .map_err(|e| Error::Transport(format!("{server}: {e}")))?;
+            .map_err(|e| {
+                Error::Transport(format!(
+                    "{server}: {}",
+                    untrusted::clean_text(&e, untrusted::MAX_ERROR_CHARS)
+                ))
+            })?;
+        let what = format!("answer from {server} to {method}");
         if let Some(err) = proto::error_answer(&resp.body) {
-            return Err(map_server_error(server, err));
+            return Err(map_server_error(server, err.into_clean(&what)?));
         }
         if resp.status >= 500 {
             return Err(Error::Transport(format!(
@@ -40,7 +48,8 @@ impl Client {
                 message: format!("HTTP {}", resp.status),
             });
         }
-        proto::parse(&resp.body, &format!("answer from {server} to {method}"))
+        let answer: Resp = proto::parse(&resp.body, &what)?;
+        answer.into_clean(&what)
     }
 
     /// A server's policy (fetched once per client).
