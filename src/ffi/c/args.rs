@@ -7,10 +7,27 @@ use super::result::passcrow_result::*;
 use super::result::{Fail, FfiResult};
 
 /// Write an out-parameter (without dropping what was there).
+///
+/// # Safety
+///
+/// `out` must be non-NULL, aligned for `T` and valid for writing one `T`
+/// (what it holds is overwritten, not dropped: out-parameters hold nothing
+/// to drop). `ffi_entry!` has checked it is not NULL; the rest is the C
+/// caller's promise.
 pub(super) unsafe fn put<T>(out: *mut T, v: T) {
-    out.write(v);
+    // SAFETY: `out` is valid for an aligned write of one `T` (the caller's
+    // contract).
+    unsafe { out.write(v) };
 }
 
+/// A string argument: `PASSCROW_NULL_ARGUMENT` when `p` is NULL,
+/// `PASSCROW_INVALID_UTF8` when it is not UTF-8.
+///
+/// # Safety
+///
+/// `p` must be NULL or point to a NUL-terminated string, readable up to
+/// and including its NUL and not changed while the result is in use (`'a`,
+/// at most the entry point's call).
 pub(super) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> FfiResult<&'a str> {
     if p.is_null() {
         return Err(Fail::new(
@@ -18,20 +35,33 @@ pub(super) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> FfiResult<&'a 
             format!("argument `{what}` is NULL"),
         ));
     }
-    CStr::from_ptr(p)
+    // SAFETY: `p` is not NULL, so it is a readable NUL-terminated string
+    // that stays unchanged for `'a` (the caller's contract).
+    unsafe { CStr::from_ptr(p) }
         .to_str()
         .map_err(|_| Fail::new(PASSCROW_INVALID_UTF8, format!("`{what}` is not UTF-8")))
 }
 
+/// A string argument that may be NULL (`None`).
+///
+/// # Safety
+///
+/// As for [`str_arg`].
 pub(super) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> FfiResult<Option<&'a str>> {
     if p.is_null() {
         Ok(None)
     } else {
-        str_arg(p, what).map(Some)
+        // SAFETY: the caller's contract is `str_arg`'s.
+        unsafe { str_arg(p, what) }.map(Some)
     }
 }
 
 /// `(pointer, length)` bytes; `(NULL, 0)` is empty.
+///
+/// # Safety
+///
+/// `p` must be NULL or point to `len` bytes readable and not changed while
+/// the result is in use (`'a`, at most the entry point's call).
 pub(super) unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> FfiResult<&'a [u8]> {
     if p.is_null() {
         if len == 0 {
@@ -48,10 +78,19 @@ pub(super) unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> FfiR
             format!("argument `{what}`: length {len} is impossible"),
         ));
     }
-    Ok(std::slice::from_raw_parts(p, len))
+    // SAFETY: `p` is not NULL and points to `len` readable bytes that stay
+    // unchanged for `'a` (the caller's contract); bytes need no alignment,
+    // and `len` is at most `isize::MAX`.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
 /// An array of `n` strings; `(NULL, 0)` is empty.
+///
+/// # Safety
+///
+/// `p` must be NULL or point to `n` readable pointers (a misaligned `p` is
+/// refused, not read), each of them as [`str_arg`] requires; all unchanged
+/// while the result is in use (`'a`, at most the entry point's call).
 pub(super) unsafe fn str_array_arg<'a>(
     p: *const *const c_char,
     n: usize,
@@ -72,10 +111,15 @@ pub(super) unsafe fn str_array_arg<'a>(
             format!("argument `{what}`: {n} strings at a misaligned or impossible address"),
         ));
     }
-    std::slice::from_raw_parts(p, n)
+    // SAFETY: `p` is not NULL, aligned (checked above) and points to `n`
+    // readable pointers that stay unchanged for `'a` (the caller's
+    // contract); `n` pointers fit in `isize::MAX` bytes (checked above).
+    unsafe { std::slice::from_raw_parts(p, n) }
         .iter()
         .enumerate()
-        .map(|(i, s)| str_arg(*s, &format!("{what}[{i}]")))
+        // SAFETY: each pointer is NULL or a string as `str_arg` requires
+        // (the caller's contract).
+        .map(|(i, s)| unsafe { str_arg(*s, &format!("{what}[{i}]")) })
         .collect()
 }
 

@@ -21,25 +21,38 @@ pub struct passcrow_client {
     pub(super) inner: Client,
 }
 
-impl Handle for passcrow_client {
+// SAFETY: `Kind::Client` is registered for `passcrow_client` only.
+unsafe impl Handle for passcrow_client {
     const KIND: Kind = Kind::Client;
 }
 
+/// Make a client over `data_dir` with `transport` (the built-in one when
+/// `None`) into `*out`.
+///
+/// # Safety
+///
+/// `config_dir` and `data_dir` must be as `str_arg` requires, for the
+/// call; `out` non-NULL and writable for one pointer.
 unsafe fn new_client(
     config_dir: *const c_char,
     data_dir: *const c_char,
     transport: Option<Arc<dyn Transport>>,
     out: *mut *mut passcrow_client,
 ) -> FfiResult {
-    let cfg = ClientConfig::new(
-        str_arg(config_dir, "config_dir")?,
-        str_arg(data_dir, "data_dir")?,
-    );
+    // SAFETY: both are NULL or readable NUL-terminated strings, for the call
+    // (the caller's contract).
+    let cfg = unsafe {
+        ClientConfig::new(
+            str_arg(config_dir, "config_dir")?,
+            str_arg(data_dir, "data_dir")?,
+        )
+    };
     let inner = match transport {
         Some(t) => Client::with_transport(cfg, t)?,
         None => Client::new(cfg)?,
     };
-    put(out, passcrow_client { inner }.into_raw());
+    // SAFETY: `out` is non-NULL and writable (the caller's contract).
+    unsafe { put(out, passcrow_client { inner }.into_raw()) };
     Ok(())
 }
 
@@ -48,6 +61,11 @@ unsafe fn new_client(
 /// must exist. Uses the built-in HTTPS transport. On success `*out` is a new
 /// client the caller owns and frees with `passcrow_client_free()`.
 /// `config_dir` and `data_dir` are borrowed for the call.
+///
+/// # Safety
+///
+/// `config_dir` and `data_dir` must be NULL or NUL-terminated strings;
+/// `out` NULL or writable for one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_client_new(
     config_dir: *const c_char,
@@ -55,7 +73,9 @@ pub unsafe extern "C" fn passcrow_client_new(
     out: *mut *mut passcrow_client,
 ) -> passcrow_result {
     ffi_entry!("passcrow_client_new", [config_dir, data_dir, out], {
-        new_client(config_dir, data_dir, None, out)
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`); the rest is
+        // this function's contract, which is `new_client`'s.
+        unsafe { new_client(config_dir, data_dir, None, out) }
     })
 }
 
@@ -64,6 +84,12 @@ pub unsafe extern "C" fn passcrow_client_new(
 /// `userdata` is borrowed for the client's whole life and may be NULL;
 /// the library never frees it. The callback may be called from several
 /// threads at once.
+///
+/// # Safety
+///
+/// As for `passcrow_client_new()`; and until the client is freed,
+/// `callback` must follow `passcrow_http_callback`'s contract and be safe
+/// to call with `userdata` from any thread, several at once.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_client_new_with_http(
     config_dir: *const c_char,
@@ -82,8 +108,11 @@ pub unsafe extern "C" fn passcrow_client_new_with_http(
                     "argument `callback` is NULL",
                 ));
             };
-            let t: Arc<dyn Transport> = Arc::new(CallbackTransport { callback, userdata });
-            new_client(config_dir, data_dir, Some(t), out)
+            // SAFETY: the callback's contract is this function's (above).
+            let t = unsafe { CallbackTransport::new(callback, userdata) };
+            let t: Arc<dyn Transport> = Arc::new(t);
+            // SAFETY: as in `passcrow_client_new`.
+            unsafe { new_client(config_dir, data_dir, Some(t), out) }
         }
     )
 }
@@ -91,10 +120,15 @@ pub unsafe extern "C" fn passcrow_client_new_with_http(
 /// Free a client. NULL is a no-op; a client freed already returns
 /// `PASSCROW_INVALID_HANDLE`. Handles made with the client (policies, packs,
 /// ...) stay valid and are freed separately.
+///
+/// # Safety
+///
+/// No other call may be using `client` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_client_free(client: *mut passcrow_client) -> passcrow_result {
     ffi_entry!("passcrow_client_free", [], {
-        free_handle(client, "client")
+        // SAFETY: nothing else uses `client` (the caller's contract).
+        unsafe { free_handle(client, "client") }
     })
 }
 
@@ -111,6 +145,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = CString::new(dir.path().to_str().unwrap()).unwrap();
         let mut c: *mut passcrow_client = std::ptr::null_mut();
+        // SAFETY: the strings are NUL-terminated and the out-pointers
+        // writable; handles are not used by another thread.
         unsafe {
             assert_eq!(
                 passcrow_client_new(std::ptr::null(), d.as_ptr(), &mut c),

@@ -60,10 +60,20 @@ pub(super) fn not_alive(kind: Kind, what: &str, found: Option<Kind>) -> Fail {
     )
 }
 
-/// An opaque type handed to C by pointer.
-pub(super) trait Handle: Sized {
+/// An opaque type handed to C by pointer: boxed, and registered as alive
+/// under `KIND` until [`free_handle`] takes it back.
+///
+/// # Safety
+///
+/// `KIND` must be this type's alone (no other `Handle` and not
+/// `Kind::Bytes`): [`borrow`] and [`free_handle`] trust an address
+/// registered under `KIND` to be a live `Box<Self>`.
+pub(super) unsafe trait Handle: Sized {
+    /// The kind this type is registered under.
     const KIND: Kind;
 
+    /// Box `self`, register it and give up ownership: the pointer is
+    /// released by [`free_handle`] (or taken back by its maker).
     fn into_raw(self) -> *mut Self {
         let p = Box::into_raw(Box::new(self));
         live().insert(p as usize, Self::KIND);
@@ -78,7 +88,16 @@ fn check_live(addr: usize, kind: Kind, what: &str) -> FfiResult {
     }
 }
 
-/// Borrow a live handle.
+/// Borrow a live handle: `PASSCROW_NULL_ARGUMENT` when `p` is NULL,
+/// `PASSCROW_INVALID_HANDLE` when it is not a live `T`.
+///
+/// # Safety
+///
+/// `p` may be any address: it is only dereferenced once the registry says
+/// it is a live `T`. The caller must ensure that, while the result is in
+/// use (`'a`, at most the entry point's call), the handle is neither freed
+/// nor borrowed mutably: C callers promise that by not freeing a handle, or
+/// calling a function that changes it, while another call uses it.
 pub(super) unsafe fn borrow<'a, T: Handle>(p: *const T, what: &str) -> FfiResult<&'a T> {
     if p.is_null() {
         return Err(Fail::new(
@@ -87,16 +106,37 @@ pub(super) unsafe fn borrow<'a, T: Handle>(p: *const T, what: &str) -> FfiResult
         ));
     }
     check_live(p as usize, T::KIND, what)?;
-    Ok(&*p)
+    // SAFETY: `p` is registered under `T::KIND`, so it came from
+    // `Box::into_raw` in `Handle::into_raw` (the `Handle` contract) and has
+    // not been freed (`free_handle` unregisters it first): it is aligned and
+    // points to a valid `T`, which the caller's contract keeps alive and
+    // unchanged for `'a`.
+    Ok(unsafe { &*p })
 }
 
-/// Borrow a live handle mutably.
+/// Borrow a live handle mutably (errors as for [`borrow`]).
+///
+/// # Safety
+///
+/// As for [`borrow`], and no other reference to the handle may exist while
+/// the result is in use: C callers do not use the handle from another
+/// thread during a call that changes it.
 pub(super) unsafe fn borrow_mut<'a, T: Handle>(p: *mut T, what: &str) -> FfiResult<&'a mut T> {
-    borrow(p as *const T, what)?;
-    Ok(&mut *p)
+    // SAFETY: the caller's contract includes `borrow`'s.
+    unsafe { borrow(p as *const T, what) }?;
+    // SAFETY: `borrow` found `p` to be a live `T` (aligned and valid, see
+    // there); the caller's contract makes this the only reference for `'a`.
+    Ok(unsafe { &mut *p })
 }
 
-/// Free a handle; NULL is a no-op.
+/// Free a handle; NULL is a no-op, and a pointer that is not a live `T` is
+/// refused (`PASSCROW_INVALID_HANDLE`) and left alone.
+///
+/// # Safety
+///
+/// `p` may be any address (it is checked as for [`borrow`]); no reference
+/// to the handle may be in use any more, on any thread: C callers do not
+/// free a handle while another call uses it.
 pub(super) unsafe fn free_handle<T: Handle>(p: *mut T, what: &str) -> FfiResult {
     if p.is_null() {
         return Ok(());
@@ -110,7 +150,11 @@ pub(super) unsafe fn free_handle<T: Handle>(p: *mut T, what: &str) -> FfiResult 
             other => return Err(not_alive(T::KIND, what, other.copied())),
         }
     }
-    drop(Box::from_raw(p));
+    // SAFETY: `p` was registered under `T::KIND`, so it came from
+    // `Box::into_raw` (the `Handle` contract); unregistering it under the
+    // lock made this call the only one to take it back, and the caller's
+    // contract says nothing uses it any more.
+    drop(unsafe { Box::from_raw(p) });
     Ok(())
 }
 

@@ -19,7 +19,8 @@ pub struct passcrow_http_response {
     error: Option<String>,
 }
 
-impl Handle for passcrow_http_response {
+// SAFETY: `Kind::HttpResponse` is registered for `passcrow_http_response` only.
+unsafe impl Handle for passcrow_http_response {
     const KIND: Kind = Kind::HttpResponse;
 }
 
@@ -48,6 +49,11 @@ pub type passcrow_http_callback = Option<
 /// Report an HTTP answer from inside a `passcrow_http_callback`: `status` and
 /// `body_len` bytes at `body` (at most 1 MiB; `(NULL, 0)` for none).
 /// Ownership: the body is copied; `body` stays the caller's.
+///
+/// # Safety
+///
+/// `response` must be the callback's own, used on its thread before it
+/// returns; `body` NULL or readable for `body_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_http_response_set(
     response: *mut passcrow_http_response,
@@ -56,8 +62,12 @@ pub unsafe extern "C" fn passcrow_http_response_set(
     body_len: usize,
 ) -> passcrow_result {
     ffi_entry!("passcrow_http_response_set", [response], {
-        let r = borrow_mut(response, "response")?;
-        let b = bytes_arg(body, body_len, "body")?;
+        // SAFETY: `response` is used only by this callback, on its thread,
+        // while `post` waits for it (the caller's contract).
+        let r = unsafe { borrow_mut(response, "response") }?;
+        // SAFETY: `body` is NULL or readable for `body_len` bytes, for the
+        // call (the caller's contract).
+        let b = unsafe { bytes_arg(body, body_len, "body") }?;
         if b.len() as u64 > MAX_RESPONSE_BYTES {
             return Err(Fail::new(
                 PASSCROW_BAD_INPUT,
@@ -72,33 +82,68 @@ pub unsafe extern "C" fn passcrow_http_response_set(
 
 /// Say why no HTTP answer was had, from inside a `passcrow_http_callback`
 /// that then returns non-zero. Ownership: `message` is copied.
+///
+/// # Safety
+///
+/// `response` as for `passcrow_http_response_set()`; `message` NULL or a
+/// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_http_response_set_error(
     response: *mut passcrow_http_response,
     message: *const c_char,
 ) -> passcrow_result {
     ffi_entry!("passcrow_http_response_set_error", [response, message], {
-        let r = borrow_mut(response, "response")?;
-        let m = CStr::from_ptr(message).to_string_lossy().into_owned();
+        // SAFETY: as in `passcrow_http_response_set`.
+        let r = unsafe { borrow_mut(response, "response") }?;
+        // SAFETY: `message` is not NULL (checked by `ffi_entry!`), so it is
+        // a readable NUL-terminated string, for the call (the caller's
+        // contract). Not `str_arg`: a message need not be UTF-8.
+        let m = unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned();
         r.error = Some(m);
         Ok(())
     })
 }
 
+/// The host's HTTP callback (`passcrow_client_new_with_http()`) as a
+/// `Transport`.
 pub(super) struct CallbackTransport {
-    pub(super) callback: unsafe extern "C" fn(
+    callback: unsafe extern "C" fn(
         *mut c_void,
         *const c_char,
         *const u8,
         usize,
         *mut passcrow_http_response,
     ) -> c_int,
-    pub(super) userdata: *mut c_void,
+    userdata: *mut c_void,
 }
 
-// SAFETY: the caller promises (in passcrow_client_new_with_http's contract)
-// that the callback and its userdata may be used from any thread at once.
+impl CallbackTransport {
+    /// # Safety
+    ///
+    /// For as long as the transport lives, `callback` must behave as
+    /// `passcrow_http_callback` says (read `url` and `body` only during the
+    /// call, use `response` only on its thread before returning) and may be
+    /// called with `userdata` from any thread, several at once.
+    pub(super) unsafe fn new(
+        callback: unsafe extern "C" fn(
+            *mut c_void,
+            *const c_char,
+            *const u8,
+            usize,
+            *mut passcrow_http_response,
+        ) -> c_int,
+        userdata: *mut c_void,
+    ) -> CallbackTransport {
+        CallbackTransport { callback, userdata }
+    }
+}
+
+// SAFETY: only made by `CallbackTransport::new`, whose caller promises that
+// the callback and its userdata may be used from any thread.
 unsafe impl Send for CallbackTransport {}
+// SAFETY: as for `Send`: the callback may run on several threads at once.
 unsafe impl Sync for CallbackTransport {}
 
 impl Transport for CallbackTransport {
@@ -110,8 +155,11 @@ impl Transport for CallbackTransport {
             error: None,
         }
         .into_raw();
-        // SAFETY: the callback gets pointers valid for the call; `resp` is
-        // ours and stays alive until free_handle below.
+        // SAFETY: the callback behaves as `passcrow_http_callback` says and
+        // may run on this thread with `userdata` (`new`'s contract); `curl`
+        // is a NUL-terminated string and `body` `body.len()` readable bytes,
+        // both alive until it returns; `resp` is a live handle, ours until
+        // it is taken back below.
         let rc = unsafe {
             (self.callback)(
                 self.userdata,
@@ -121,8 +169,11 @@ impl Transport for CallbackTransport {
                 resp,
             )
         };
+        // After this no libpasscrow call can reach `resp` (a late one gets
+        // `PASSCROW_INVALID_HANDLE`).
         live().remove(&(resp as usize));
-        // SAFETY: `resp` was made by into_raw above and is taken back once.
+        // SAFETY: `resp` was made by `into_raw` above (a `Box`), is taken
+        // back once, and the callback, which returned, no longer uses it.
         let r = unsafe { *Box::from_raw(resp) };
         if rc != 0 {
             return Err(r

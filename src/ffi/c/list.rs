@@ -16,6 +16,11 @@ use crate::client::PackInfo;
 /// `local_only`), then the file. When a server cannot be reached the file is
 /// kept (`PASSCROW_INCOMPLETE`) so the user can try again. `out_deleted`
 /// may be NULL; else it receives how many escrows were deleted.
+///
+/// # Safety
+///
+/// `client` must be NULL or not freed during the call; `name` NULL or a
+/// NUL-terminated string; `out_deleted` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_forget(
     client: *const passcrow_client,
@@ -24,10 +29,18 @@ pub unsafe extern "C" fn passcrow_forget(
     out_deleted: *mut usize,
 ) -> passcrow_result {
     ffi_entry!("passcrow_forget", [client, name], {
-        let c = borrow(client, "client")?;
-        let f = c.inner.forget(str_arg(name, "name")?, local_only)?;
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `name` is not NULL (checked by `ffi_entry!`), so it is a
+        // NUL-terminated string unchanged during the call (the caller's
+        // contract).
+        let name = unsafe { str_arg(name, "name") }?;
+        let f = c.inner.forget(name, local_only)?;
         if !out_deleted.is_null() {
-            put(out_deleted, f.deleted);
+            // SAFETY: `out_deleted` is not NULL (checked above) and writable
+            // (the caller's contract).
+            unsafe { put(out_deleted, f.deleted) };
         }
         Ok(())
     })
@@ -74,7 +87,8 @@ pub struct passcrow_pack_list {
     strings: Vec<InfoStrings>,
 }
 
-impl Handle for passcrow_pack_list {
+// SAFETY: `Kind::PackList` is registered for `passcrow_pack_list` only.
+unsafe impl Handle for passcrow_pack_list {
     const KIND: Kind = Kind::PackList;
 }
 
@@ -95,14 +109,24 @@ fn pack_list(infos: Vec<PackInfo>) -> *mut passcrow_pack_list {
 /// Every pack in the pack directory, sorted by file name (unreadable ones
 /// too, with their `error`). On success `*out` is a new list the caller
 /// frees with `passcrow_pack_list_free()`.
+///
+/// # Safety
+///
+/// `client` must be NULL or not freed during the call; `out` NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_list(
     client: *const passcrow_client,
     out: *mut *mut passcrow_pack_list,
 ) -> passcrow_result {
     ffi_entry!("passcrow_list", [client, out], {
-        let c = borrow(client, "client")?;
-        put(out, pack_list(c.inner.list()?));
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        let list = pack_list(c.inner.list()?);
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, list) };
         Ok(())
     })
 }
@@ -110,6 +134,10 @@ pub unsafe extern "C" fn passcrow_list(
 /// The packs whose first escrow expires within `within_seconds` from now
 /// (renew them with `passcrow_renew()`), and unreadable packs. Ownership as
 /// for `passcrow_list()`.
+///
+/// # Safety
+///
+/// As for `passcrow_list()`.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_expiring(
     client: *const passcrow_client,
@@ -117,29 +145,46 @@ pub unsafe extern "C" fn passcrow_expiring(
     out: *mut *mut passcrow_pack_list,
 ) -> passcrow_result {
     ffi_entry!("passcrow_expiring", [client, out], {
-        let c = borrow(client, "client")?;
-        put(
-            out,
-            pack_list(c.inner.expiring(Duration::from_secs(within_seconds))?),
-        );
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        let list = pack_list(c.inner.expiring(Duration::from_secs(within_seconds))?);
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, list) };
         Ok(())
     })
 }
 
 /// The number of packs in a listing.
+///
+/// # Safety
+///
+/// `list` must be NULL or not freed during the call; `out_len` NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_pack_list_len(
     list: *const passcrow_pack_list,
     out_len: *mut usize,
 ) -> passcrow_result {
     ffi_entry!("passcrow_pack_list_len", [list, out_len], {
-        put(out_len, borrow(list, "list")?.infos.len());
+        // SAFETY: `list` is not freed or changed during the call (the caller's
+        // contract).
+        let l = unsafe { borrow(list, "list") }?;
+        // SAFETY: `out_len` is not NULL (checked by `ffi_entry!`) and writable
+        // (the caller's contract).
+        unsafe { put(out_len, l.infos.len()) };
         Ok(())
     })
 }
 
 /// Pack number `index` (from 0) into `*out`; its strings are borrowed from
 /// `list`. `PASSCROW_OUT_OF_RANGE` past the end.
+///
+/// # Safety
+///
+/// `list` must be NULL or not freed during the call; `out` NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_pack_list_get(
     list: *const passcrow_pack_list,
@@ -147,34 +192,43 @@ pub unsafe extern "C" fn passcrow_pack_list_get(
     out: *mut passcrow_pack_info,
 ) -> passcrow_result {
     ffi_entry!("passcrow_pack_list_get", [list, out], {
-        let l = borrow(list, "list")?;
+        // SAFETY: `list` is not freed or changed during the call (the caller's
+        // contract).
+        let l = unsafe { borrow(list, "list") }?;
         let (Some(i), Some(s)) = (l.infos.get(index), l.strings.get(index)) else {
             return Err(Fail::new(
                 PASSCROW_OUT_OF_RANGE,
                 format!("pack {index} of {}", l.infos.len()),
             ));
         };
-        put(
-            out,
-            passcrow_pack_info {
-                name: s.name.as_ptr(),
-                path: s.path.as_ptr(),
-                description: s.description.as_ptr(),
-                kinds: s.kinds.as_ptr(),
-                error: s.error.as_ref().map_or(std::ptr::null(), |e| e.as_ptr()),
-                created: i.created_ts,
-                expires: i.expires_ts,
-                min_shares: i.min_shares,
-                escrows: i.escrows,
-                ephemeral: i.ephemeral,
-            },
-        );
+        let info = passcrow_pack_info {
+            name: s.name.as_ptr(),
+            path: s.path.as_ptr(),
+            description: s.description.as_ptr(),
+            kinds: s.kinds.as_ptr(),
+            error: s.error.as_ref().map_or(std::ptr::null(), |e| e.as_ptr()),
+            created: i.created_ts,
+            expires: i.expires_ts,
+            min_shares: i.min_shares,
+            escrows: i.escrows,
+            ephemeral: i.ephemeral,
+        };
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, info) };
         Ok(())
     })
 }
 
 /// Free a listing. NULL is a no-op.
+///
+/// # Safety
+///
+/// No other call may be using `list` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_pack_list_free(list: *mut passcrow_pack_list) -> passcrow_result {
-    ffi_entry!("passcrow_pack_list_free", [], { free_handle(list, "list") })
+    ffi_entry!("passcrow_pack_list_free", [], {
+        // SAFETY: no other call uses `list` any more (the caller's contract).
+        unsafe { free_handle(list, "list") }
+    })
 }

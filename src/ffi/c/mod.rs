@@ -35,7 +35,11 @@
 //! cbindgen reads these files one by one in the order `build.rs` lists
 //! them (`CAPI_FILES`), and the header lists the functions in that order.
 #![allow(non_camel_case_types)]
-#![allow(clippy::missing_safety_doc)]
+// Every unsafe operation sits in its own `unsafe` block with a `SAFETY:`
+// comment, even inside an `unsafe fn`; every unsafe function documents its
+// caller's contract in a `# Safety` section.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod boundary;

@@ -17,7 +17,8 @@ pub struct passcrow_pack {
     pub(super) inner: RecoveryPack,
 }
 
-impl Handle for passcrow_pack {
+// SAFETY: `Kind::Pack` is registered for `passcrow_pack` only.
+unsafe impl Handle for passcrow_pack {
     const KIND: Kind = Kind::Pack;
 }
 
@@ -27,6 +28,11 @@ impl Handle for passcrow_pack {
 /// `PASSCROW_NOT_FOUND` when there is no such pack, `PASSCROW_PROTOCOL` or
 /// `PASSCROW_BAD_INPUT` when the file is corrupted. On success `*out` is a
 /// new pack the caller frees with `passcrow_pack_free()`.
+///
+/// # Safety
+///
+/// `client` must be NULL or not freed during the call; `name` NULL or a
+/// NUL-terminated string; `out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_pack_open(
     client: *const passcrow_client,
@@ -34,9 +40,17 @@ pub unsafe extern "C" fn passcrow_pack_open(
     out: *mut *mut passcrow_pack,
 ) -> passcrow_result {
     ffi_entry!("passcrow_pack_open", [client, name, out], {
-        let c = borrow(client, "client")?;
-        let p = c.inner.pack(str_arg(name, "name")?)?;
-        put(out, passcrow_pack { inner: p }.into_raw());
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `name` is not NULL (checked by `ffi_entry!`), so it is a
+        // NUL-terminated string unchanged during the call (the caller's
+        // contract).
+        let name = unsafe { str_arg(name, "name") }?;
+        let p = c.inner.pack(name)?;
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, passcrow_pack { inner: p }.into_raw()) };
         Ok(())
     })
 }
@@ -44,6 +58,11 @@ pub unsafe extern "C" fn passcrow_pack_open(
 /// How many codes recovering `pack` needs (`*out_min_shares`), how many
 /// escrows codes can come from (`*out_escrows`), and whether it is the
 /// stand-in for an ephemeral recovery id (`*out_is_ephemeral`).
+///
+/// # Safety
+///
+/// `pack` must be NULL or not freed during the call; the `out_*` pointers
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_pack_counts(
     pack: *const passcrow_pack,
@@ -55,17 +74,31 @@ pub unsafe extern "C" fn passcrow_pack_counts(
         "passcrow_pack_counts",
         [pack, out_min_shares, out_escrows, out_is_ephemeral],
         {
-            let p = borrow(pack, "pack")?;
-            put(out_min_shares, p.inner.min_shares);
-            put(out_escrows, p.inner.prefixed_escrows().len());
-            put(out_is_ephemeral, p.inner.is_ephemeral_stub());
+            // SAFETY: `pack` is not freed or changed during the call (the
+            // caller's contract).
+            let p = unsafe { borrow(pack, "pack") }?;
+            // SAFETY: `out_min_shares`, `out_escrows`, `out_is_ephemeral` are
+            // not NULL (checked by `ffi_entry!`) and writable (the caller's
+            // contract).
+            unsafe {
+                put(out_min_shares, p.inner.min_shares);
+                put(out_escrows, p.inner.prefixed_escrows().len());
+                put(out_is_ephemeral, p.inner.is_ephemeral_stub());
+            }
             Ok(())
         }
     )
 }
 
 /// Free a pack (its secrets are zeroed). NULL is a no-op.
+///
+/// # Safety
+///
+/// No other call may be using `pack` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_pack_free(pack: *mut passcrow_pack) -> passcrow_result {
-    ffi_entry!("passcrow_pack_free", [], { free_handle(pack, "pack") })
+    ffi_entry!("passcrow_pack_free", [], {
+        // SAFETY: no other call uses `pack` any more (the caller's contract).
+        unsafe { free_handle(pack, "pack") }
+    })
 }

@@ -20,12 +20,18 @@ pub struct passcrow_policy {
     pub(super) inner: RecoveryPolicy,
 }
 
-impl Handle for passcrow_policy {
+// SAFETY: `Kind::Policy` is registered for `passcrow_policy` only.
+unsafe impl Handle for passcrow_policy {
     const KIND: Kind = Kind::Policy;
 }
 
 /// Parse a ratio `"N/M"` (or `"N"`, then M is `count`, or N when `count` is
 /// 0) into `*out_n` and `*out_m`. `text` is borrowed for the call.
+///
+/// # Safety
+///
+/// `text` must be NULL or a NUL-terminated string; `out_n` and `out_m`
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_parse_ratio(
     text: *const c_char,
@@ -34,10 +40,16 @@ pub unsafe extern "C" fn passcrow_parse_ratio(
     out_m: *mut u32,
 ) -> passcrow_result {
     ffi_entry!("passcrow_parse_ratio", [text, out_n, out_m], {
-        let t = str_arg(text, "text")?;
+        // SAFETY: `text` is NULL or a NUL-terminated string, unchanged during
+        // the call (the caller's contract).
+        let t = unsafe { str_arg(text, "text") }?;
         let (n, m) = crate::policy::parse_ratio(t, if count == 0 { None } else { Some(count) })?;
-        put(out_n, n);
-        put(out_m, m);
+        // SAFETY: `out_n`, `out_m` are not NULL (checked by `ffi_entry!`) and
+        // writable (the caller's contract).
+        unsafe {
+            put(out_n, n);
+            put(out_m, m);
+        }
         Ok(())
     })
 }
@@ -48,6 +60,12 @@ pub unsafe extern "C" fn passcrow_parse_ratio(
 /// when `n_identities` is 0, come from the client's `policy.rc`; `n` = `m` =
 /// 0 takes its ratio too. On success `*out` is a new policy the caller frees
 /// with `passcrow_policy_free()`. Every argument is borrowed for the call.
+///
+/// # Safety
+///
+/// `client` must be NULL or not freed during the call; `identities` NULL
+/// or `n_identities` readable pointers to NUL-terminated strings; `out`
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_policy_new(
     client: *const passcrow_client,
@@ -58,8 +76,13 @@ pub unsafe extern "C" fn passcrow_policy_new(
     out: *mut *mut passcrow_policy,
 ) -> passcrow_result {
     ffi_entry!("passcrow_policy_new", [client, out], {
-        let c = borrow(client, "client")?;
-        let ids = str_array_arg(identities, n_identities, "identities")?;
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `identities` is NULL or `n_identities` readable pointers
+        // to NUL-terminated strings, unchanged during the call (the caller's
+        // contract).
+        let ids = unsafe { str_array_arg(identities, n_identities, "identities") }?;
         let ratio = match (n, m) {
             (0, 0) => None,
             (n, m) if n == 0 || m == 0 || n > m => {
@@ -71,7 +94,9 @@ pub unsafe extern "C" fn passcrow_policy_new(
             r => Some(r),
         };
         let p = c.inner.make_policy(&ids, ratio)?;
-        put(out, passcrow_policy { inner: p }.into_raw());
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, passcrow_policy { inner: p }.into_raw()) };
         Ok(())
     })
 }
@@ -79,6 +104,10 @@ pub unsafe extern "C" fn passcrow_policy_new(
 /// Set how long servers keep the shares (`expiration_days`; free escrows
 /// last about a day, longer ones cost proof of work) and how long a code
 /// lives (`timeout_minutes`). 0 keeps the current value.
+///
+/// # Safety
+///
+/// No other call may be using `policy` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_policy_set_lifetimes(
     policy: *mut passcrow_policy,
@@ -86,7 +115,9 @@ pub unsafe extern "C" fn passcrow_policy_set_lifetimes(
     timeout_minutes: u32,
 ) -> passcrow_result {
     ffi_entry!("passcrow_policy_set_lifetimes", [policy], {
-        let p = borrow_mut(policy, "policy")?;
+        // SAFETY: no other call uses `policy` meanwhile (the caller's
+        // contract).
+        let p = unsafe { borrow_mut(policy, "policy") }?;
         if expiration_days > 0 {
             p.inner.expiration_days = expiration_days;
         }
@@ -99,6 +130,11 @@ pub unsafe extern "C" fn passcrow_policy_set_lifetimes(
 
 /// The n-of-m a policy will use for its identities, after scaling (and the
 /// number of identities it names in `*out_ids`).
+///
+/// # Safety
+///
+/// `policy` must be NULL or not freed or changed during the call; the
+/// `out_*` pointers NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_policy_ratio(
     policy: *const passcrow_policy,
@@ -107,20 +143,31 @@ pub unsafe extern "C" fn passcrow_policy_ratio(
     out_ids: *mut usize,
 ) -> passcrow_result {
     ffi_entry!("passcrow_policy_ratio", [policy, out_n, out_m, out_ids], {
-        let p = borrow(policy, "policy")?;
+        // SAFETY: `policy` is not freed or changed during the call (the
+        // caller's contract).
+        let p = unsafe { borrow(policy, "policy") }?;
         let (n, m) = p.inner.absolute_ratio(0)?;
-        put(out_n, n);
-        put(out_m, m);
-        put(out_ids, p.inner.ids.len());
+        // SAFETY: `out_n`, `out_m`, `out_ids` are not NULL (checked by
+        // `ffi_entry!`) and writable (the caller's contract).
+        unsafe {
+            put(out_n, n);
+            put(out_m, m);
+            put(out_ids, p.inner.ids.len());
+        }
         Ok(())
     })
 }
 
 /// Free a policy. NULL is a no-op; freed twice returns
 /// `PASSCROW_INVALID_HANDLE`.
+///
+/// # Safety
+///
+/// No other call may be using `policy` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_policy_free(policy: *mut passcrow_policy) -> passcrow_result {
     ffi_entry!("passcrow_policy_free", [], {
-        free_handle(policy, "policy")
+        // SAFETY: no other call uses `policy` any more (the caller's contract).
+        unsafe { free_handle(policy, "policy") }
     })
 }

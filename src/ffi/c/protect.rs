@@ -29,7 +29,8 @@ pub struct passcrow_protected {
     inner: Protected,
 }
 
-impl Handle for passcrow_protected {
+// SAFETY: `Kind::Protected` is registered for `passcrow_protected` only.
+unsafe impl Handle for passcrow_protected {
     const KIND: Kind = Kind::Protected;
 }
 
@@ -44,6 +45,12 @@ impl Handle for passcrow_protected {
 /// `out` may be NULL; if not, on success `*out` is a new
 /// `passcrow_protected` the caller frees with `passcrow_protected_free()`.
 /// All other arguments are borrowed for the call; `secret` is not kept.
+///
+/// # Safety
+///
+/// `client` and `policy` must be NULL or not freed during the call;
+/// `name` and `description` NULL or NUL-terminated strings; `secret` NULL
+/// or readable for `secret_len` bytes; `out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_protect(
     client: *const passcrow_client,
@@ -57,10 +64,21 @@ pub unsafe extern "C" fn passcrow_protect(
     out: *mut *mut passcrow_protected,
 ) -> passcrow_result {
     ffi_entry!("passcrow_protect", [client, name, policy], {
-        let c = borrow(client, "client")?;
-        let name = str_arg(name, "name")?;
-        let secret = bytes_arg(secret, secret_len, "secret")?;
-        let p = borrow(policy, "policy")?;
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `name` is NULL or a NUL-terminated string and `secret`
+        // NULL or `secret_len` readable bytes, unchanged during the call
+        // (the caller's contract).
+        let (name, secret) = unsafe {
+            (
+                str_arg(name, "name")?,
+                bytes_arg(secret, secret_len, "secret")?,
+            )
+        };
+        // SAFETY: `policy` is not freed or changed during the call (the
+        // caller's contract).
+        let p = unsafe { borrow(policy, "policy") }?;
         let ephemeral = match ephemeral {
             PASSCROW_EPHEMERAL_NO => Ephemeral::No,
             PASSCROW_EPHEMERAL_BOTH => Ephemeral::Both,
@@ -77,12 +95,16 @@ pub unsafe extern "C" fn passcrow_protect(
             replace,
             ..Default::default()
         };
-        if let Some(d) = opt_str_arg(description, "description")? {
+        // SAFETY: `description` is NULL or a NUL-terminated string,
+        // unchanged during the call (the caller's contract).
+        if let Some(d) = unsafe { opt_str_arg(description, "description") }? {
             opts.pack_description = d.to_string();
         }
         let done = c.inner.protect(name, secret, &p.inner, &opts)?;
         if !out.is_null() {
-            put(out, passcrow_protected { inner: done }.into_raw());
+            // SAFETY: `out` is not NULL (checked above) and writable (the
+            // caller's contract).
+            unsafe { put(out, passcrow_protected { inner: done }.into_raw()) };
         }
         Ok(())
     })
@@ -93,6 +115,10 @@ pub unsafe extern "C" fn passcrow_protect(
 /// delete the old escrows. A pack with an ephemeral copy gets a new one
 /// (and a new user key: read it with `passcrow_protected_ephemeral_id()`).
 /// `out` may be NULL; ownership as for `passcrow_protect()`.
+///
+/// # Safety
+///
+/// As for `passcrow_protect()`.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_renew(
     client: *const passcrow_client,
@@ -103,17 +129,30 @@ pub unsafe extern "C" fn passcrow_renew(
     out: *mut *mut passcrow_protected,
 ) -> passcrow_result {
     ffi_entry!("passcrow_renew", [client, name], {
-        let c = borrow(client, "client")?;
-        let name = str_arg(name, "name")?;
-        let secret = bytes_arg(secret, secret_len, "secret")?;
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `name` is NULL or a NUL-terminated string and `secret`
+        // NULL or `secret_len` readable bytes, unchanged during the call
+        // (the caller's contract).
+        let (name, secret) = unsafe {
+            (
+                str_arg(name, "name")?,
+                bytes_arg(secret, secret_len, "secret")?,
+            )
+        };
         let p = if policy.is_null() {
             None
         } else {
-            Some(&borrow(policy, "policy")?.inner)
+            // SAFETY: `policy` is not freed or changed during the call (the
+            // caller's contract).
+            Some(&unsafe { borrow(policy, "policy") }?.inner)
         };
         let done = c.inner.renew(name, secret, p)?;
         if !out.is_null() {
-            put(out, passcrow_protected { inner: done }.into_raw());
+            // SAFETY: `out` is not NULL (checked above) and writable (the
+            // caller's contract).
+            unsafe { put(out, passcrow_protected { inner: done }.into_raw()) };
         }
         Ok(())
     })
@@ -125,6 +164,11 @@ pub unsafe extern "C" fn passcrow_renew(
 /// expires (unix time). `PASSCROW_NOT_FOUND` without an ephemeral copy.
 /// On success `*out_id`/`*out_id_len` is a secret buffer (not
 /// NUL-terminated) the caller frees with `passcrow_bytes_free()`.
+///
+/// # Safety
+///
+/// `protection` must be NULL or not freed during the call; the `out_*`
+/// pointers NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_protected_ephemeral_id(
     protection: *const passcrow_protected,
@@ -136,7 +180,9 @@ pub unsafe extern "C" fn passcrow_protected_ephemeral_id(
         "passcrow_protected_ephemeral_id",
         [protection, out_id, out_id_len, out_expiration],
         {
-            let p = borrow(protection, "protection")?;
+            // SAFETY: `protection` is not freed or changed during the call (the
+            // caller's contract).
+            let p = unsafe { borrow(protection, "protection") }?;
             let Some(e) = &p.inner.ephemeral else {
                 return Err(Fail::new(
                     PASSCROW_NOT_FOUND,
@@ -145,9 +191,13 @@ pub unsafe extern "C" fn passcrow_protected_ephemeral_id(
             };
             let id = e.recovery_id();
             let (ptr, len) = bytes_to_c(id.expose_secret().as_bytes());
-            put(out_id, ptr);
-            put(out_id_len, len);
-            put(out_expiration, e.expiration);
+            // SAFETY: `out_id`, `out_id_len`, `out_expiration` are not NULL
+            // (checked by `ffi_entry!`) and writable (the caller's contract).
+            unsafe {
+                put(out_id, ptr);
+                put(out_id_len, len);
+                put(out_expiration, e.expiration);
+            }
             Ok(())
         }
     )
@@ -155,24 +205,39 @@ pub unsafe extern "C" fn passcrow_protected_ephemeral_id(
 
 /// How many old escrows could not be deleted after a replace or renew (the
 /// servers forget them when they expire).
+///
+/// # Safety
+///
+/// `protection` must be NULL or not freed during the call; `out` NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_protected_cleanup_failures(
     protection: *const passcrow_protected,
     out: *mut usize,
 ) -> passcrow_result {
     ffi_entry!("passcrow_protected_cleanup_failures", [protection, out], {
-        let p = borrow(protection, "protection")?;
-        put(out, p.inner.cleanup_failures.len());
+        // SAFETY: `protection` is not freed or changed during the call (the
+        // caller's contract).
+        let p = unsafe { borrow(protection, "protection") }?;
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, p.inner.cleanup_failures.len()) };
         Ok(())
     })
 }
 
 /// Free a `passcrow_protected` (its secrets are zeroed). NULL is a no-op.
+///
+/// # Safety
+///
+/// No other call may be using `protection` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_protected_free(
     protection: *mut passcrow_protected,
 ) -> passcrow_result {
     ffi_entry!("passcrow_protected_free", [], {
-        free_handle(protection, "protection")
+        // SAFETY: no other call uses `protection` any more (the caller's
+        // contract).
+        unsafe { free_handle(protection, "protection") }
     })
 }

@@ -21,6 +21,12 @@ use crate::client::Recovered;
 /// which zeroes it. `PASSCROW_WRONG_CODE` when a server refused a code,
 /// `PASSCROW_BAD_INPUT` with too few codes, or for an ephemeral stand-in
 /// (use `passcrow_recover_ephemeral()`). Blocks (network).
+///
+/// # Safety
+///
+/// `client` and `pack` must be NULL or not freed during the call; `codes`
+/// NULL or `n_codes` readable pointers to NUL-terminated strings; the
+/// `out_*` pointers NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_recover(
     client: *const passcrow_client,
@@ -34,9 +40,16 @@ pub unsafe extern "C" fn passcrow_recover(
         "passcrow_recover",
         [client, pack, codes, out_secret, out_secret_len],
         {
-            let c = borrow(client, "client")?;
-            let p = borrow(pack, "pack")?;
-            let codes = str_array_arg(codes, n_codes, "codes")?;
+            // SAFETY: `client` is not freed or changed during the call (the
+            // caller's contract).
+            let c = unsafe { borrow(client, "client") }?;
+            // SAFETY: `pack` is not freed or changed during the call (the
+            // caller's contract).
+            let p = unsafe { borrow(pack, "pack") }?;
+            // SAFETY: `codes` is not NULL (checked by `ffi_entry!`), so it is
+            // `n_codes` readable pointers to NUL-terminated strings, unchanged during
+            // the call (the caller's contract).
+            let codes = unsafe { str_array_arg(codes, n_codes, "codes") }?;
             if p.inner.is_ephemeral_stub() {
                 return Err(Fail::new(
                     PASSCROW_BAD_INPUT,
@@ -46,8 +59,13 @@ pub unsafe extern "C" fn passcrow_recover(
             match c.inner.recover(&p.inner, &codes)? {
                 Recovered::Secret(s) => {
                     let (ptr, len) = bytes_to_c(s.expose_secret());
-                    put(out_secret, ptr);
-                    put(out_secret_len, len);
+                    // SAFETY: `out_secret`, `out_secret_len` are not NULL
+                    // (checked by `ffi_entry!`) and writable (the caller's
+                    // contract).
+                    unsafe {
+                        put(out_secret, ptr);
+                        put(out_secret_len, len);
+                    }
                     Ok(())
                 }
                 Recovered::Pack { .. } => Err(Fail::new(
@@ -64,6 +82,10 @@ pub unsafe extern "C" fn passcrow_recover(
 /// the code is the one its verification sent. The pack is saved in the
 /// pack directory (named after the user key) and `*out` is a new
 /// `passcrow_pack` of it, freed by the caller; verify and recover it next.
+///
+/// # Safety
+///
+/// As for `passcrow_recover()`, with `out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_recover_ephemeral(
     client: *const passcrow_client,
@@ -73,9 +95,16 @@ pub unsafe extern "C" fn passcrow_recover_ephemeral(
     out: *mut *mut passcrow_pack,
 ) -> passcrow_result {
     ffi_entry!("passcrow_recover_ephemeral", [client, pack, codes, out], {
-        let c = borrow(client, "client")?;
-        let p = borrow(pack, "pack")?;
-        let codes = str_array_arg(codes, n_codes, "codes")?;
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `pack` is not freed or changed during the call (the caller's
+        // contract).
+        let p = unsafe { borrow(pack, "pack") }?;
+        // SAFETY: `codes` is not NULL (checked by `ffi_entry!`), so it is
+        // `n_codes` readable pointers to NUL-terminated strings, unchanged during
+        // the call (the caller's contract).
+        let codes = unsafe { str_array_arg(codes, n_codes, "codes") }?;
         if !p.inner.is_ephemeral_stub() {
             return Err(Fail::new(
                 PASSCROW_BAD_INPUT,
@@ -84,7 +113,9 @@ pub unsafe extern "C" fn passcrow_recover_ephemeral(
         }
         match c.inner.recover(&p.inner, &codes)? {
             Recovered::Pack { pack, .. } => {
-                put(out, passcrow_pack { inner: pack }.into_raw());
+                // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and
+                // writable (the caller's contract).
+                unsafe { put(out, passcrow_pack { inner: pack }.into_raw()) };
                 Ok(())
             }
             Recovered::Secret(_) => Err(Fail::new(
@@ -99,6 +130,10 @@ pub unsafe extern "C" fn passcrow_recover_ephemeral(
 /// it came with. `(NULL, any)` is a no-op. A buffer freed twice, not made
 /// by libpasscrow or given with another length returns
 /// `PASSCROW_INVALID_HANDLE` and is left alone.
+///
+/// # Safety
+///
+/// Nothing may be using the buffer any more (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_bytes_free(data: *mut u8, len: usize) -> passcrow_result {
     ffi_entry!("passcrow_bytes_free", [], {
@@ -114,7 +149,12 @@ pub unsafe extern "C" fn passcrow_bytes_free(data: *mut u8, len: usize) -> passc
                 other => return Err(not_alive(Kind::Bytes(len), "data", other.copied())),
             }
         }
-        let mut b: Box<[u8]> = Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len));
+        // SAFETY: `data` was registered as `len` bytes, so `bytes_to_c` made
+        // it from a `Box<[u8]>` of that length; unregistering it under the
+        // lock made this call the only one to take it back, and nothing uses
+        // it any more (the caller's contract).
+        let mut b: Box<[u8]> =
+            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len)) };
         b.zeroize();
         drop(b);
         Ok(())
@@ -128,6 +168,7 @@ mod tests {
     #[test]
     fn bytes_round_trip() {
         let (p, n) = bytes_to_c(b"secret");
+        // SAFETY: nothing else uses the buffer.
         unsafe {
             assert_eq!(passcrow_bytes_free(p, n + 1), PASSCROW_INVALID_HANDLE);
             assert_eq!(passcrow_bytes_free(p, n), PASSCROW_OK);

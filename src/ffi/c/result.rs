@@ -134,6 +134,11 @@ pub extern "C" fn passcrow_version() -> *const c_char {
 /// `out_len` (or NULL `buf` with a non-zero `buf_len`) returns
 /// `PASSCROW_NULL_ARGUMENT` and also keeps the message. Ownership: `buf` and `out_len` stay the
 /// caller's. Thread-safe (each thread has its own message).
+///
+/// # Safety
+///
+/// `buf` must be NULL or writable for `buf_len` bytes, and `out_len` NULL
+/// or writable for one `size_t`.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_error_message(
     buf: *mut c_char,
@@ -149,12 +154,20 @@ pub unsafe extern "C" fn passcrow_error_message(
             let e = e.borrow();
             let msg = e.as_bytes();
             if msg.len() + 1 > buf_len {
-                put(out_len, msg.len() + 1);
+                // SAFETY: `out_len` is not NULL (checked above), so it is
+                // writable for one `size_t` (the caller's contract).
+                unsafe { put(out_len, msg.len() + 1) };
                 return PASSCROW_INSUFFICIENT_SIZE;
             }
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), buf as *mut u8, msg.len());
-            *buf.add(msg.len()) = 0;
-            put(out_len, msg.len());
+            // SAFETY: `buf_len` >= 1, so `buf` is not NULL (checked above)
+            // and is writable for `buf_len` >= `msg.len() + 1` bytes (the
+            // caller's contract); `msg` is our own string, not C's buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), buf as *mut u8, msg.len());
+                *buf.add(msg.len()) = 0;
+            }
+            // SAFETY: as above, `out_len` is writable.
+            unsafe { put(out_len, msg.len()) };
             PASSCROW_OK
         })
     }));
@@ -166,6 +179,7 @@ pub unsafe extern "C" fn passcrow_error_message(
 pub(super) fn last_error() -> String {
     let mut buf = vec![0 as c_char; 512];
     let mut n = 0usize;
+    // SAFETY: `buf` is writable for `buf.len()` bytes, `n` for one usize.
     let r = unsafe { passcrow_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
     assert_eq!(r, PASSCROW_OK);
     let b: Vec<u8> = buf[..n].iter().map(|c| *c as u8).collect();
@@ -181,6 +195,7 @@ mod tests {
         set_last_error(PASSCROW_BAD_INPUT, "twelve chars".into());
         let mut buf = [0 as c_char; 4];
         let mut n = 0usize;
+        // SAFETY: `buf` is writable for `buf.len()` bytes, `n` for one usize.
         let r = unsafe { passcrow_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
         assert_eq!(r, PASSCROW_INSUFFICIENT_SIZE);
         assert_eq!(n, 13);

@@ -44,7 +44,8 @@ pub struct passcrow_verification {
     strings: Vec<HintStrings>,
 }
 
-impl Handle for passcrow_verification {
+// SAFETY: `Kind::Verification` is registered for `passcrow_verification` only.
+unsafe impl Handle for passcrow_verification {
     const KIND: Kind = Kind::Verification;
 }
 
@@ -53,6 +54,11 @@ impl Handle for passcrow_verification {
 /// `*out` is a new `passcrow_verification` with the hints, freed by the
 /// caller with `passcrow_verification_free()`. `PASSCROW_INCOMPLETE` when
 /// too few servers answered. Blocks (network).
+///
+/// # Safety
+///
+/// `client` and `pack` must be NULL or not freed during the call; `out`
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_verify(
     client: *const passcrow_client,
@@ -60,8 +66,12 @@ pub unsafe extern "C" fn passcrow_verify(
     out: *mut *mut passcrow_verification,
 ) -> passcrow_result {
     ffi_entry!("passcrow_verify", [client, pack, out], {
-        let c = borrow(client, "client")?;
-        let p = borrow(pack, "pack")?;
+        // SAFETY: `client` is not freed or changed during the call (the
+        // caller's contract).
+        let c = unsafe { borrow(client, "client") }?;
+        // SAFETY: `pack` is not freed or changed during the call (the caller's
+        // contract).
+        let p = unsafe { borrow(pack, "pack") }?;
         let v = c.inner.verify(&p.inner)?;
         let strings = v
             .hints
@@ -73,13 +83,20 @@ pub unsafe extern "C" fn passcrow_verify(
                 server: cstring(&h.server),
             })
             .collect();
-        put(out, passcrow_verification { inner: v, strings }.into_raw());
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, passcrow_verification { inner: v, strings }.into_raw()) };
         Ok(())
     })
 }
 
 /// The number of hints (`*out_hints`), of codes needed (`*out_min_shares`)
 /// and of escrows that could not start verification (`*out_failures`).
+///
+/// # Safety
+///
+/// `verification` must be NULL or not freed during the call; the `out_*`
+/// pointers NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_verification_counts(
     verification: *const passcrow_verification,
@@ -91,10 +108,17 @@ pub unsafe extern "C" fn passcrow_verification_counts(
         "passcrow_verification_counts",
         [verification, out_hints, out_min_shares, out_failures],
         {
-            let v = borrow(verification, "verification")?;
-            put(out_hints, v.inner.hints.len());
-            put(out_min_shares, v.inner.min_shares);
-            put(out_failures, v.inner.failures.len());
+            // SAFETY: `verification` is not freed or changed during the call
+            // (the caller's contract).
+            let v = unsafe { borrow(verification, "verification") }?;
+            // SAFETY: `out_hints`, `out_min_shares`, `out_failures` are not
+            // NULL (checked by `ffi_entry!`) and writable (the caller's
+            // contract).
+            unsafe {
+                put(out_hints, v.inner.hints.len());
+                put(out_min_shares, v.inner.min_shares);
+                put(out_failures, v.inner.failures.len());
+            }
             Ok(())
         }
     )
@@ -102,6 +126,11 @@ pub unsafe extern "C" fn passcrow_verification_counts(
 
 /// Hint number `index` (from 0, in prefix order) into `*out`; its strings
 /// are borrowed from `verification`. `PASSCROW_OUT_OF_RANGE` past the end.
+///
+/// # Safety
+///
+/// `verification` must be NULL or not freed during the call; `out` NULL
+/// or writable.
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_verification_hint(
     verification: *const passcrow_verification,
@@ -109,37 +138,45 @@ pub unsafe extern "C" fn passcrow_verification_hint(
     out: *mut passcrow_hint,
 ) -> passcrow_result {
     ffi_entry!("passcrow_verification_hint", [verification, out], {
-        let v = borrow(verification, "verification")?;
+        // SAFETY: `verification` is not freed or changed during the call (the
+        // caller's contract).
+        let v = unsafe { borrow(verification, "verification") }?;
         let (Some(h), Some(s)) = (v.inner.hints.get(index), v.strings.get(index)) else {
             return Err(Fail::new(
                 PASSCROW_OUT_OF_RANGE,
                 format!("hint {index} of {}", v.inner.hints.len()),
             ));
         };
-        put(
-            out,
-            passcrow_hint {
-                prefix: h.prefix as u32 as u8 as c_char,
-                kind: s.kind.as_ptr(),
-                hint: s.hint.as_ptr(),
-                expiration: h.expiration,
-                action_url: s
-                    .action_url
-                    .as_ref()
-                    .map_or(std::ptr::null(), |u| u.as_ptr()),
-                server: s.server.as_ptr(),
-            },
-        );
+        let hint = passcrow_hint {
+            prefix: h.prefix as u32 as u8 as c_char,
+            kind: s.kind.as_ptr(),
+            hint: s.hint.as_ptr(),
+            expiration: h.expiration,
+            action_url: s
+                .action_url
+                .as_ref()
+                .map_or(std::ptr::null(), |u| u.as_ptr()),
+            server: s.server.as_ptr(),
+        };
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
+        // caller's contract).
+        unsafe { put(out, hint) };
         Ok(())
     })
 }
 
 /// Free a verification. NULL is a no-op.
+///
+/// # Safety
+///
+/// No other call may be using `verification` (on any thread).
 #[no_mangle]
 pub unsafe extern "C" fn passcrow_verification_free(
     verification: *mut passcrow_verification,
 ) -> passcrow_result {
     ffi_entry!("passcrow_verification_free", [], {
-        free_handle(verification, "verification")
+        // SAFETY: no other call uses `verification` any more (the caller's
+        // contract).
+        unsafe { free_handle(verification, "verification") }
     })
 }
