@@ -324,6 +324,11 @@ const char *passcrow_version(void);
  * `out_len` (or NULL `buf` with a non-zero `buf_len`) returns
  * `PASSCROW_NULL_ARGUMENT` and also keeps the message. Ownership: `buf` and `out_len` stay the
  * caller's. Thread-safe (each thread has its own message).
+ *
+ * # Safety
+ *
+ * `buf` must be NULL or writable for `buf_len` bytes, and `out_len` NULL
+ * or writable for one `size_t`.
  */
 passcrow_result passcrow_error_message(char *buf, size_t buf_len, size_t *out_len);
 
@@ -331,6 +336,11 @@ passcrow_result passcrow_error_message(char *buf, size_t buf_len, size_t *out_le
  * Report an HTTP answer from inside a `passcrow_http_callback`: `status` and
  * `body_len` bytes at `body` (at most 1 MiB; `(NULL, 0)` for none).
  * Ownership: the body is copied; `body` stays the caller's.
+ *
+ * # Safety
+ *
+ * `response` must be the callback's own, used on its thread before it
+ * returns; `body` NULL or readable for `body_len` bytes.
  */
 passcrow_result passcrow_http_response_set(struct passcrow_http_response *response,
                                            uint16_t status,
@@ -340,6 +350,11 @@ passcrow_result passcrow_http_response_set(struct passcrow_http_response *respon
 /**
  * Say why no HTTP answer was had, from inside a `passcrow_http_callback`
  * that then returns non-zero. Ownership: `message` is copied.
+ *
+ * # Safety
+ *
+ * `response` as for `passcrow_http_response_set()`; `message` NULL or a
+ * NUL-terminated string.
  */
 passcrow_result passcrow_http_response_set_error(struct passcrow_http_response *response,
                                                  const char *message);
@@ -350,6 +365,11 @@ passcrow_result passcrow_http_response_set_error(struct passcrow_http_response *
  * must exist. Uses the built-in HTTPS transport. On success `*out` is a new
  * client the caller owns and frees with `passcrow_client_free()`.
  * `config_dir` and `data_dir` are borrowed for the call.
+ *
+ * # Safety
+ *
+ * `config_dir` and `data_dir` must be NULL or NUL-terminated strings;
+ * `out` NULL or writable for one pointer.
  */
 passcrow_result passcrow_client_new(const char *config_dir,
                                     const char *data_dir,
@@ -361,6 +381,12 @@ passcrow_result passcrow_client_new(const char *config_dir,
  * `userdata` is borrowed for the client's whole life and may be NULL;
  * the library never frees it. The callback may be called from several
  * threads at once.
+ *
+ * # Safety
+ *
+ * As for `passcrow_client_new()`; and until the client is freed,
+ * `callback` must follow `passcrow_http_callback`'s contract and be safe
+ * to call with `userdata` from any thread, several at once.
  */
 passcrow_result passcrow_client_new_with_http(const char *config_dir,
                                               const char *data_dir,
@@ -372,12 +398,21 @@ passcrow_result passcrow_client_new_with_http(const char *config_dir,
  * Free a client. NULL is a no-op; a client freed already returns
  * `PASSCROW_INVALID_HANDLE`. Handles made with the client (policies, packs,
  * ...) stay valid and are freed separately.
+ *
+ * # Safety
+ *
+ * No other call may be using `client` (on any thread).
  */
 passcrow_result passcrow_client_free(struct passcrow_client *client);
 
 /**
  * Parse a ratio `"N/M"` (or `"N"`, then M is `count`, or N when `count` is
  * 0) into `*out_n` and `*out_m`. `text` is borrowed for the call.
+ *
+ * # Safety
+ *
+ * `text` must be NULL or a NUL-terminated string; `out_n` and `out_m`
+ * NULL or writable.
  */
 passcrow_result passcrow_parse_ratio(const char *text,
                                      uint32_t count,
@@ -391,6 +426,12 @@ passcrow_result passcrow_parse_ratio(const char *text,
  * when `n_identities` is 0, come from the client's `policy.rc`; `n` = `m` =
  * 0 takes its ratio too. On success `*out` is a new policy the caller frees
  * with `passcrow_policy_free()`. Every argument is borrowed for the call.
+ *
+ * # Safety
+ *
+ * `client` must be NULL or not freed during the call; `identities` NULL
+ * or `n_identities` readable pointers to NUL-terminated strings; `out`
+ * NULL or writable.
  */
 passcrow_result passcrow_policy_new(const struct passcrow_client *client,
                                     const char *const *identities,
@@ -403,6 +444,10 @@ passcrow_result passcrow_policy_new(const struct passcrow_client *client,
  * Set how long servers keep the shares (`expiration_days`; free escrows
  * last about a day, longer ones cost proof of work) and how long a code
  * lives (`timeout_minutes`). 0 keeps the current value.
+ *
+ * # Safety
+ *
+ * No other call may be using `policy` (on any thread).
  */
 passcrow_result passcrow_policy_set_lifetimes(struct passcrow_policy *policy,
                                               uint32_t expiration_days,
@@ -411,6 +456,11 @@ passcrow_result passcrow_policy_set_lifetimes(struct passcrow_policy *policy,
 /**
  * The n-of-m a policy will use for its identities, after scaling (and the
  * number of identities it names in `*out_ids`).
+ *
+ * # Safety
+ *
+ * `policy` must be NULL or not freed or changed during the call; the
+ * `out_*` pointers NULL or writable.
  */
 passcrow_result passcrow_policy_ratio(const struct passcrow_policy *policy,
                                       uint32_t *out_n,
@@ -420,6 +470,10 @@ passcrow_result passcrow_policy_ratio(const struct passcrow_policy *policy,
 /**
  * Free a policy. NULL is a no-op; freed twice returns
  * `PASSCROW_INVALID_HANDLE`.
+ *
+ * # Safety
+ *
+ * No other call may be using `policy` (on any thread).
  */
 passcrow_result passcrow_policy_free(struct passcrow_policy *policy);
 
@@ -435,6 +489,12 @@ passcrow_result passcrow_policy_free(struct passcrow_policy *policy);
  * `out` may be NULL; if not, on success `*out` is a new
  * `passcrow_protected` the caller frees with `passcrow_protected_free()`.
  * All other arguments are borrowed for the call; `secret` is not kept.
+ *
+ * # Safety
+ *
+ * `client` and `policy` must be NULL or not freed during the call;
+ * `name` and `description` NULL or NUL-terminated strings; `secret` NULL
+ * or readable for `secret_len` bytes; `out` NULL or writable.
  */
 passcrow_result passcrow_protect(const struct passcrow_client *client,
                                  const char *name,
@@ -452,6 +512,10 @@ passcrow_result passcrow_protect(const struct passcrow_client *client,
  * delete the old escrows. A pack with an ephemeral copy gets a new one
  * (and a new user key: read it with `passcrow_protected_ephemeral_id()`).
  * `out` may be NULL; ownership as for `passcrow_protect()`.
+ *
+ * # Safety
+ *
+ * As for `passcrow_protect()`.
  */
 passcrow_result passcrow_renew(const struct passcrow_client *client,
                                const char *name,
@@ -467,6 +531,11 @@ passcrow_result passcrow_renew(const struct passcrow_client *client,
  * expires (unix time). `PASSCROW_NOT_FOUND` without an ephemeral copy.
  * On success `*out_id`/`*out_id_len` is a secret buffer (not
  * NUL-terminated) the caller frees with `passcrow_bytes_free()`.
+ *
+ * # Safety
+ *
+ * `protection` must be NULL or not freed during the call; the `out_*`
+ * pointers NULL or writable.
  */
 passcrow_result passcrow_protected_ephemeral_id(const struct passcrow_protected *protection,
                                                 uint8_t **out_id,
@@ -476,12 +545,21 @@ passcrow_result passcrow_protected_ephemeral_id(const struct passcrow_protected 
 /**
  * How many old escrows could not be deleted after a replace or renew (the
  * servers forget them when they expire).
+ *
+ * # Safety
+ *
+ * `protection` must be NULL or not freed during the call; `out` NULL or
+ * writable.
  */
 passcrow_result passcrow_protected_cleanup_failures(const struct passcrow_protected *protection,
                                                     size_t *out);
 
 /**
  * Free a `passcrow_protected` (its secrets are zeroed). NULL is a no-op.
+ *
+ * # Safety
+ *
+ * No other call may be using `protection` (on any thread).
  */
 passcrow_result passcrow_protected_free(struct passcrow_protected *protection);
 
@@ -492,6 +570,11 @@ passcrow_result passcrow_protected_free(struct passcrow_protected *protection);
  * `PASSCROW_NOT_FOUND` when there is no such pack, `PASSCROW_PROTOCOL` or
  * `PASSCROW_BAD_INPUT` when the file is corrupted. On success `*out` is a
  * new pack the caller frees with `passcrow_pack_free()`.
+ *
+ * # Safety
+ *
+ * `client` must be NULL or not freed during the call; `name` NULL or a
+ * NUL-terminated string; `out` NULL or writable.
  */
 passcrow_result passcrow_pack_open(const struct passcrow_client *client,
                                    const char *name,
@@ -501,6 +584,11 @@ passcrow_result passcrow_pack_open(const struct passcrow_client *client,
  * How many codes recovering `pack` needs (`*out_min_shares`), how many
  * escrows codes can come from (`*out_escrows`), and whether it is the
  * stand-in for an ephemeral recovery id (`*out_is_ephemeral`).
+ *
+ * # Safety
+ *
+ * `pack` must be NULL or not freed during the call; the `out_*` pointers
+ * NULL or writable.
  */
 passcrow_result passcrow_pack_counts(const struct passcrow_pack *pack,
                                      uint32_t *out_min_shares,
@@ -509,6 +597,10 @@ passcrow_result passcrow_pack_counts(const struct passcrow_pack *pack,
 
 /**
  * Free a pack (its secrets are zeroed). NULL is a no-op.
+ *
+ * # Safety
+ *
+ * No other call may be using `pack` (on any thread).
  */
 passcrow_result passcrow_pack_free(struct passcrow_pack *pack);
 
@@ -518,6 +610,11 @@ passcrow_result passcrow_pack_free(struct passcrow_pack *pack);
  * `*out` is a new `passcrow_verification` with the hints, freed by the
  * caller with `passcrow_verification_free()`. `PASSCROW_INCOMPLETE` when
  * too few servers answered. Blocks (network).
+ *
+ * # Safety
+ *
+ * `client` and `pack` must be NULL or not freed during the call; `out`
+ * NULL or writable.
  */
 passcrow_result passcrow_verify(const struct passcrow_client *client,
                                 const struct passcrow_pack *pack,
@@ -526,6 +623,11 @@ passcrow_result passcrow_verify(const struct passcrow_client *client,
 /**
  * The number of hints (`*out_hints`), of codes needed (`*out_min_shares`)
  * and of escrows that could not start verification (`*out_failures`).
+ *
+ * # Safety
+ *
+ * `verification` must be NULL or not freed during the call; the `out_*`
+ * pointers NULL or writable.
  */
 passcrow_result passcrow_verification_counts(const struct passcrow_verification *verification,
                                              size_t *out_hints,
@@ -535,6 +637,11 @@ passcrow_result passcrow_verification_counts(const struct passcrow_verification 
 /**
  * Hint number `index` (from 0, in prefix order) into `*out`; its strings
  * are borrowed from `verification`. `PASSCROW_OUT_OF_RANGE` past the end.
+ *
+ * # Safety
+ *
+ * `verification` must be NULL or not freed during the call; `out` NULL
+ * or writable.
  */
 passcrow_result passcrow_verification_hint(const struct passcrow_verification *verification,
                                            size_t index,
@@ -542,6 +649,10 @@ passcrow_result passcrow_verification_hint(const struct passcrow_verification *v
 
 /**
  * Free a verification. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * No other call may be using `verification` (on any thread).
  */
 passcrow_result passcrow_verification_free(struct passcrow_verification *verification);
 
@@ -553,6 +664,12 @@ passcrow_result passcrow_verification_free(struct passcrow_verification *verific
  * which zeroes it. `PASSCROW_WRONG_CODE` when a server refused a code,
  * `PASSCROW_BAD_INPUT` with too few codes, or for an ephemeral stand-in
  * (use `passcrow_recover_ephemeral()`). Blocks (network).
+ *
+ * # Safety
+ *
+ * `client` and `pack` must be NULL or not freed during the call; `codes`
+ * NULL or `n_codes` readable pointers to NUL-terminated strings; the
+ * `out_*` pointers NULL or writable.
  */
 passcrow_result passcrow_recover(const struct passcrow_client *client,
                                  const struct passcrow_pack *pack,
@@ -567,6 +684,10 @@ passcrow_result passcrow_recover(const struct passcrow_client *client,
  * the code is the one its verification sent. The pack is saved in the
  * pack directory (named after the user key) and `*out` is a new
  * `passcrow_pack` of it, freed by the caller; verify and recover it next.
+ *
+ * # Safety
+ *
+ * As for `passcrow_recover()`, with `out` NULL or writable.
  */
 passcrow_result passcrow_recover_ephemeral(const struct passcrow_client *client,
                                            const struct passcrow_pack *pack,
@@ -579,6 +700,10 @@ passcrow_result passcrow_recover_ephemeral(const struct passcrow_client *client,
  * it came with. `(NULL, any)` is a no-op. A buffer freed twice, not made
  * by libpasscrow or given with another length returns
  * `PASSCROW_INVALID_HANDLE` and is left alone.
+ *
+ * # Safety
+ *
+ * Nothing may be using the buffer any more (on any thread).
  */
 passcrow_result passcrow_bytes_free(uint8_t *data, size_t len);
 
@@ -587,6 +712,11 @@ passcrow_result passcrow_bytes_free(uint8_t *data, size_t len);
  * `local_only`), then the file. When a server cannot be reached the file is
  * kept (`PASSCROW_INCOMPLETE`) so the user can try again. `out_deleted`
  * may be NULL; else it receives how many escrows were deleted.
+ *
+ * # Safety
+ *
+ * `client` must be NULL or not freed during the call; `name` NULL or a
+ * NUL-terminated string; `out_deleted` NULL or writable.
  */
 passcrow_result passcrow_forget(const struct passcrow_client *client,
                                 const char *name,
@@ -597,6 +727,11 @@ passcrow_result passcrow_forget(const struct passcrow_client *client,
  * Every pack in the pack directory, sorted by file name (unreadable ones
  * too, with their `error`). On success `*out` is a new list the caller
  * frees with `passcrow_pack_list_free()`.
+ *
+ * # Safety
+ *
+ * `client` must be NULL or not freed during the call; `out` NULL or
+ * writable.
  */
 passcrow_result passcrow_list(const struct passcrow_client *client,
                               struct passcrow_pack_list **out);
@@ -605,6 +740,10 @@ passcrow_result passcrow_list(const struct passcrow_client *client,
  * The packs whose first escrow expires within `within_seconds` from now
  * (renew them with `passcrow_renew()`), and unreadable packs. Ownership as
  * for `passcrow_list()`.
+ *
+ * # Safety
+ *
+ * As for `passcrow_list()`.
  */
 passcrow_result passcrow_expiring(const struct passcrow_client *client,
                                   uint64_t within_seconds,
@@ -612,12 +751,22 @@ passcrow_result passcrow_expiring(const struct passcrow_client *client,
 
 /**
  * The number of packs in a listing.
+ *
+ * # Safety
+ *
+ * `list` must be NULL or not freed during the call; `out_len` NULL or
+ * writable.
  */
 passcrow_result passcrow_pack_list_len(const struct passcrow_pack_list *list, size_t *out_len);
 
 /**
  * Pack number `index` (from 0) into `*out`; its strings are borrowed from
  * `list`. `PASSCROW_OUT_OF_RANGE` past the end.
+ *
+ * # Safety
+ *
+ * `list` must be NULL or not freed during the call; `out` NULL or
+ * writable.
  */
 passcrow_result passcrow_pack_list_get(const struct passcrow_pack_list *list,
                                        size_t index,
@@ -625,6 +774,10 @@ passcrow_result passcrow_pack_list_get(const struct passcrow_pack_list *list,
 
 /**
  * Free a listing. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * No other call may be using `list` (on any thread).
  */
 passcrow_result passcrow_pack_list_free(struct passcrow_pack_list *list);
 
