@@ -1,4 +1,4 @@
-//! The checked-in C header is the one cbindgen makes from src/ffi/c.rs
+//! The checked-in C header is the one cbindgen makes from src/ffi/c/
 //! now, and its version macros are Cargo.toml's version.
 //!
 //! build.rs (feature `capi`) writes the fresh header to `$OUT_DIR`; when
