@@ -21,7 +21,7 @@
 //! let hints = client.verify(&pack)?;          // codes are sent
 //! # let codes: Vec<String> = vec![];
 //! if let Recovered::Secret(s) = client.recover(&pack, &codes)? {
-//!     assert_eq!(s.as_slice(), b"correct horse");
+//!     assert_eq!(s.expose_secret(), b"correct horse");
 //! }
 //! # Ok(()) }
 //! ```

@@ -7,9 +7,8 @@ use super::args::{put, str_arg, str_array_arg};
 use super::boundary::ffi_entry;
 use super::client::passcrow_client;
 use super::handle::{borrow, borrow_mut, free_handle, Handle, Kind};
-use super::result::passcrow_result::{self, *};
-use super::result::Fail;
-use crate::policy::RecoveryPolicy;
+use super::result::passcrow_result;
+use crate::policy::{PolicyRequest, RecoveryPolicy};
 
 /// A recovery policy: identities, n-of-m, lifetimes. Immutable once made
 /// except by `passcrow_policy_set_lifetimes()`.
@@ -83,17 +82,13 @@ pub unsafe extern "C" fn passcrow_policy_new(
         // to NUL-terminated strings, unchanged during the call (the caller's
         // contract).
         let ids = unsafe { str_array_arg(identities, n_identities, "identities") }?;
-        let ratio = match (n, m) {
-            (0, 0) => None,
-            (n, m) if n == 0 || m == 0 || n > m => {
-                return Err(Fail::new(
-                    PASSCROW_BAD_INPUT,
-                    format!("ratio {n}/{m}: need 1 <= n <= m (or 0/0 for the default)"),
-                ))
-            }
-            r => Some(r),
-        };
-        let p = c.inner.make_policy(&ids, ratio)?;
+        // 0/0 asks for the defaults' ratio; any other pair is checked by
+        // the core (`policy::check_ratio`), like every other way in.
+        let mut request = PolicyRequest::new(&ids);
+        if (n, m) != (0, 0) {
+            request = request.with_ratio(n, m);
+        }
+        let p = c.inner.policy(&request)?;
         // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable (the
         // caller's contract).
         unsafe { put(out, passcrow_policy { inner: p }.into_raw()) };
