@@ -19,6 +19,10 @@ use passcrow::Error;
 use passcrow::SecretBytes;
 use serde::Serialize;
 
+/// The one long option: allow plain http:// to hosts that are not
+/// loopback (shares and escrow keys then cross the network in clear).
+const ALLOW_PLAIN_HTTP: &str = "--allow-plain-http";
+
 const TEST_SERVER: &str = "email, tel, sms via passcrow-test.mailpile.is";
 
 enum CliError {
@@ -40,6 +44,8 @@ struct Args {
     opts: HashMap<char, Vec<String>>,
     flags: HashMap<char, bool>,
     bare: Vec<String>,
+    /// `--allow-plain-http`: plain http:// to hosts that are not loopback.
+    allow_plain_http: bool,
 }
 
 impl Args {
@@ -48,10 +54,13 @@ impl Args {
             opts: HashMap::new(),
             flags: HashMap::new(),
             bare: vec![],
+            allow_plain_http: false,
         };
         let mut pending: Option<char> = None;
         for arg in args {
-            if arg.starts_with('-') && arg.len() > 1 {
+            if arg == ALLOW_PLAIN_HTTP && pending.is_none() {
+                a.allow_plain_http = true;
+            } else if arg.starts_with('-') && arg.len() > 1 {
                 let c = arg.chars().nth(1).unwrap_or('-');
                 let Some(pos) = spec.find(c).filter(|_| c != ':') else {
                     return Err(CliError::Usage(format!("Bad option: {arg}")));
@@ -142,7 +151,9 @@ fn client(a: &Args, batch: bool) -> Result<Client, CliError> {
             )));
         }
     }
-    let mut c = Client::new(ClientConfig::new(conf, data))?;
+    let mut cfg = ClientConfig::new(conf, data);
+    cfg.allow_plain_http = a.allow_plain_http;
+    let mut c = Client::new(cfg)?;
     let tty = std::io::stderr().is_terminal();
     if !batch {
         c.set_log(Arc::new(|m: &str| eprintln!("passcrow: {m}")));
@@ -582,7 +593,10 @@ const GLOBAL_HELP: &str = "\
 Global options:
     -C <path>  Directory for configuration (PASSCROW_CONFIG)
     -D <path>  Directory for recovery packs (PASSCROW_DATA)
-    -H <path>  One directory for both (PASSCROW_HOME)";
+    -H <path>  One directory for both (PASSCROW_HOME)
+    --allow-plain-http
+               Allow plain http:// servers that are not on loopback (shares
+               and escrow keys then cross the network unencrypted)";
 
 const POLICY_HELP: &str = "\
 Policy options:

@@ -34,7 +34,9 @@ use crate::{Error, Result};
 pub use dirs::{create_private_dir, default_dirs, resolve_dirs};
 pub use recover::normalize_code;
 pub use tasks::{Pacing, Sleeper};
-pub use transport::{server_url, HttpResponse, Transport, UreqTransport};
+pub use transport::{
+    server_url, HttpRequest, HttpResponse, Timeouts, Transport, TransportError, UreqTransport,
+};
 pub use types::*;
 
 /// The Passcrow client. `Send + Sync`; calls block.
@@ -58,7 +60,8 @@ fn now() -> i64 {
 impl Client {
     /// A client with the default transport; directories must exist.
     pub fn new(cfg: ClientConfig) -> Result<Client> {
-        Self::with_transport(cfg, Arc::new(UreqTransport::new()))
+        let transport = UreqTransport::with_connect_timeout(cfg.timeouts.connect);
+        Self::with_transport(cfg, Arc::new(transport))
     }
 
     /// A client over an app's own HTTP transport.
@@ -217,7 +220,7 @@ mod tests {
     /// Answers every request with a server error (so nothing is retried).
     struct Refusing;
     impl Transport for Refusing {
-        fn post(&self, _: &str, _: &[u8]) -> std::result::Result<HttpResponse, String> {
+        fn post(&self, _: &HttpRequest<'_>) -> std::result::Result<HttpResponse, TransportError> {
             Ok(HttpResponse {
                 status: 200,
                 body: br#"{"error": "Internal Error"}"#.to_vec(),

@@ -4,7 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{server_url, Client};
+use super::transport::check_plain_http;
+use super::{server_url, Client, HttpRequest};
 use crate::crypto::SecretBytes;
 use crate::pack::EscrowRecord;
 use crate::proto::{self, untrusted, ErrorAnswer, ServerPolicy, Untrusted, PROTO_VERSION};
@@ -20,18 +21,21 @@ impl Client {
         method: &str,
         req: &Req,
     ) -> Result<Resp> {
+        check_plain_http(server, self.cfg.allow_plain_http).map_err(Error::BadInput)?;
         let url = server_url(server, method);
         let body =
             SecretBytes::new(serde_json::to_vec(req).map_err(|e| Error::protocol(e.to_string()))?);
-        let resp = self
-            .transport
-            .post(&url, body.expose_secret())
-            .map_err(|e| {
-                Error::Transport(format!(
-                    "{server}: {}",
-                    untrusted::clean_text(&e, untrusted::MAX_ERROR_CHARS)
-                ))
-            })?;
+        let request = HttpRequest {
+            url: &url,
+            body: body.expose_secret(),
+            timeout: self.cfg.timeouts.for_method(method),
+        };
+        let resp = self.transport.post(&request).map_err(|e| {
+            Error::Transport(format!(
+                "{server}: {}",
+                untrusted::clean_text(&e.to_string(), untrusted::MAX_ERROR_CHARS)
+            ))
+        })?;
         let what = format!("answer from {server} to {method}");
         if let Some(err) = proto::error_answer(&resp.body) {
             return Err(map_server_error(server, err.into_clean(&what)?));
@@ -41,6 +45,12 @@ impl Client {
                 "HTTP {} from {server}",
                 resp.status
             )));
+        }
+        if (300..400).contains(&resp.status) {
+            return Err(Error::Server {
+                server: server.into(),
+                message: format!("HTTP {} (a redirect: not followed)", resp.status),
+            });
         }
         if resp.status != 200 {
             return Err(Error::Server {

@@ -24,6 +24,11 @@ pub struct Pacing {
     /// After a rate-limit answer, keep at least this gap between requests
     /// to that server (the reference allows 1 request per second).
     pub rate_limit_gap: Duration,
+    /// Retry a transient failure only within this time of the request's
+    /// first attempt, so a server that never answers cannot hold a call
+    /// for long: with the request deadlines of `Timeouts`, a `protect`
+    /// against such a server fails within a minute.
+    pub retry_for: Duration,
 }
 
 impl Default for Pacing {
@@ -33,6 +38,7 @@ impl Default for Pacing {
             backoff: Duration::from_millis(1100),
             max_backoff: Duration::from_secs(8),
             rate_limit_gap: Duration::from_millis(1100),
+            retry_for: Duration::from_secs(30),
         }
     }
 }
@@ -70,6 +76,7 @@ where
 
     let work = |indices: &Vec<usize>| {
         let mut queue: VecDeque<usize> = indices.iter().copied().collect();
+        let mut first_try: Vec<Option<Instant>> = vec![None; tasks.len()];
         let mut gap: Option<Duration> = None;
         let mut last: Option<Instant> = None;
         let mut backoff = pacing.backoff;
@@ -98,6 +105,7 @@ where
                 }
             }
             last = Some(Instant::now());
+            let started = *first_try[i].get_or_insert_with(Instant::now);
             let r = run(&tasks[i]);
             match r {
                 Err(e) if e.is_transient() => {
@@ -105,7 +113,7 @@ where
                     if matches!(e, Error::RateLimited { .. }) || is_http_5xx(&e) {
                         gap = Some(pacing.rate_limit_gap);
                     }
-                    if n >= budget {
+                    if n >= budget || started.elapsed() + backoff > pacing.retry_for {
                         results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Err(e));
                         continue;
                     }
@@ -175,6 +183,32 @@ mod tests {
         assert_eq!(r[1].as_ref().unwrap(), &20);
         assert!(matches!(r[2], Err(Error::BadInput(_))));
         assert_eq!(tries.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn no_retry_after_retry_for() {
+        let calls = AtomicU32::new(0);
+        let pacing = Pacing {
+            retry_for: Duration::from_millis(50),
+            backoff: Duration::from_millis(10),
+            ..Pacing::default()
+        };
+        let start = Instant::now();
+        let r = run_tasks(
+            &[1],
+            &pacing,
+            &std::thread::sleep,
+            |_| "s".into(),
+            |_| -> Result<()> {
+                calls.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                Err(Error::Transport("no answer".into()))
+            },
+        );
+        assert!(r[0].is_err());
+        // 30 ms, retry after 10 ms, 30 ms: past 50 ms, no third try.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Pacing;
+use super::{Pacing, Timeouts};
 use crate::crypto::{SecretBytes, SecretString};
 use crate::pack::{EscrowRecord, RecoveryPack};
 use crate::{payment, Failure};
@@ -208,6 +208,12 @@ pub struct ClientConfig {
     pub hashcash_threads: usize,
     /// Longest a hashcash search may take.
     pub hashcash_max_time: Duration,
+    /// How long each kind of request may take.
+    pub timeouts: Timeouts,
+    /// Allow plain `http://` to hosts that are not loopback. Off by
+    /// default: over plain HTTP, shares and escrow keys cross the network
+    /// in clear. Only for a test network the app controls.
+    pub allow_plain_http: bool,
 }
 
 impl ClientConfig {
@@ -220,6 +226,8 @@ impl ClientConfig {
             language: "en".into(),
             hashcash_threads: 0,
             hashcash_max_time: Duration::from_secs(600),
+            timeouts: Timeouts::default(),
+            allow_plain_http: false,
         }
     }
 }

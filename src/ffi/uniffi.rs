@@ -228,8 +228,13 @@ pub trait HttpTransport: Send + Sync {
 struct ForeignTransport(Arc<dyn HttpTransport>);
 
 impl client::Transport for ForeignTransport {
-    fn post(&self, url: &str, body: &[u8]) -> Result<client::HttpResponse, String> {
-        match self.0.post(url.to_string(), body.to_vec()) {
+    fn post(
+        &self,
+        request: &client::HttpRequest<'_>,
+    ) -> Result<client::HttpResponse, client::TransportError> {
+        // The app's transport owns its deadlines (`request.timeout` is not
+        // in the foreign trait, whose signature apps implement).
+        match self.0.post(request.url.to_string(), request.body.to_vec()) {
             Ok(r) => {
                 let mut body = r.body;
                 body.truncate(client::transport::MAX_RESPONSE_BYTES as usize);
@@ -238,7 +243,7 @@ impl client::Transport for ForeignTransport {
                     body,
                 })
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(client::TransportError::Other(e.to_string())),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::handle::{borrow_mut, live, Handle, Kind};
 use super::result::passcrow_result::{self, *};
 use super::result::Fail;
 use crate::client::transport::MAX_RESPONSE_BYTES;
-use crate::client::{HttpResponse, Transport};
+use crate::client::{HttpRequest, HttpResponse, Transport, TransportError};
 
 /// The answer an HTTP callback fills in with `passcrow_http_response_set()`.
 /// Owned by libpasscrow, valid only during the callback, on its thread.
@@ -147,8 +147,12 @@ unsafe impl Send for CallbackTransport {}
 unsafe impl Sync for CallbackTransport {}
 
 impl Transport for CallbackTransport {
-    fn post(&self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
-        let curl = CString::new(url).map_err(|_| "URL contains NUL".to_string())?;
+    fn post(&self, request: &HttpRequest<'_>) -> Result<HttpResponse, TransportError> {
+        // The host's callback owns its deadlines (`request.timeout` has no
+        // place in the callback's signature, which is stable).
+        let (url, body) = (request.url, request.body);
+        let curl =
+            CString::new(url).map_err(|_| TransportError::Other("URL contains NUL".into()))?;
         let resp = passcrow_http_response {
             status: None,
             body: vec![],
@@ -176,18 +180,21 @@ impl Transport for CallbackTransport {
         // back once, and the callback, which returned, no longer uses it.
         let r = unsafe { *Box::from_raw(resp) };
         if rc != 0 {
-            return Err(r
-                .error
-                .unwrap_or_else(|| format!("the HTTP callback failed ({rc})")));
+            return Err(TransportError::Other(
+                r.error
+                    .unwrap_or_else(|| format!("the HTTP callback failed ({rc})")),
+            ));
         }
         match r.status {
             Some(status) => Ok(HttpResponse {
                 status,
                 body: r.body,
             }),
-            None => Err("the HTTP callback returned 0 without an answer \
-                         (call passcrow_http_response_set)"
-                .into()),
+            None => Err(TransportError::Other(
+                "the HTTP callback returned 0 without an answer \
+                 (call passcrow_http_response_set)"
+                    .into(),
+            )),
         }
     }
 }
