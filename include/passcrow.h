@@ -122,6 +122,11 @@ enum passcrow_result
      * The operation was cancelled.
      */
     PASSCROW_CANCELLED = 111,
+    /**
+     * Not enough memory for the operation (the ephemeral key derivation
+     * needs 1 GiB); nothing was changed.
+     */
+    PASSCROW_OUT_OF_MEMORY = 112,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

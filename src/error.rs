@@ -113,6 +113,11 @@ pub enum Error {
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
+
+    /// There is not enough memory for the operation (the ephemeral key
+    /// derivation needs 1 GiB); nothing was changed.
+    #[error("not enough memory: {0}")]
+    OutOfMemory(String),
 }
 
 fn prefix_text(p: Option<char>) -> String {

@@ -14,6 +14,10 @@ pub fn scrypt(
 ) -> Result<SecretBytes> {
     let params = scrypt::Params::new(log_n, r, p, len)
         .map_err(|e| Error::bad_input(format!("scrypt parameters: {e}")))?;
+    let need = scrypt_memory(log_n, r);
+    if need >= PROBE_FROM {
+        ensure_memory(need)?;
+    }
     let mut out = vec![0u8; len];
     scrypt::scrypt(password, salt, &params, &mut out)
         .map_err(|e| Error::bad_input(format!("scrypt output length: {e}")))?;
@@ -29,4 +33,96 @@ pub fn derive_key_2_20(password: &[u8], salt: &[u8]) -> Result<super::Key32> {
     let mut k = super::Key32::zero();
     k.expose_secret_mut().copy_from_slice(raw.expose_secret());
     Ok(k)
+}
+
+/// Bytes scrypt works in for N = 2^log_n and r: 128·r·N (1 GiB for the
+/// ephemeral parameters), saturating.
+pub fn scrypt_memory(log_n: u8, r: u32) -> usize {
+    1usize
+        .checked_shl(u32::from(log_n))
+        .and_then(|n| n.checked_mul(128))
+        .and_then(|b| b.checked_mul(r as usize))
+        .unwrap_or(usize::MAX)
+}
+
+/// Derivations that need at least this much are checked first (hashcash,
+/// at 256 KiB, is not: it runs thousands of times a second).
+const PROBE_FROM: usize = 16 << 20;
+
+/// Make sure `need` bytes can be had before scrypt allocates them: the
+/// `scrypt` crate allocates its work area infallibly, so a failure there
+/// aborts the whole app, and with overcommit a phone's out-of-memory
+/// killer strikes before any allocation fails. So: on Linux and Android
+/// the kernel's `MemAvailable` estimate must cover it; everywhere, a
+/// fallible reservation of the whole size must succeed (it fails cleanly
+/// under an address-space limit). Either failing is
+/// [`Error::OutOfMemory`], never an abort.
+pub fn ensure_memory(need: usize) -> Result<()> {
+    let mib = |b: u64| b >> 20;
+    if let Some(avail) = available_memory() {
+        if avail < need as u64 {
+            return Err(Error::OutOfMemory(format!(
+                "the key derivation needs {} MiB and {} MiB are available",
+                mib(need as u64),
+                mib(avail)
+            )));
+        }
+    }
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(need).map_err(|_| {
+        Error::OutOfMemory(format!(
+            "the key derivation needs {} MiB and they cannot be allocated",
+            mib(need as u64)
+        ))
+    })?;
+    drop(probe);
+    Ok(())
+}
+
+/// The kernel's estimate of memory available without swapping
+/// (`MemAvailable` in `/proc/meminfo`), where there is one.
+fn available_memory() -> Option<u64> {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return None;
+    }
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line
+        .trim_start_matches("MemAvailable:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_needs() {
+        assert_eq!(scrypt_memory(EPHEMERAL_LOG_N, 8), 1 << 30);
+        assert_eq!(scrypt_memory(8, 8), 256 << 10);
+        assert_eq!(scrypt_memory(63, 8), usize::MAX);
+    }
+
+    #[test]
+    fn meminfo_is_read() {
+        let t = "MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:    2048 kB\n";
+        assert_eq!(parse_mem_available(t), Some(2048 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn an_impossible_size_is_an_error_not_an_abort() {
+        let e = ensure_memory(usize::MAX / 2).unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory(_)), "{e}");
+        assert!(ensure_memory(1 << 20).is_ok());
+    }
 }

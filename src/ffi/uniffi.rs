@@ -137,6 +137,13 @@ pub enum PasscrowError {
         /// What was wrong.
         detail: String,
     },
+    /// Not enough memory (the ephemeral key derivation needs 1 GiB);
+    /// nothing was changed.
+    #[error("{detail}")]
+    OutOfMemory {
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 pub(crate) fn sat_u32(n: usize) -> u32 {
@@ -177,6 +184,7 @@ impl From<Error> for PasscrowError {
             },
             Error::Io { .. } => PasscrowError::Io { detail },
             Error::Cancelled => PasscrowError::Cancelled { detail },
+            Error::OutOfMemory(_) => PasscrowError::OutOfMemory { detail },
         }
     }
 }

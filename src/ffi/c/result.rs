@@ -56,6 +56,9 @@ pub enum passcrow_result {
     PASSCROW_IO = 110,
     /// The operation was cancelled.
     PASSCROW_CANCELLED = 111,
+    /// Not enough memory for the operation (the ephemeral key derivation
+    /// needs 1 GiB); nothing was changed.
+    PASSCROW_OUT_OF_MEMORY = 112,
 }
 
 use passcrow_result::*;
@@ -89,6 +92,7 @@ pub(super) fn error_code(e: &Error) -> passcrow_result {
         Error::Incomplete { .. } => PASSCROW_INCOMPLETE,
         Error::Io { .. } => PASSCROW_IO,
         Error::Cancelled => PASSCROW_CANCELLED,
+        Error::OutOfMemory(_) => PASSCROW_OUT_OF_MEMORY,
     }
 }
 
