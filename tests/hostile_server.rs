@@ -896,7 +896,12 @@ fn escapes_and_bidi_never_reach_the_caller() {
         let e = c.server_policy(&h.url).unwrap_err();
         assert_clean(&e.to_string(), 1000, "an error answer");
     }
-    // A garbage status line.
+    // An unknown key made of escapes, and a garbage status line.
+    let key = evil("k");
+    w.a.set(rewrite(move |_, v| v[key.as_str()] = json!(1)));
+    let e = c.server_policy(&w.a.url).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e:?}");
+    assert_clean(&e.to_string(), 1000, "an unknown key's error");
     let h = Hostile::new(Arc::new(|_, s, _| {
         let _ = s.write_all(evil("HTTP/1.1 200").as_bytes());
         let _ = s.write_all(b"\r\n\r\n");
