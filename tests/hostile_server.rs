@@ -28,6 +28,7 @@ use passcrow::client::{
 };
 use passcrow::pack::RecoveryPack;
 use passcrow::policy::RecoveryPolicy;
+const MAX_TIME: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
 use passcrow::server::{self, config::Config};
 use passcrow::testing::{random_key, seal};
 use passcrow::Error;
@@ -883,6 +884,14 @@ fn escapes_and_bidi_never_reach_the_caller() {
         assert_eq!(a.action_url, None, "{url:?}");
     }
 
+    // Times out of range are clamped (no overflow in `expiration - now`).
+    for (t, want) in [(i64::MIN, 0), (-1, 0), (i64::MAX, MAX_TIME)] {
+        w.a.set(evil_texts("https://ex.org/", t));
+        let v = w.client().verify(&w.pack).unwrap();
+        let a = v.hints.iter().find(|h| h.server == w.a.url).unwrap();
+        assert_eq!(a.expiration, want, "{t}");
+    }
+
     // A 200 with a JSON error, and other status codes.
     let c = w.client();
     for status in [200, 400, 500] {
@@ -930,6 +939,11 @@ fn escapes_and_bidi_never_reach_the_caller() {
     w.a.set(evil_texts("javascript:alert(1)", now + 600));
     assert!(check(cli(&["wallet"]), "verify"));
     assert!(check(cli(&["-b", "wallet"]), "verify -b"));
+    // A hostile expiration must not crash the CLI either.
+    w.a.set(evil_texts("javascript:alert(1)", i64::MIN));
+    assert!(check(cli(&["wallet"]), "verify, expiration i64::MIN"));
+    w.a.set(evil_texts("javascript:alert(1)", i64::MAX));
+    assert!(check(cli(&["wallet"]), "verify, expiration i64::MAX"));
     w.b.honest();
     w.c.honest();
     // Error texts: A's refusal of a code, and a failure overall.
