@@ -28,7 +28,7 @@ use passcrow::client::{
 };
 use passcrow::pack::RecoveryPack;
 use passcrow::policy::RecoveryPolicy;
-const MAX_TIME: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+use passcrow::proto::untrusted::MAX_TIME;
 use passcrow::server::{self, config::Config};
 use passcrow::testing::{random_key, seal};
 use passcrow::Error;
