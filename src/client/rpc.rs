@@ -58,7 +58,13 @@ impl Client {
                 message: format!("HTTP {}", resp.status),
             });
         }
-        let answer: Resp = proto::parse(&resp.body, &what)?;
+        // serde names an unknown field as the server wrote it: clean it.
+        let answer: Resp = proto::parse(&resp.body, &what).map_err(|e| match e {
+            Error::Protocol(m) => {
+                Error::Protocol(untrusted::clean_text(&m, untrusted::MAX_ERROR_CHARS))
+            }
+            other => other,
+        })?;
         answer.into_clean(&what)
     }
 

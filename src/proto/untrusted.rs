@@ -25,6 +25,15 @@ pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub const MAX_URL_CHARS: usize = 2048;
 /// Longest escrow id accepted.
 pub const MAX_ID_CHARS: usize = 256;
+/// Latest time a server may name (9999-12-31T23:59:59Z); earlier than 0
+/// and later than this are clamped, so `expiration - now` and dates
+/// shown from it cannot overflow.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// A unix time a server gave, clamped to 0..=[`MAX_TIME`].
+pub fn clean_time(t: i64) -> i64 {
+    t.clamp(0, MAX_TIME)
+}
 
 /// A character we never pass on: C0 and C1 controls and DEL, zero-width
 /// and bidi formatting characters (LRM/RLM, embeddings, overrides,
@@ -131,8 +140,9 @@ fn clean_scheme(p: &mut PaymentScheme) {
 }
 
 impl Untrusted for EscrowResponse {
-    fn into_clean(self, what: &str) -> Result<Self> {
+    fn into_clean(mut self, what: &str) -> Result<Self> {
         check_id(&self.escrow_data_id, what)?;
+        self.expiration = clean_time(self.expiration);
         Ok(self)
     }
 }
@@ -140,6 +150,7 @@ impl Untrusted for EscrowResponse {
 impl Untrusted for VerificationResponse {
     fn into_clean(mut self, what: &str) -> Result<Self> {
         check_id(&self.escrow_data_id, what)?;
+        self.expiration = clean_time(self.expiration);
         self.hint = clean_text(&self.hint, MAX_HINT_CHARS);
         self.action_url = self.action_url.as_deref().and_then(clean_url);
         Ok(self)
@@ -214,6 +225,15 @@ mod tests {
         ] {
             assert_eq!(clean_url(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn times_are_clamped() {
+        assert_eq!(clean_time(i64::MIN), 0);
+        assert_eq!(clean_time(-1), 0);
+        assert_eq!(clean_time(1_700_000_000), 1_700_000_000);
+        assert_eq!(clean_time(i64::MAX), MAX_TIME);
+        assert!(clean_time(i64::MAX).checked_sub(i64::MAX).is_some());
     }
 
     #[test]
