@@ -40,7 +40,13 @@ pub(crate) struct BatchRecovered<'a> {
 
 pub(crate) fn print_verification(name: &str, v: &Verification, batch: bool) {
     let now = passcrow::util::clock::unix_now();
-    let timeout = v.hints.iter().map(|h| h.expiration).min().unwrap_or(now) - now;
+    let timeout = v
+        .hints
+        .iter()
+        .map(|h| h.expiration)
+        .min()
+        .unwrap_or(now)
+        .saturating_sub(now);
     if batch {
         let b = BatchVerify {
             name,
