@@ -146,3 +146,4 @@ def make_client(tmp_path, server):
         return PasscrowClient(**kw)
     make.logs = logs
     return make
+
