@@ -146,4 +146,3 @@ def make_client(tmp_path, server):
         return PasscrowClient(**kw)
     make.logs = logs
     return make
-
