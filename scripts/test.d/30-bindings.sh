@@ -4,16 +4,21 @@
 # 1. installs what is missing: a venv (target/bindings-venv) with pinned
 #    maturin and pytest, kotlinc (npm package kotlin-compiler, pinned, in
 #    target/kotlin), JNA (Debian's libjna-java);
-# 2. builds the wheel (maturin, release, bindings = "uniffi": the cdylib
-#    plus the Python module uniffi-bindgen generates in library mode) and
-#    installs it into the venv;
+# 2. builds the wheel (maturin, release, bindings = "uniffi", features
+#    uniffi + python-compat: the cdylib plus the Python module
+#    uniffi-bindgen generates in library mode) and installs it into the
+#    venv; builds the library Kotlin and Swift get (release, feature uniffi
+#    only: UniFFI's library mode exports all a cdylib holds, so the
+#    python-passcrow drop-in's python-compat must not be in it);
 # 3. pytest bindings/python/tests against a real passcrow-server (the
 #    fixtures start it), then examples/python/quickstart.py;
-# 4. regenerates the Kotlin and Swift sources from the installed library
-#    and fails when the checked-in ones (bindings/kotlin, bindings/swift)
-#    differ; UPDATE_BINDINGS=1 rewrites them instead;
+# 4. regenerates the Kotlin and Swift sources from that library and fails
+#    when the checked-in ones (bindings/kotlin, bindings/swift) differ;
+#    UPDATE_BINDINGS=1 rewrites them instead; then fails when they name
+#    any FFI symbol only the wheel's library has (the drop-in's);
 # 5. compiles the Kotlin test and examples/kotlin/Quickstart.kt with kotlinc
-#    against JNA and runs both on the JVM against a passcrow-server;
+#    against JNA and runs both on the JVM, on that library, against a
+#    passcrow-server;
 # 6. the benchmark: recover through the binding against the same call from
 #    Rust (both release, against a release passcrow-server), and the
 #    wheel's installed size. It reports and never fails the step: timings
@@ -90,6 +95,13 @@ if readelf -S --wide "$lib" | grep -q '\.debug_info'; then
     exit 1
 fi
 
+# The library for Kotlin and Swift: without python-compat.
+say "cargo build --release --features uniffi --lib (no python-compat: Kotlin, Swift)"
+cargo build -q --release --features uniffi --lib
+mkdir -p "$work/lib"
+cp "$target/release/libpasscrow.so" "$work/lib/libpasscrow.so"
+mobile_lib=$work/lib/libpasscrow.so
+
 # ------------------------------------------------------------------ python
 say "pytest bindings/python/tests"
 (cd bindings/python && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
@@ -120,9 +132,9 @@ start_server "$work/pyq"
 grep -q "^recovered: correct horse$" "$work/pyq/out"
 
 # ------------------------------------------------- generated Kotlin, Swift
-say "regenerating Kotlin and Swift sources from $lib"
-"$bindgen" generate --no-format --library "$lib" --language kotlin --out-dir "$work/gen/kotlin" >/dev/null
-"$bindgen" generate --no-format --library "$lib" --language swift --out-dir "$work/gen/swift" >/dev/null
+say "regenerating Kotlin and Swift sources from $mobile_lib"
+"$bindgen" generate --no-format --library "$mobile_lib" --language kotlin --out-dir "$work/gen/kotlin" >/dev/null
+"$bindgen" generate --no-format --library "$mobile_lib" --language swift --out-dir "$work/gen/swift" >/dev/null
 stale=0
 check_generated() { # generated checked-in
     if ! cmp -s "$1" "$2"; then
@@ -143,6 +155,32 @@ check_generated "$work/gen/swift/passcrowFFI.h" bindings/swift/Headers/passcrowF
 check_generated "$work/gen/swift/passcrowFFI.modulemap" bindings/swift/Headers/module.modulemap
 [ "$stale" = 0 ]
 
+# The drop-in stays out of Kotlin and Swift: the FFI symbols only the
+# wheel's library exports (python-compat's functions, constructors,
+# methods and their checksums) appear in none of their sources. (A Rust
+# test, ffi::python_compat::tests, checks the same files for the drop-in's
+# names.)
+ffi_syms() { nm -D --defined-only "$1" | awk '{print $3}' | grep '^uniffi_passcrow_' | sort -u; }
+ffi_syms "$lib" >"$work/wheel.syms"
+ffi_syms "$mobile_lib" >"$work/mobile.syms"
+comm -23 "$work/wheel.syms" "$work/mobile.syms" >"$work/compat.syms"
+if [ ! -s "$work/compat.syms" ]; then
+    echo "the wheel's library has no python-compat symbols: is the feature on in bindings/python/pyproject.toml?" >&2
+    exit 1
+fi
+check_no_drop_in() { # files...
+    local leaked
+    leaked=$(grep -i -o -F -f "$work/compat.syms" "$@" | sort -u || true)
+    if [ -n "$leaked" ]; then
+        echo "the python-passcrow drop-in leaked into the Kotlin/Swift sources:" >&2
+        echo "$leaked" >&2
+        return 1
+    fi
+}
+check_no_drop_in bindings/kotlin/src/main/kotlin/uniffi/passcrow/passcrow.kt \
+    bindings/swift/Sources/Passcrow/passcrow.swift bindings/swift/Headers/passcrowFFI.h
+say "Kotlin/Swift sources free of the $(wc -l <"$work/compat.syms") python-compat symbols"
+
 # ------------------------------------------------------------------ kotlin
 say "kotlinc: generated sources + test + quickstart (JNA $jna)"
 jar=$work/passcrow-kotlin.jar
@@ -150,7 +188,7 @@ jar=$work/passcrow-kotlin.jar
     bindings/kotlin/src/main/kotlin/uniffi/passcrow/passcrow.kt \
     bindings/kotlin/src/test/kotlin/PasscrowTest.kt \
     examples/kotlin/Quickstart.kt
-jvm=(java -Djna.library.path="$(dirname "$lib")" -cp "$jar:$jna")
+jvm=(java -Djna.library.path="$(dirname "$mobile_lib")" -cp "$jar:$jna")
 
 mkdir -p "$work/kt"
 start_server "$work/kt"

@@ -4,7 +4,8 @@
 # passcrow-server — once with python-passcrow 0.0.7 (PyPI) installed, once
 # with our wheel. Same test files; only the installed package differs.
 # Tests marked reference_bug must fail on the reference (strict xfail) and
-# pass on ours.
+# pass on ours. Pass 2 sees the reference's appdirs module (only it), to
+# compare our default directories with appdirs'.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,5 +35,13 @@ if ! "$venv/bin/python" -c "import passcrow, sys; sys.exit(not getattr(passcrow,
     "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
         "$target"/wheels/passcrow-*.whl
 fi
+# python-passcrow's appdirs (a dependency of the reference, not of our
+# wheel) on the path of pass 2 only, so that test_shared_dirs_are_appdirs
+# compares our default directories with appdirs' (test_client_needs_no_appdirs
+# still hides it from the import).
+appdirs_dir=$(mktemp -d)
+trap 'rm -rf "$appdirs_dir"' EXIT
+cp "$("$ref_py" -c 'import appdirs; print(appdirs.__file__)')" "$appdirs_dir/"
 say "drop-in suite on libpasscrow's wheel"
-(cd tests/dropin && "$venv/bin/python" -m pytest -q -p no:cacheprovider .)
+(cd tests/dropin && PYTHONPATH="$appdirs_dir${PYTHONPATH:+:$PYTHONPATH}" \
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rs .)

@@ -5,5 +5,6 @@
 pub mod c;
 #[cfg(feature = "uniffi")]
 pub mod uniffi;
-#[cfg(feature = "uniffi")]
-pub mod uniffi_compat;
+// The python-passcrow drop-in's additions, in the Python wheel only.
+#[cfg(feature = "python-compat")]
+pub mod python_compat;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::client::{self, Client, ClientConfig, Ephemeral, ProtectOptions, Recovered};
 use crate::pack::RecoveryPack;
+use crate::policy::{check_ratio, clamp_lifetime, PolicyRequest};
 use crate::Error;
 
 // ---------------------------------------------------------------- errors
@@ -415,6 +416,62 @@ pub struct PolicyDefaults {
     pub timeout_minutes: u32,
 }
 
+/// A random delay between `min_seconds` and `max_seconds` (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct DelayRange {
+    /// The shortest delay, seconds.
+    pub min_seconds: u32,
+    /// The longest delay, seconds (at least `min_seconds`).
+    pub max_seconds: u32,
+}
+
+/// Options of one call (`protect`, `verify`, `recover`, `forget`,
+/// `renew`), given with it and for it only. Leaving the argument out is the
+/// same as `CallOptions()` with every field at its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct CallOptions {
+    /// The anonymity delay: before each request to a server after the
+    /// first, wait a random time in this range, so a server cannot link
+    /// the requests of one operation by their timing (python-passcrow
+    /// waits 0..600 s). `None` (the default): no delay. Requests to
+    /// different servers still go out concurrently.
+    #[uniffi(default = None)]
+    pub anonymity_delay: Option<DelayRange>,
+}
+
+impl CallOptions {
+    /// The core's options for one call of `c`: the client's pacing with
+    /// this delay (BadInput when the range is upside down).
+    pub(crate) fn to_core(self, c: &Client) -> Res<client::CallOptions> {
+        let delay = match self.anonymity_delay {
+            None => None,
+            Some(r) if r.min_seconds > r.max_seconds => {
+                return Err(PasscrowError::BadInput {
+                    detail: format!(
+                        "bad input: delay {}..{} s: the minimum exceeds the maximum",
+                        r.min_seconds, r.max_seconds
+                    ),
+                })
+            }
+            Some(r) => Some((
+                Duration::from_secs(r.min_seconds.into()),
+                Duration::from_secs(r.max_seconds.into()),
+            )),
+        };
+        Ok(client::CallOptions {
+            pacing: Some(client::Pacing {
+                delay,
+                ..c.pacing()
+            }),
+        })
+    }
+}
+
+/// The core's options for a call made with `options` (none: the defaults).
+fn call_options(c: &Client, options: Option<CallOptions>) -> Res<client::CallOptions> {
+    options.unwrap_or_default().to_core(c)
+}
+
 // ------------------------------------------------------------------ pack
 
 /// A recovery pack, loaded (or the stand-in for `SERVER:USER_KEY`).
@@ -422,12 +479,6 @@ pub struct PolicyDefaults {
 #[derive(uniffi::Object)]
 pub struct Pack {
     inner: RecoveryPack,
-}
-
-impl Pack {
-    pub(crate) fn core(&self) -> &RecoveryPack {
-        &self.inner
-    }
 }
 
 #[uniffi::export]
@@ -504,49 +555,48 @@ impl std::fmt::Debug for RecoveryResult {
 #[derive(uniffi::Object)]
 pub struct PasscrowClient {
     inner: Client,
-    /// Set by the python-passcrow drop-in's constructor (`compat`).
-    compat: Option<super::uniffi_compat::CompatPacing>,
 }
 
+/// A core client over `transport` (none: the built-in HTTPS stack),
+/// logging to `log`: what every constructor here and in the drop-in's
+/// module does.
+pub(crate) fn core_client(
+    cfg: ClientConfig,
+    transport: Option<Arc<dyn HttpTransport>>,
+    log: Option<Arc<dyn LogSink>>,
+) -> crate::Result<Client> {
+    let mut inner = match transport {
+        Some(t) => Client::with_transport(cfg, Arc::new(ForeignTransport(t)))?,
+        None => Client::new(cfg)?,
+    };
+    if let Some(l) = log {
+        inner.set_log(Arc::new(move |m: &str| l.log(m.to_string())));
+    }
+    Ok(inner)
+}
+
+// Used by the drop-in's module (feature `python-compat`) only.
+#[cfg_attr(not(feature = "python-compat"), allow(dead_code))]
 impl PasscrowClient {
-    pub(crate) fn from_core(
-        inner: Client,
-        compat: Option<super::uniffi_compat::CompatPacing>,
-    ) -> Self {
-        PasscrowClient { inner, compat }
+    /// The binding over a core client (the drop-in's `CompatClient` wraps
+    /// one).
+    pub(crate) fn from_core(inner: Client) -> Self {
+        PasscrowClient { inner }
     }
 
     pub(crate) fn core(&self) -> &Client {
         &self.inner
     }
-
-    pub(crate) fn compat_pacing(&self) -> Option<&super::uniffi_compat::CompatPacing> {
-        self.compat.as_ref()
-    }
-
-    pub(crate) fn client_with_foreign_transport(
-        cfg: ClientConfig,
-        t: Arc<dyn HttpTransport>,
-    ) -> crate::Result<Client> {
-        Client::with_transport(cfg, Arc::new(ForeignTransport(t)))
-    }
 }
 
-fn ratio(n: Option<u32>, m: Option<u32>, count: usize) -> Res<Option<(u32, u32)>> {
-    match (n, m) {
-        (None, None) => Ok(None),
-        (Some(n), m) => {
-            let m = m.unwrap_or(sat_u32(count).max(n));
-            if n == 0 || m == 0 || n > m {
-                return Err(PasscrowError::BadInput {
-                    detail: format!("bad input: ratio {n}/{m}: need 1 <= N <= M"),
-                });
-            }
-            Ok(Some((n, m)))
-        }
-        (None, Some(_)) => Err(PasscrowError::BadInput {
-            detail: "bad input: m given without n".into(),
-        }),
+/// The request for `identities` and an n/m given or not: the core fills
+/// the gaps from the defaults and checks the ratio.
+fn policy_request(identities: Vec<String>, n: Option<u32>, m: Option<u32>) -> PolicyRequest {
+    PolicyRequest {
+        identities,
+        n,
+        m,
+        ..Default::default()
     }
 }
 
@@ -590,16 +640,8 @@ impl PasscrowClient {
         cfg.hashcash_threads = hashcash_threads as usize;
         cfg.pacing.backoff = Duration::from_millis(retry_backoff_ms.into());
         cfg.pacing.max_backoff = Duration::from_millis(max_backoff_ms.into());
-        let mut inner = match transport {
-            Some(t) => Client::with_transport(cfg, Arc::new(ForeignTransport(t)))?,
-            None => Client::new(cfg)?,
-        };
-        if let Some(l) = log {
-            inner.set_log(Arc::new(move |m: &str| l.log(m.to_string())));
-        }
         Ok(Arc::new(PasscrowClient {
-            inner,
-            compat: None,
+            inner: core_client(cfg, transport, log)?,
         }))
     }
 
@@ -621,15 +663,18 @@ impl PasscrowClient {
     /// Protect `secret` under `name`: split a fresh key n-of-m over
     /// `identities` (`alice@example.org via server`; empty: the defaults),
     /// escrow the shares and write the pack. `n`/`m` default to the
-    /// defaults' ratio (scaled to the identities). Blocks: one round trip
-    /// per server plus hashcash.
+    /// defaults' ratio (scaled to the identities); `n` alone means n of
+    /// all the identities. `options`: this call's [`CallOptions`] (none:
+    /// no anonymity delay). Blocks: one round trip per server plus
+    /// hashcash.
     #[uniffi::method(default(
         n = None,
         m = None,
         ephemeral = None,
         replace = false,
         pack_description = None,
-        verify_description = None
+        verify_description = None,
+        options = None
     ))]
     #[allow(clippy::too_many_arguments)]
     pub fn protect(
@@ -643,11 +688,11 @@ impl PasscrowClient {
         replace: bool,
         pack_description: Option<String>,
         verify_description: Option<String>,
+        options: Option<CallOptions>,
     ) -> Res<ProtectResult> {
         let secret = crate::crypto::SecretBytes::new(secret);
-        let policy = self
-            .inner
-            .make_policy(&identities, ratio(n, m, identities.len())?)?;
+        let call = call_options(&self.inner, options)?;
+        let policy = self.inner.policy(&policy_request(identities, n, m))?;
         let mut opts = ProtectOptions {
             ephemeral: ephemeral.unwrap_or(EphemeralMode::No).into(),
             replace,
@@ -661,7 +706,7 @@ impl PasscrowClient {
         }
         let p = self
             .inner
-            .protect(&name, secret.expose_secret(), &policy, &opts)?;
+            .protect_with(&name, secret.expose_secret(), &policy, &opts, &call)?;
         Ok(protect_result(p))
     }
 
@@ -673,23 +718,42 @@ impl PasscrowClient {
         }))
     }
 
-    /// Ask every escrow's server to send its verification code. Blocks.
-    pub fn verify(&self, pack: Arc<Pack>) -> Res<Verification> {
-        Ok(verification(self.inner.verify(&pack.inner)?))
+    /// Ask every escrow's server to send its verification code, with
+    /// this call's `options` (none: no anonymity delay). Blocks.
+    #[uniffi::method(default(options = None))]
+    pub fn verify(&self, pack: Arc<Pack>, options: Option<CallOptions>) -> Res<Verification> {
+        let call = call_options(&self.inner, options)?;
+        Ok(verification(self.inner.verify_with(&pack.inner, &call)?))
     }
 
     /// Recover with the codes the user received (any order; blanks,
-    /// dashes and case are forgiven). A refused code raises
-    /// `WrongCode` with the attempts left. Blocks.
-    pub fn recover(&self, pack: Arc<Pack>, codes: Vec<String>) -> Res<RecoveryResult> {
-        Ok(recovery_result(self.inner.recover(&pack.inner, &codes)?))
+    /// dashes and case are forgiven), with this call's `options` (none: no
+    /// anonymity delay). A refused code raises `WrongCode` with the
+    /// attempts left. Blocks.
+    #[uniffi::method(default(options = None))]
+    pub fn recover(
+        &self,
+        pack: Arc<Pack>,
+        codes: Vec<String>,
+        options: Option<CallOptions>,
+    ) -> Res<RecoveryResult> {
+        let call = call_options(&self.inner, options)?;
+        Ok(recovery_result(self.inner.recover_with(
+            &pack.inner,
+            &codes,
+            &call,
+        )?))
     }
 
     /// Delete the pack `name`: its escrows on the servers (unless
-    /// `local_only`), then the file. Returns the escrows deleted. Blocks.
-    #[uniffi::method(default(local_only = false))]
-    pub fn forget(&self, name: String, local_only: bool) -> Res<u32> {
-        Ok(sat_u32(self.inner.forget(&name, local_only)?.deleted))
+    /// `local_only`), then the file, with this call's `options` (none: no
+    /// anonymity delay). Returns the escrows deleted. Blocks.
+    #[uniffi::method(default(local_only = false, options = None))]
+    pub fn forget(&self, name: String, local_only: bool, options: Option<CallOptions>) -> Res<u32> {
+        let call = call_options(&self.inner, options)?;
+        Ok(sat_u32(
+            self.inner.forget_with(&name, local_only, &call)?.deleted,
+        ))
     }
 
     /// Every pack, sorted by file name (unreadable ones carry `error`).
@@ -715,8 +779,9 @@ impl PasscrowClient {
 
     /// Renew `name`: escrow `secret` afresh (over `identities`, or the
     /// defaults when empty and no ratio is given), replace the pack, then
-    /// delete the old escrows. Blocks.
-    #[uniffi::method(default(identities = [], n = None, m = None))]
+    /// delete the old escrows, with this call's `options` (none: no
+    /// anonymity delay). Blocks.
+    #[uniffi::method(default(identities = [], n = None, m = None, options = None))]
     pub fn renew(
         &self,
         name: String,
@@ -724,17 +789,18 @@ impl PasscrowClient {
         identities: Vec<String>,
         n: Option<u32>,
         m: Option<u32>,
+        options: Option<CallOptions>,
     ) -> Res<ProtectResult> {
         let secret = crate::crypto::SecretBytes::new(secret);
-        let r = ratio(n, m, identities.len())?;
-        let policy = if identities.is_empty() && r.is_none() {
+        let call = call_options(&self.inner, options)?;
+        let policy = if identities.is_empty() && n.is_none() && m.is_none() {
             None
         } else {
-            Some(self.inner.make_policy(&identities, r)?)
+            Some(self.inner.policy(&policy_request(identities, n, m))?)
         };
         let p = self
             .inner
-            .renew(&name, secret.expose_secret(), policy.as_ref())?;
+            .renew_with(&name, secret.expose_secret(), policy.as_ref(), &call)?;
         Ok(protect_result(p))
     }
 
@@ -763,10 +829,11 @@ pub(crate) fn defaults_from_core(d: &crate::policy::Defaults) -> PolicyDefaults 
     }
 }
 
-/// The record back to the core's defaults, every text parsed and checked.
+/// The record back to the core's defaults, every text parsed and checked
+/// (the ratio by [`check_ratio`], lifetimes by [`clamp_lifetime`]).
 pub(crate) fn defaults_to_core(d: &PolicyDefaults) -> Res<crate::policy::Defaults> {
-    use crate::policy::{parse_ratio, Defaults, IdentityPolicy, ServerChoice};
-    let (n, m) = parse_ratio(&format!("{}/{}", d.n, d.m), None)?;
+    use crate::policy::{Defaults, IdentityPolicy, ServerChoice};
+    let (n, m) = check_ratio(d.n, d.m)?;
     Ok(Defaults {
         n,
         m,
@@ -780,8 +847,8 @@ pub(crate) fn defaults_to_core(d: &PolicyDefaults) -> Res<crate::policy::Default
             .iter()
             .map(|t| ServerChoice::parse(t))
             .collect::<crate::Result<_>>()?,
-        expiration_days: d.expiration_days.max(1),
-        timeout_minutes: d.timeout_minutes.max(1),
+        expiration_days: clamp_lifetime(d.expiration_days),
+        timeout_minutes: clamp_lifetime(d.timeout_minutes),
     })
 }
 
@@ -850,6 +917,19 @@ pub fn library_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// Normalise an identity (`a@b.org` → `email:a@b.org`, `+354...` →
+/// `tel:+354...`).
+#[uniffi::export]
+pub fn normalize_identity(text: String) -> Res<String> {
+    Ok(crate::proto::Identity::parse(&text)?.as_str().to_string())
+}
+
+/// How a kind reads in a sentence (`email` → `e-mail to`).
+#[uniffi::export]
+pub fn explain_kind(kind: String) -> String {
+    crate::proto::explain_kind(&kind).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,14 +978,56 @@ mod tests {
     }
 
     #[test]
-    fn ratios() {
-        assert_eq!(ratio(None, None, 3).unwrap(), None);
-        assert_eq!(ratio(Some(2), Some(3), 3).unwrap(), Some((2, 3)));
-        assert_eq!(ratio(Some(2), None, 3).unwrap(), Some((2, 3)));
-        assert_eq!(ratio(Some(2), None, 0).unwrap(), Some((2, 2)));
-        assert!(ratio(Some(4), Some(3), 3).is_err());
-        assert!(ratio(Some(0), Some(3), 3).is_err());
-        assert!(ratio(None, Some(3), 3).is_err());
+    fn defaults_records_are_checked_by_the_core() {
+        let mut d = defaults_from_core(&crate::policy::Defaults::default());
+        d.expiration_days = 0;
+        d.timeout_minutes = 0;
+        let core = defaults_to_core(&d).unwrap();
+        assert_eq!((core.expiration_days, core.timeout_minutes), (1, 1));
+        for (n, m) in [(0, 3), (4, 3), (1, 0)] {
+            d.n = n;
+            d.m = m;
+            assert!(matches!(
+                defaults_to_core(&d),
+                Err(PasscrowError::BadInput { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn call_options_set_only_the_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Client::new(ClientConfig::new(dir.path(), dir.path())).unwrap();
+        let base = c.pacing();
+        let none = call_options(&c, None).unwrap().pacing.unwrap();
+        assert_eq!(none.delay, None);
+        assert_eq!(none.backoff, base.backoff);
+        let range = DelayRange {
+            min_seconds: 1,
+            max_seconds: 2,
+        };
+        let some = CallOptions {
+            anonymity_delay: Some(range),
+        }
+        .to_core(&c)
+        .unwrap()
+        .pacing
+        .unwrap();
+        assert_eq!(
+            some.delay,
+            Some((Duration::from_secs(1), Duration::from_secs(2)))
+        );
+        assert_eq!(some.max_backoff, base.max_backoff);
+        let upside_down = CallOptions {
+            anonymity_delay: Some(DelayRange {
+                min_seconds: 3,
+                max_seconds: 2,
+            }),
+        };
+        assert!(matches!(
+            upside_down.to_core(&c),
+            Err(PasscrowError::BadInput { .. })
+        ));
     }
 
     #[test]

@@ -222,3 +222,69 @@ def test_sleep_and_logging_funcs(make_client, server, ids):
     assert delays, slept
     assert make_client.logs, 'logging_func received nothing'
     assert not any('x' == line for line in make_client.logs)
+
+
+def test_ephemeral_needs_two_identities(make_client, server, ids):
+    client = make_client()
+    policy = PasscrowRecoveryPolicy(idps=ids[:1], n=1, m=1,
+                                    defaults=client.default_policy)
+    with pytest.raises(ValueError):
+        client.protect('eph1', b'x', policy, quick=True, ephemeral=True)
+
+
+def test_identity_without_server(make_client, ids):
+    # No defaults to choose a server from.
+    client = make_client()
+    policy = PasscrowRecoveryPolicy(idps=ids[:2], n=1, m=2)
+    assert all(not i.server for i in policy.idps)
+    with pytest.raises(ValueError):
+        client.protect('noserver', b'x', policy, quick=True)
+    assert list(client) == []
+
+
+def test_module_defaults():
+    import passcrow.client as pc
+    assert (pc.DEFAULT_N, pc.DEFAULT_M) == (3, 4)
+    assert (pc.DEFAULT_EXP_DAYS, pc.DEFAULT_TMO_MINS) == (365, 30)
+    assert (pc.DEFAULT_SLEEP_MIN, pc.DEFAULT_SLEEP_MAX) == (0, 600)
+    assert pc.DEFAULT_PACK_DESC == 'Created using python Passcrow'
+    assert pc.DEFAULT_VERIFY_DESC == 'Passcrow Data'
+
+
+def test_shared_dirs_are_appdirs():
+    appdirs = pytest.importorskip('appdirs')
+    import passcrow.client as pc
+    assert pc.SHARED_CONFIG_DIR == appdirs.user_config_dir(
+        'passcrow', roaming=False)
+    assert pc.SHARED_DATA_DIR == appdirs.user_data_dir(
+        'passcrow', roaming=False)
+
+
+def test_environment_overrides_directories(make_client, tmp_path, monkeypatch):
+    home, data = str(tmp_path / 'home'), str(tmp_path / 'data')
+    monkeypatch.setenv('PASSCROW_HOME', home)
+    monkeypatch.setenv('PASSCROW_DATA', data)
+    monkeypatch.delenv('PASSCROW_CONFIG', raising=False)
+    client = make_client(env_override=True)
+    assert (client.config_dir, client.data_dir) == (home, data)
+    assert os.path.exists(os.path.join(home, 'policy.rc'))
+    given = str(tmp_path / 'passcrow')
+    client = make_client(env_override=False)
+    assert (client.config_dir, client.data_dir) == (given, given)
+
+
+def test_client_needs_no_appdirs():
+    """Ours only: passcrow.client imports without appdirs (python-passcrow
+    needs it), and finds the same directories."""
+    import subprocess
+    import sys
+    from conftest import IS_LIBPASSCROW
+    if not IS_LIBPASSCROW:
+        pytest.skip('python-passcrow imports appdirs')
+    code = ("import sys; sys.modules['appdirs'] = None\n"
+            "import passcrow.client as pc\n"
+            "print(pc.SHARED_CONFIG_DIR); print(pc.SHARED_DATA_DIR)")
+    out = subprocess.run([sys.executable, '-c', code], check=True,
+                         capture_output=True, text=True).stdout.split('\n')
+    import passcrow.client as pc
+    assert out[:2] == [pc.SHARED_CONFIG_DIR, pc.SHARED_DATA_DIR]

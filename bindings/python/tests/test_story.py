@@ -89,6 +89,9 @@ def test_bad_input(server, client):
     pack = client.pack("dup")
     with pytest.raises(passcrow.PasscrowError.BadInput):
         client.recover(pack, ["1234567"])  # too few codes
+    upside_down = passcrow.DelayRange(min_seconds=2, max_seconds=1)
+    with pytest.raises(passcrow.PasscrowError.BadInput):
+        client.verify(pack, passcrow.CallOptions(anonymity_delay=upside_down))
     assert client.forget("dup", local_only=False) == 3
 
 
@@ -240,3 +243,25 @@ def test_calls_run_in_threads(server, tmp_path):
         t.join()
     assert errors == []
     assert sorted(p.name for p in c.list()) == ["p0", "p1", "p2"]
+
+
+def test_call_options_anonymity_delay(server, client):
+    """Per-call options: an anonymity delay between the requests to one
+    server, for this call only; without options there is none."""
+    import time
+
+    ids = server.identities("lou", "max", "ned")
+    client.protect("paced", SECRET, ids, n=2, m=3, options=passcrow.CallOptions())
+    pack = client.pack("paced")
+    one_second = passcrow.CallOptions(
+        anonymity_delay=passcrow.DelayRange(min_seconds=1, max_seconds=1))
+    assert passcrow.CallOptions().anonymity_delay is None
+    start = time.monotonic()
+    v = client.verify(pack, options=one_second)
+    # Three requests to the same server: two delays between them.
+    assert time.monotonic() - start >= 2.0
+    assert len(v.hints) == 3
+    got = client.recover(pack, [server.code_for("lou"), server.code_for("ned")],
+                         options=passcrow.CallOptions(anonymity_delay=None))
+    assert got.secret == SECRET
+    assert client.forget("paced", options=passcrow.CallOptions()) == 3

@@ -257,13 +257,6 @@ typedef void (*UniffiCallbackInterfaceLogSinkMethod0)(uint64_t, RustBuffer, void
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_SLEEPER_METHOD0
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_SLEEPER_METHOD0
-typedef void (*UniffiCallbackInterfaceSleeperMethod0)(uint64_t, double, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_HTTP_TRANSPORT
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_HTTP_TRANSPORT
 typedef struct UniffiVTableCallbackInterfaceHttpTransport {
@@ -280,15 +273,6 @@ typedef struct UniffiVTableCallbackInterfaceLogSink {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceLogSinkMethod0 _Nonnull log;
 } UniffiVTableCallbackInterfaceLogSink;
-
-#endif
-#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SLEEPER
-#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SLEEPER
-typedef struct UniffiVTableCallbackInterfaceSleeper {
-    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
-    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
-    UniffiCallbackInterfaceSleeperMethod0 _Nonnull sleep;
-} UniffiVTableCallbackInterfaceSleeper;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
@@ -391,11 +375,6 @@ void uniffi_passcrow_fn_free_passcrowclient(uint64_t handle, RustCallStatus *_No
 uint64_t uniffi_passcrow_fn_constructor_passcrowclient_new(RustBuffer config_dir, RustBuffer data_dir, RustBuffer transport, RustBuffer log, int8_t create_dirs, RustBuffer language, uint32_t hashcash_threads, uint32_t retry_backoff_ms, uint32_t max_backoff_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CONSTRUCTOR_PASSCROWCLIENT_COMPAT
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CONSTRUCTOR_PASSCROWCLIENT_COMPAT
-uint64_t uniffi_passcrow_fn_constructor_passcrowclient_compat(RustBuffer config_dir, RustBuffer data_dir, RustBuffer transport, RustBuffer log, RustBuffer sleeper, uint32_t sleep_min, uint32_t sleep_max, RustBuffer language, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_CANCEL
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_CANCEL
 void uniffi_passcrow_fn_method_passcrowclient_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -413,7 +392,7 @@ RustBuffer uniffi_passcrow_fn_method_passcrowclient_expiring(uint64_t ptr, uint6
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_FORGET
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_FORGET
-uint32_t uniffi_passcrow_fn_method_passcrowclient_forget(uint64_t ptr, RustBuffer name, int8_t local_only, RustCallStatus *_Nonnull out_status
+uint32_t uniffi_passcrow_fn_method_passcrowclient_forget(uint64_t ptr, RustBuffer name, int8_t local_only, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_LIST
@@ -428,17 +407,17 @@ uint64_t uniffi_passcrow_fn_method_passcrowclient_pack(uint64_t ptr, RustBuffer 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_PROTECT
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_PROTECT
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_protect(uint64_t ptr, RustBuffer name, RustBuffer secret, RustBuffer identities, RustBuffer n, RustBuffer m, RustBuffer ephemeral, int8_t replace, RustBuffer pack_description, RustBuffer verify_description, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_passcrow_fn_method_passcrowclient_protect(uint64_t ptr, RustBuffer name, RustBuffer secret, RustBuffer identities, RustBuffer n, RustBuffer m, RustBuffer ephemeral, int8_t replace, RustBuffer pack_description, RustBuffer verify_description, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RECOVER
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RECOVER
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_recover(uint64_t ptr, uint64_t pack, RustBuffer codes, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_passcrow_fn_method_passcrowclient_recover(uint64_t ptr, uint64_t pack, RustBuffer codes, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RENEW
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RENEW
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_renew(uint64_t ptr, RustBuffer name, RustBuffer secret, RustBuffer identities, RustBuffer n, RustBuffer m, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_passcrow_fn_method_passcrowclient_renew(uint64_t ptr, RustBuffer name, RustBuffer secret, RustBuffer identities, RustBuffer n, RustBuffer m, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RESET_CANCEL
@@ -453,52 +432,12 @@ void uniffi_passcrow_fn_method_passcrowclient_set_defaults(uint64_t ptr, RustBuf
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_VERIFY
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_verify(uint64_t ptr, uint64_t pack, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_passcrow_fn_method_passcrowclient_verify(uint64_t ptr, uint64_t pack, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_FORGET_QUICK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_FORGET_QUICK
-uint32_t uniffi_passcrow_fn_method_passcrowclient_forget_quick(uint64_t ptr, RustBuffer name, int8_t local_only, int8_t quick, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_LOAD_DEFAULTS
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_LOAD_DEFAULTS
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_load_defaults(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_PROTECT_POLICY
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_PROTECT_POLICY
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_protect_policy(uint64_t ptr, RustBuffer name, RustBuffer secret, RustBuffer identities, uint32_t n, uint32_t m, uint32_t expiration_days, uint32_t timeout_minutes, RustBuffer ephemeral, int8_t quick, RustBuffer pack_description, RustBuffer verify_description, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RECOVER_QUICK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RECOVER_QUICK
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_recover_quick(uint64_t ptr, uint64_t pack, RustBuffer codes, int8_t quick, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_VERIFY_QUICK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_VERIFY_QUICK
-RustBuffer uniffi_passcrow_fn_method_passcrowclient_verify_quick(uint64_t ptr, uint64_t pack, int8_t quick, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_SLEEPER
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_SLEEPER
-uint64_t uniffi_passcrow_fn_clone_sleeper(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_SLEEPER
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_SLEEPER
-void uniffi_passcrow_fn_free_sleeper(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_SLEEPER
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_SLEEPER
-void uniffi_passcrow_fn_init_callback_vtable_sleeper(const UniffiVTableCallbackInterfaceSleeper* _Nonnull vtable
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_SLEEPER_SLEEP
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_SLEEPER_SLEEP
-void uniffi_passcrow_fn_method_sleeper_sleep(uint64_t ptr, double seconds, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_EXPLAIN_KIND
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_EXPLAIN_KIND
+RustBuffer uniffi_passcrow_fn_func_explain_kind(RustBuffer kind, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_LIBRARY_VERSION
@@ -512,34 +451,9 @@ RustBuffer uniffi_passcrow_fn_func_library_version(RustCallStatus *_Nonnull out_
 RustBuffer uniffi_passcrow_fn_func_normalize_code(RustBuffer code, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_ABSOLUTE_RATIO
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_ABSOLUTE_RATIO
-RustBuffer uniffi_passcrow_fn_func_absolute_ratio(uint32_t n, uint32_t m, uint32_t available, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_DEFAULT_DIRECTORY
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_DEFAULT_DIRECTORY
-RustBuffer uniffi_passcrow_fn_func_default_directory(RustBuffer kind, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_EXPLAIN_KIND
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_EXPLAIN_KIND
-RustBuffer uniffi_passcrow_fn_func_explain_kind(RustBuffer kind, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_NORMALIZE_IDENTITY
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_NORMALIZE_IDENTITY
 RustBuffer uniffi_passcrow_fn_func_normalize_identity(RustBuffer text, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_PARSE_IDENTITY_POLICY
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_PARSE_IDENTITY_POLICY
-RustBuffer uniffi_passcrow_fn_func_parse_identity_policy(RustBuffer text, RustBuffer defaults, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_PARSE_SERVER_CHOICE
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_PARSE_SERVER_CHOICE
-RustBuffer uniffi_passcrow_fn_func_parse_server_choice(RustBuffer text, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_PASSCROW_RUSTBUFFER_ALLOC
@@ -802,6 +716,12 @@ void ffi_passcrow_rust_future_free_void(uint64_t handle
 void ffi_passcrow_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_EXPLAIN_KIND
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_EXPLAIN_KIND
+uint16_t uniffi_passcrow_checksum_func_explain_kind(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_LIBRARY_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_LIBRARY_VERSION
 uint16_t uniffi_passcrow_checksum_func_library_version(void
@@ -814,39 +734,9 @@ uint16_t uniffi_passcrow_checksum_func_normalize_code(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_ABSOLUTE_RATIO
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_ABSOLUTE_RATIO
-uint16_t uniffi_passcrow_checksum_func_absolute_ratio(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_DEFAULT_DIRECTORY
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_DEFAULT_DIRECTORY
-uint16_t uniffi_passcrow_checksum_func_default_directory(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_EXPLAIN_KIND
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_EXPLAIN_KIND
-uint16_t uniffi_passcrow_checksum_func_explain_kind(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_NORMALIZE_IDENTITY
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_NORMALIZE_IDENTITY
 uint16_t uniffi_passcrow_checksum_func_normalize_identity(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_PARSE_IDENTITY_POLICY
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_PARSE_IDENTITY_POLICY
-uint16_t uniffi_passcrow_checksum_func_parse_identity_policy(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_PARSE_SERVER_CHOICE
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_FUNC_PARSE_SERVER_CHOICE
-uint16_t uniffi_passcrow_checksum_func_parse_server_choice(void
     
 );
 #endif
@@ -976,51 +866,9 @@ uint16_t uniffi_passcrow_checksum_method_passcrowclient_verify(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_FORGET_QUICK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_FORGET_QUICK
-uint16_t uniffi_passcrow_checksum_method_passcrowclient_forget_quick(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_LOAD_DEFAULTS
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_LOAD_DEFAULTS
-uint16_t uniffi_passcrow_checksum_method_passcrowclient_load_defaults(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_PROTECT_POLICY
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_PROTECT_POLICY
-uint16_t uniffi_passcrow_checksum_method_passcrowclient_protect_policy(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_RECOVER_QUICK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_RECOVER_QUICK
-uint16_t uniffi_passcrow_checksum_method_passcrowclient_recover_quick(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_VERIFY_QUICK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_VERIFY_QUICK
-uint16_t uniffi_passcrow_checksum_method_passcrowclient_verify_quick(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_SLEEPER_SLEEP
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_SLEEPER_SLEEP
-uint16_t uniffi_passcrow_checksum_method_sleeper_sleep(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_CONSTRUCTOR_PASSCROWCLIENT_NEW
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_CONSTRUCTOR_PASSCROWCLIENT_NEW
 uint16_t uniffi_passcrow_checksum_constructor_passcrowclient_new(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_CONSTRUCTOR_PASSCROWCLIENT_COMPAT
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_CONSTRUCTOR_PASSCROWCLIENT_COMPAT
-uint16_t uniffi_passcrow_checksum_constructor_passcrowclient_compat(void
     
 );
 #endif

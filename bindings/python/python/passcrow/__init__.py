@@ -33,6 +33,8 @@ import typing as _typing
 
 from ._uniffi import passcrow as _gen
 from ._uniffi.passcrow import (  # noqa: F401  (re-exports)
+    CallOptions,
+    DelayRange,
     EphemeralDetails,
     EphemeralMode,
     FailureInfo,
@@ -48,11 +50,15 @@ from ._uniffi.passcrow import (  # noqa: F401  (re-exports)
     RecoveryResult,
     Verification,
     VerificationHint,
+    explain_kind,
     library_version,
     normalize_code,
+    normalize_identity,
 )
 
 __all__ = [
+    "CallOptions",
+    "DelayRange",
     "EphemeralDetails",
     "EphemeralMode",
     "FailureInfo",
@@ -69,8 +75,10 @@ __all__ = [
     "RecoveryResult",
     "Verification",
     "VerificationHint",
+    "explain_kind",
     "library_version",
     "normalize_code",
+    "normalize_identity",
 ]
 
 __version__ = library_version()
@@ -120,6 +128,8 @@ RecoveryResult.SECRET.__str__ = _secret_str  # type: ignore[method-assign]
 RecoveryResult.SECRET.__repr__ = _secret_str  # type: ignore[method-assign]
 
 for _cls in (
+    CallOptions,
+    DelayRange,
     EphemeralDetails,
     FailureInfo,
     PackSummary,

@@ -6,7 +6,10 @@ run unchanged on libpasscrow: ``PasscrowClient``, ``PasscrowRecoveryPolicy``,
 arguments and return the same kinds of values. This layer only adapts
 calling conventions; policies are parsed, packs made, shares split, escrows
 paid for and every request sent by libpasscrow (Rust) through the UniFFI
-bindings in :mod:`passcrow`.
+bindings in :mod:`passcrow` (``CompatClient`` and the functions of the
+wheel-only ``python-compat`` feature). The module constants, the default
+directories and the ``PASSCROW_HOME``/``PASSCROW_CONFIG``/``PASSCROW_DATA``
+overrides come from Rust too; ``appdirs`` is not needed.
 
 Differences from python-passcrow, where its behaviour is a bug (see the
 README's "Migrating from python-passcrow"):
@@ -35,27 +38,23 @@ __all__ = [
 ]
 
 
-def _default_dir(kind):
-    try:
-        import appdirs
-        if kind == 'config':
-            return appdirs.user_config_dir('passcrow', roaming=False)
-        return appdirs.user_data_dir('passcrow', roaming=False)
-    except ImportError:
-        return _gen.default_directory(kind)
+# appdirs' user_config_dir('passcrow', roaming=False) and user_data_dir,
+# as python-passcrow finds them (libpasscrow computes the same paths).
+_DIRS = _gen.default_dirs()
+SHARED_CONFIG_DIR = _DIRS.config_dir
+SHARED_DATA_DIR = _DIRS.data_dir
 
-
-SHARED_CONFIG_DIR = _default_dir('config')
-SHARED_DATA_DIR = _default_dir('data')
-
-DEFAULT_N = 3
-DEFAULT_M = 4
-DEFAULT_SLEEP_MIN = 0
-DEFAULT_SLEEP_MAX = 600
-DEFAULT_PACK_DESC = 'Created using libpasscrow'
-DEFAULT_VERIFY_DESC = 'Passcrow Data'
-DEFAULT_EXP_DAYS = 365
-DEFAULT_TMO_MINS = 30
+# python-passcrow's values, from libpasscrow.
+_DEFAULTS = _gen.compat_defaults()
+DEFAULT_N = _DEFAULTS.n
+DEFAULT_M = _DEFAULTS.m
+DEFAULT_SLEEP_MIN = _DEFAULTS.sleep_min
+DEFAULT_SLEEP_MAX = _DEFAULTS.sleep_max
+DEFAULT_PACK_DESC = _DEFAULTS.pack_description
+DEFAULT_VERIFY_DESC = _DEFAULTS.verify_description
+DEFAULT_EXP_DAYS = _DEFAULTS.expiration_days
+DEFAULT_TMO_MINS = _DEFAULTS.timeout_minutes
+del _DIRS, _DEFAULTS
 
 EPHEMERAL_ONLY = 1
 EPHEMERAL_BOTH = 2
@@ -126,26 +125,18 @@ class PasscrowIdentityPolicy(object):
         self.id = Identity(parsed.id)
         self.notify = Identity(parsed.notify) if parsed.notify else None
         self.server = parsed.server
-        if defaults is not None and parsed.defaults is not None:
-            _apply_rotation(defaults, parsed.defaults)
+        if defaults is not None:
+            # libpasscrow rotated the defaults as python-passcrow does and
+            # says how: rearrange the app's own objects (the same lists).
+            _rearrange(defaults.idps, parsed.identity_order)
+            _rearrange(defaults.servers, parsed.server_order)
         return self
 
 
-def _reorder(objs, texts):
-    """Put OBJS in the order of TEXTS (their str() forms)."""
-    pool = list(objs)
-    out = []
-    for t in texts:
-        for i, o in enumerate(pool):
-            if str(o) == t:
-                out.append(pool.pop(i))
-                break
-    return out + pool
-
-
-def _apply_rotation(defaults, record):
-    defaults.idps[:] = _reorder(defaults.idps, record.identities)
-    defaults.servers[:] = _reorder(defaults.servers, record.servers)
+def _rearrange(objs, order):
+    """Put OBJS (in place) in ORDER, a list of their indices."""
+    if len(order) == len(objs):
+        objs[:] = [objs[i] for i in order]
 
 
 def _defaults_record(policy):
@@ -221,6 +212,12 @@ def _policy_from_record(d):
     return p
 
 
+def _path_or(given, resolved):
+    """GIVEN (the app's object, str or path-like) unless the environment
+    replaced it with RESOLVED."""
+    return given if os.fsdecode(given) == resolved else resolved
+
+
 def _default_urlopen(url, data=None, headers={}):
     return urllib.request.urlopen(
         urllib.request.Request(url, data=data, headers=headers))
@@ -256,7 +253,7 @@ class _Log(_gen.LogSink):
             pass
 
 
-class _Sleep(_gen.Sleeper):
+class _Sleep(_gen.CompatSleeper):
     def __init__(self, func):
         self._func = func
 
@@ -299,10 +296,10 @@ class PasscrowClient(object):
             default_policy=True)
 
         if env_override:
-            self.config_dir = os.getenv('PASSCROW_HOME', self.config_dir)
-            self.data_dir = os.getenv('PASSCROW_HOME', self.data_dir)
-            self.config_dir = os.getenv('PASSCROW_CONFIG', self.config_dir)
-            self.data_dir = os.getenv('PASSCROW_DATA', self.data_dir)
+            d = _gen.resolve_dirs(os.fsdecode(self.config_dir),
+                                  os.fsdecode(self.data_dir), True)
+            self.config_dir = _path_or(self.config_dir, d.config_dir)
+            self.data_dir = _path_or(self.data_dir, d.data_dir)
 
         just_created = False
         for path in (self.config_dir, self.data_dir):
@@ -314,7 +311,7 @@ class PasscrowClient(object):
                 just_created = True
 
         try:
-            self._core = _gen.PasscrowClient.compat(
+            self._core = _gen.CompatClient(
                 config_dir=str(self.config_dir), data_dir=str(self.data_dir),
                 transport=_UrlopenTransport(self.urlopen) if self.urlopen else None,
                 log=_Log(self.log),
@@ -387,19 +384,16 @@ class PasscrowClient(object):
         escrow record whose ``server`` and ``recovery_key`` recover it."""
         if isinstance(secret, str):
             secret = secret.encode('utf-8')
-        if ephemeral and len(policy.idps) < 2:
-            raise ValueError('Ephemeral protection requires at least 2 identities')
         if ephemeral == EPHEMERAL_BOTH:
             mode = _gen.EphemeralMode.BOTH
         elif ephemeral:
             mode = _gen.EphemeralMode.ONLY
         else:
             mode = _gen.EphemeralMode.NO
-        for idp in policy.idps:
-            if not idp.server:
-                raise ValueError('Need a server for id %s' % idp.id)
         try:
-            r = self._core.protect_policy(
+            # Fewer than 2 identities for ephemeral protection, or one
+            # without a server: BadInput, a ValueError as in python-passcrow.
+            r = self._core.protect(
                 name=name, secret=bytes(secret),
                 identities=[str(i) for i in policy.idps],
                 n=int(policy.n), m=int(policy.m),
@@ -424,7 +418,7 @@ class PasscrowClient(object):
         """Ask the servers to send codes. Returns the responses, or None
         when fewer than the pack needs could be started."""
         try:
-            v = self._core.verify_quick(pack._pack, bool(quick))
+            v = self._core.verify(pack._pack, bool(quick))
         except (_gen.PasscrowError, _gen.InternalError) as e:
             self.log('verify %s: %s' % (pack._label, e))
             return None
@@ -444,8 +438,8 @@ class PasscrowClient(object):
         saved locally) to verify and recover next. Raises KeyError when
         recovery fails, as python-passcrow does."""
         try:
-            r = self._core.recover_quick(pack._pack, [str(c) for c in codes],
-                                         bool(quick))
+            r = self._core.recover(pack._pack, [str(c) for c in codes],
+                                   bool(quick))
         except (_gen.PasscrowError, _gen.InternalError) as e:
             raise KeyError('Recovery failed: %s' % e) from None
         if isinstance(r, _gen.RecoveryResult.SECRET):
@@ -456,7 +450,7 @@ class PasscrowClient(object):
         """Delete the pack NAME: its escrows on the servers (with
         ``remote``), then the file. Returns True when all went well."""
         try:
-            self._core.forget_quick(name, not remote, bool(quick))
+            self._core.forget(name, not remote, bool(quick))
         except _gen.PasscrowError.NotFound as e:
             if remote:
                 raise OSError(str(e)) from None

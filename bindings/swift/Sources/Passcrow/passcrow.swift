@@ -535,22 +535,6 @@ fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
-    typealias FfiType = Double
-    typealias SwiftType = Double
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Double {
-        return try lift(readDouble(&buf))
-    }
-
-    public static func write(_ value: Double, into buf: inout [UInt8]) {
-        writeDouble(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterBool : FfiConverter {
     typealias FfiType = Int8
     typealias SwiftType = Bool
@@ -1333,9 +1317,10 @@ public protocol PasscrowClientProtocol: AnyObject, Sendable {
     
     /**
      * Delete the pack `name`: its escrows on the servers (unless
-     * `local_only`), then the file. Returns the escrows deleted. Blocks.
+     * `local_only`), then the file, with this call's `options` (none: no
+     * anonymity delay). Returns the escrows deleted. Blocks.
      */
-    func forget(name: String, localOnly: Bool) throws  -> UInt32
+    func forget(name: String, localOnly: Bool, options: CallOptions?) throws  -> UInt32
     
     /**
      * Every pack, sorted by file name (unreadable ones carry `error`).
@@ -1352,24 +1337,28 @@ public protocol PasscrowClientProtocol: AnyObject, Sendable {
      * Protect `secret` under `name`: split a fresh key n-of-m over
      * `identities` (`alice@example.org via server`; empty: the defaults),
      * escrow the shares and write the pack. `n`/`m` default to the
-     * defaults' ratio (scaled to the identities). Blocks: one round trip
-     * per server plus hashcash.
+     * defaults' ratio (scaled to the identities); `n` alone means n of
+     * all the identities. `options`: this call's [`CallOptions`] (none:
+     * no anonymity delay). Blocks: one round trip per server plus
+     * hashcash.
      */
-    func protect(name: String, secret: Data, identities: [String], n: UInt32?, m: UInt32?, ephemeral: EphemeralMode?, replace: Bool, packDescription: String?, verifyDescription: String?) throws  -> ProtectResult
+    func protect(name: String, secret: Data, identities: [String], n: UInt32?, m: UInt32?, ephemeral: EphemeralMode?, replace: Bool, packDescription: String?, verifyDescription: String?, options: CallOptions?) throws  -> ProtectResult
     
     /**
      * Recover with the codes the user received (any order; blanks,
-     * dashes and case are forgiven). A refused code raises
-     * `WrongCode` with the attempts left. Blocks.
+     * dashes and case are forgiven), with this call's `options` (none: no
+     * anonymity delay). A refused code raises `WrongCode` with the
+     * attempts left. Blocks.
      */
-    func recover(pack: Pack, codes: [String]) throws  -> RecoveryResult
+    func recover(pack: Pack, codes: [String], options: CallOptions?) throws  -> RecoveryResult
     
     /**
      * Renew `name`: escrow `secret` afresh (over `identities`, or the
      * defaults when empty and no ratio is given), replace the pack, then
-     * delete the old escrows. Blocks.
+     * delete the old escrows, with this call's `options` (none: no
+     * anonymity delay). Blocks.
      */
-    func renew(name: String, secret: Data, identities: [String], n: UInt32?, m: UInt32?) throws  -> ProtectResult
+    func renew(name: String, secret: Data, identities: [String], n: UInt32?, m: UInt32?, options: CallOptions?) throws  -> ProtectResult
     
     /**
      * Clear a [`PasscrowClient::cancel`].
@@ -1382,38 +1371,10 @@ public protocol PasscrowClientProtocol: AnyObject, Sendable {
     func setDefaults(defaults: PolicyDefaults, save: Bool) throws 
     
     /**
-     * Ask every escrow's server to send its verification code. Blocks.
+     * Ask every escrow's server to send its verification code, with
+     * this call's `options` (none: no anonymity delay). Blocks.
      */
-    func verify(pack: Pack) throws  -> Verification
-    
-    /**
-     * `forget`, with or without the anonymity delay.
-     */
-    func forgetQuick(name: String, localOnly: Bool, quick: Bool) throws  -> UInt32
-    
-    /**
-     * Load `policy.rc` (NotFound when there is none) and use it.
-     */
-    func loadDefaults() throws  -> PolicyDefaults
-    
-    /**
-     * Protect with a policy spelt out: identities as
-     * `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
-     * as python-passcrow does) and lifetimes. An existing pack of that
-     * name is replaced, its old escrows deleted after the new pack is
-     * written. `quick` skips the anonymity delay.
-     */
-    func protectPolicy(name: String, secret: Data, identities: [String], n: UInt32, m: UInt32, expirationDays: UInt32, timeoutMinutes: UInt32, ephemeral: EphemeralMode, quick: Bool, packDescription: String, verifyDescription: String) throws  -> ProtectResult
-    
-    /**
-     * `recover`, with or without the anonymity delay.
-     */
-    func recoverQuick(pack: Pack, codes: [String], quick: Bool) throws  -> RecoveryResult
-    
-    /**
-     * `verify`, with or without the anonymity delay.
-     */
-    func verifyQuick(pack: Pack, quick: Bool) throws  -> Verification
+    func verify(pack: Pack, options: CallOptions?) throws  -> Verification
     
 }
 /**
@@ -1497,28 +1458,6 @@ public convenience init(configDir: String, dataDir: String, transport: HttpTrans
     }
 
     
-    /**
-     * A client for the python-passcrow drop-in: like `new`, plus an
-     * anonymity delay of `sleep_min`..`sleep_max` seconds between requests
-     * to a server (used when a call is not `quick`), slept by `sleeper`
-     * (default: the thread sleeps). Directories must exist.
-     */
-public static func compat(configDir: String, dataDir: String, transport: HttpTransport? = nil, log: LogSink? = nil, sleeper: Sleeper? = nil, sleepMin: UInt32 = UInt32(0), sleepMax: UInt32 = UInt32(600), language: String = "en")throws  -> PasscrowClient  {
-    return try  FfiConverterTypePasscrowClient_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_constructor_passcrowclient_compat(
-        FfiConverterString.lower(configDir),
-        FfiConverterString.lower(dataDir),
-        FfiConverterOptionTypeHttpTransport.lower(transport),
-        FfiConverterOptionTypeLogSink.lower(log),
-        FfiConverterOptionTypeSleeper.lower(sleeper),
-        FfiConverterUInt32.lower(sleepMin),
-        FfiConverterUInt32.lower(sleepMax),
-        FfiConverterString.lower(language),uniffiCallStatus
-    )
-})
-}
-    
 
     
     /**
@@ -1562,15 +1501,17 @@ open func expiring(withinSeconds: UInt64)throws  -> [PackSummary]  {
     
     /**
      * Delete the pack `name`: its escrows on the servers (unless
-     * `local_only`), then the file. Returns the escrows deleted. Blocks.
+     * `local_only`), then the file, with this call's `options` (none: no
+     * anonymity delay). Returns the escrows deleted. Blocks.
      */
-open func forget(name: String, localOnly: Bool = false)throws  -> UInt32  {
+open func forget(name: String, localOnly: Bool = false, options: CallOptions? = nil)throws  -> UInt32  {
     return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
         uniffiCallStatus in
     uniffi_passcrow_fn_method_passcrowclient_forget(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(name),
-        FfiConverterBool.lower(localOnly),uniffiCallStatus
+        FfiConverterBool.lower(localOnly),
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
     )
 })
 }
@@ -1605,10 +1546,12 @@ open func pack(name: String)throws  -> Pack  {
      * Protect `secret` under `name`: split a fresh key n-of-m over
      * `identities` (`alice@example.org via server`; empty: the defaults),
      * escrow the shares and write the pack. `n`/`m` default to the
-     * defaults' ratio (scaled to the identities). Blocks: one round trip
-     * per server plus hashcash.
+     * defaults' ratio (scaled to the identities); `n` alone means n of
+     * all the identities. `options`: this call's [`CallOptions`] (none:
+     * no anonymity delay). Blocks: one round trip per server plus
+     * hashcash.
      */
-open func protect(name: String, secret: Data, identities: [String], n: UInt32? = nil, m: UInt32? = nil, ephemeral: EphemeralMode? = nil, replace: Bool = false, packDescription: String? = nil, verifyDescription: String? = nil)throws  -> ProtectResult  {
+open func protect(name: String, secret: Data, identities: [String], n: UInt32? = nil, m: UInt32? = nil, ephemeral: EphemeralMode? = nil, replace: Bool = false, packDescription: String? = nil, verifyDescription: String? = nil, options: CallOptions? = nil)throws  -> ProtectResult  {
     return try  FfiConverterTypeProtectResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
         uniffiCallStatus in
     uniffi_passcrow_fn_method_passcrowclient_protect(
@@ -1621,23 +1564,26 @@ open func protect(name: String, secret: Data, identities: [String], n: UInt32? =
         FfiConverterOptionTypeEphemeralMode.lower(ephemeral),
         FfiConverterBool.lower(replace),
         FfiConverterOptionString.lower(packDescription),
-        FfiConverterOptionString.lower(verifyDescription),uniffiCallStatus
+        FfiConverterOptionString.lower(verifyDescription),
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
     )
 })
 }
     
     /**
      * Recover with the codes the user received (any order; blanks,
-     * dashes and case are forgiven). A refused code raises
-     * `WrongCode` with the attempts left. Blocks.
+     * dashes and case are forgiven), with this call's `options` (none: no
+     * anonymity delay). A refused code raises `WrongCode` with the
+     * attempts left. Blocks.
      */
-open func recover(pack: Pack, codes: [String])throws  -> RecoveryResult  {
+open func recover(pack: Pack, codes: [String], options: CallOptions? = nil)throws  -> RecoveryResult  {
     return try  FfiConverterTypeRecoveryResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
         uniffiCallStatus in
     uniffi_passcrow_fn_method_passcrowclient_recover(
             self.uniffiCloneHandle(),
         FfiConverterTypePack_lower(pack),
-        FfiConverterSequenceString.lower(codes),uniffiCallStatus
+        FfiConverterSequenceString.lower(codes),
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
     )
 })
 }
@@ -1645,9 +1591,10 @@ open func recover(pack: Pack, codes: [String])throws  -> RecoveryResult  {
     /**
      * Renew `name`: escrow `secret` afresh (over `identities`, or the
      * defaults when empty and no ratio is given), replace the pack, then
-     * delete the old escrows. Blocks.
+     * delete the old escrows, with this call's `options` (none: no
+     * anonymity delay). Blocks.
      */
-open func renew(name: String, secret: Data, identities: [String] = [], n: UInt32? = nil, m: UInt32? = nil)throws  -> ProtectResult  {
+open func renew(name: String, secret: Data, identities: [String] = [], n: UInt32? = nil, m: UInt32? = nil, options: CallOptions? = nil)throws  -> ProtectResult  {
     return try  FfiConverterTypeProtectResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
         uniffiCallStatus in
     uniffi_passcrow_fn_method_passcrowclient_renew(
@@ -1656,7 +1603,8 @@ open func renew(name: String, secret: Data, identities: [String] = [], n: UInt32
         FfiConverterData.lower(secret),
         FfiConverterSequenceString.lower(identities),
         FfiConverterOptionUInt32.lower(n),
-        FfiConverterOptionUInt32.lower(m),uniffiCallStatus
+        FfiConverterOptionUInt32.lower(m),
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
     )
 })
 }
@@ -1686,97 +1634,16 @@ open func setDefaults(defaults: PolicyDefaults, save: Bool = false)throws   {try
 }
     
     /**
-     * Ask every escrow's server to send its verification code. Blocks.
+     * Ask every escrow's server to send its verification code, with
+     * this call's `options` (none: no anonymity delay). Blocks.
      */
-open func verify(pack: Pack)throws  -> Verification  {
+open func verify(pack: Pack, options: CallOptions? = nil)throws  -> Verification  {
     return try  FfiConverterTypeVerification_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
         uniffiCallStatus in
     uniffi_passcrow_fn_method_passcrowclient_verify(
             self.uniffiCloneHandle(),
-        FfiConverterTypePack_lower(pack),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * `forget`, with or without the anonymity delay.
-     */
-open func forgetQuick(name: String, localOnly: Bool, quick: Bool)throws  -> UInt32  {
-    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_method_passcrowclient_forget_quick(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(name),
-        FfiConverterBool.lower(localOnly),
-        FfiConverterBool.lower(quick),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Load `policy.rc` (NotFound when there is none) and use it.
-     */
-open func loadDefaults()throws  -> PolicyDefaults  {
-    return try  FfiConverterTypePolicyDefaults_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_method_passcrowclient_load_defaults(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Protect with a policy spelt out: identities as
-     * `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
-     * as python-passcrow does) and lifetimes. An existing pack of that
-     * name is replaced, its old escrows deleted after the new pack is
-     * written. `quick` skips the anonymity delay.
-     */
-open func protectPolicy(name: String, secret: Data, identities: [String], n: UInt32, m: UInt32, expirationDays: UInt32, timeoutMinutes: UInt32, ephemeral: EphemeralMode, quick: Bool, packDescription: String, verifyDescription: String)throws  -> ProtectResult  {
-    return try  FfiConverterTypeProtectResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_method_passcrowclient_protect_policy(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(name),
-        FfiConverterData.lower(secret),
-        FfiConverterSequenceString.lower(identities),
-        FfiConverterUInt32.lower(n),
-        FfiConverterUInt32.lower(m),
-        FfiConverterUInt32.lower(expirationDays),
-        FfiConverterUInt32.lower(timeoutMinutes),
-        FfiConverterTypeEphemeralMode_lower(ephemeral),
-        FfiConverterBool.lower(quick),
-        FfiConverterString.lower(packDescription),
-        FfiConverterString.lower(verifyDescription),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * `recover`, with or without the anonymity delay.
-     */
-open func recoverQuick(pack: Pack, codes: [String], quick: Bool)throws  -> RecoveryResult  {
-    return try  FfiConverterTypeRecoveryResult_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_method_passcrowclient_recover_quick(
-            self.uniffiCloneHandle(),
         FfiConverterTypePack_lower(pack),
-        FfiConverterSequenceString.lower(codes),
-        FfiConverterBool.lower(quick),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * `verify`, with or without the anonymity delay.
-     */
-open func verifyQuick(pack: Pack, quick: Bool)throws  -> Verification  {
-    return try  FfiConverterTypeVerification_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_method_passcrowclient_verify_quick(
-            self.uniffiCloneHandle(),
-        FfiConverterTypePack_lower(pack),
-        FfiConverterBool.lower(quick),uniffiCallStatus
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
     )
 })
 }
@@ -1829,197 +1696,125 @@ public func FfiConverterTypePasscrowClient_lower(_ value: PasscrowClient) -> UIn
 
 
 
+/**
+ * Options of one call (`protect`, `verify`, `recover`, `forget`,
+ * `renew`), given with it and for it only. Leaving the argument out is the
+ * same as `CallOptions()` with every field at its default.
+ */
+public struct CallOptions: Equatable, Hashable {
+    /**
+     * The anonymity delay: before each request to a server after the
+     * first, wait a random time in this range, so a server cannot link
+     * the requests of one operation by their timing (python-passcrow
+     * waits 0..600 s). `None` (the default): no delay. Requests to
+     * different servers still go out concurrently.
+     */
+    public var anonymityDelay: DelayRange?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The anonymity delay: before each request to a server after the
+         * first, wait a random time in this range, so a server cannot link
+         * the requests of one operation by their timing (python-passcrow
+         * waits 0..600 s). `None` (the default): no delay. Requests to
+         * different servers still go out concurrently.
+         */anonymityDelay: DelayRange? = nil) {
+        self.anonymityDelay = anonymityDelay
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CallOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCallOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CallOptions {
+        return
+            try CallOptions(
+                anonymityDelay: FfiConverterOptionTypeDelayRange.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CallOptions, into buf: inout [UInt8]) {
+        FfiConverterOptionTypeDelayRange.write(value.anonymityDelay, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallOptions_lift(_ buf: RustBuffer) throws -> CallOptions {
+    return try FfiConverterTypeCallOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallOptions_lower(_ value: CallOptions) -> RustBuffer {
+    return FfiConverterTypeCallOptions.lower(value)
+}
 
 
 /**
- * Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
- * from worker threads.
+ * A random delay between `min_seconds` and `max_seconds` (inclusive).
  */
-public protocol Sleeper: AnyObject, Sendable {
-    
+public struct DelayRange: Equatable, Hashable {
     /**
-     * Sleep this many seconds.
+     * The shortest delay, seconds.
      */
-    func sleep(seconds: Double) 
-    
-}
-/**
- * Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
- * from worker threads.
- */
-open class SleeperImpl: Sleeper, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_passcrow_fn_clone_sleeper(self.handle, $0) }
-    }
-    // No primary constructor declared for this class.
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_passcrow_fn_free_sleeper(handle, $0) }
-    }
-
-    
-
-    
+    public var minSeconds: UInt32
     /**
-     * Sleep this many seconds.
+     * The longest delay, seconds (at least `min_seconds`).
      */
-open func sleep(seconds: Double)  {try! rustCall() {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_method_sleeper_sleep(
-            self.uniffiCloneHandle(),
-        FfiConverterDouble.lower(seconds),uniffiCallStatus
-    )
-}
-}
+    public var maxSeconds: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The shortest delay, seconds.
+         */minSeconds: UInt32, 
+        /**
+         * The longest delay, seconds (at least `min_seconds`).
+         */maxSeconds: UInt32) {
+        self.minSeconds = minSeconds
+        self.maxSeconds = maxSeconds
+    }
+
     
 
     
 }
 
-
-
-// Put the implementation in a struct so we don't pollute the top-level namespace
-fileprivate struct UniffiCallbackInterfaceSleeper {
-
-    // Create the VTable using a series of closures.
-    // Swift automatically converts these into C callback functions.
-    //
-    // Store the vtable directly.
-    static let vtable: UniffiVTableCallbackInterfaceSleeper = UniffiVTableCallbackInterfaceSleeper(
-        uniffiFree: { (uniffiHandle: UInt64) -> () in
-            do {
-                try FfiConverterTypeSleeper.handleMap.remove(handle: uniffiHandle)
-            } catch {
-                print("Uniffi callback interface Sleeper: handle missing in uniffiFree")
-            }
-        },
-        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
-            do {
-                return try FfiConverterTypeSleeper.handleMap.clone(handle: uniffiHandle)
-            } catch {
-                fatalError("Uniffi callback interface Sleeper: handle missing in uniffiClone")
-            }
-        },
-        sleep: { (
-            uniffiHandle: UInt64,
-            seconds: Double,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeSleeper.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return uniffiObj.sleep(
-                     seconds: try FfiConverterDouble.lift(seconds)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCall(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn
-            )
-        }
-    )
-
-    // Rust stores this pointer for future callback invocations, so it must live
-    // for the process lifetime (not just for the init function call).
-    //
-    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
-    // This is safe because the pointee is initialized once during static init
-    // and never mutated by either side of the FFI.  Its fields are C function pointers.
-    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceSleeper> = {
-        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceSleeper>.allocate(capacity: 1)
-        ptr.initialize(to: vtable)
-        return UnsafePointer(ptr)
-    }()
-}
-
-private func uniffiCallbackInitSleeper() {
-    uniffi_passcrow_fn_init_callback_vtable_sleeper(UniffiCallbackInterfaceSleeper.vtablePtr)
-}
+#if compiler(>=6)
+extension DelayRange: Sendable {}
+#endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public struct FfiConverterTypeSleeper: FfiConverter {
-    fileprivate static let handleMap = UniffiHandleMap<Sleeper>()
-
-    typealias FfiType = UInt64
-    typealias SwiftType = Sleeper
-
-    public static func lift(_ handle: UInt64) throws -> Sleeper {
-        if ((handle & 1) == 0) {
-            // Rust-generated handle, construct a new class that uses the handle to implement the
-            // interface
-            return SleeperImpl(unsafeFromHandle: handle)
-        } else {
-            // Swift-generated handle, get the object from the handle map
-            return try handleMap.remove(handle: handle)
-        }
+public struct FfiConverterTypeDelayRange: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DelayRange {
+        return
+            try DelayRange(
+                minSeconds: FfiConverterUInt32.read(from: &buf), 
+                maxSeconds: FfiConverterUInt32.read(from: &buf)
+        )
     }
 
-    public static func lower(_ value: Sleeper) -> UInt64 {
-         if let rustImpl = value as? SleeperImpl {
-             // Rust-implemented object.  Clone the handle and return it
-            return rustImpl.uniffiCloneHandle()
-         } else {
-            // Swift object, generate a new vtable handle and return that.
-            return handleMap.insert(obj: value)
-         }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Sleeper {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: Sleeper, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
+    public static func write(_ value: DelayRange, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.minSeconds, into: &buf)
+        FfiConverterUInt32.write(value.maxSeconds, into: &buf)
     }
 }
 
@@ -2027,18 +1822,16 @@ public struct FfiConverterTypeSleeper: FfiConverter {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeSleeper_lift(_ handle: UInt64) throws -> Sleeper {
-    return try FfiConverterTypeSleeper.lift(handle)
+public func FfiConverterTypeDelayRange_lift(_ buf: RustBuffer) throws -> DelayRange {
+    return try FfiConverterTypeDelayRange.lift(buf)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeSleeper_lower(_ value: Sleeper) -> UInt64 {
-    return FfiConverterTypeSleeper.lower(value)
+public func FfiConverterTypeDelayRange_lower(_ value: DelayRange) -> RustBuffer {
+    return FfiConverterTypeDelayRange.lower(value)
 }
-
-
 
 
 /**
@@ -2428,95 +2221,6 @@ public func FfiConverterTypePackSummary_lower(_ value: PackSummary) -> RustBuffe
 
 
 /**
- * An identity policy, parsed and normalised.
- */
-public struct ParsedIdentityPolicy: Equatable, Hashable {
-    /**
-     * `kind:address`.
-     */
-    public var id: String
-    /**
-     * Who is told that recovery started.
-     */
-    public var notify: String?
-    /**
-     * The server chosen (as written, or from the defaults).
-     */
-    public var server: String?
-    /**
-     * The defaults after python-passcrow's rotation (when given).
-     */
-    public var defaults: PolicyDefaults?
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * `kind:address`.
-         */id: String, 
-        /**
-         * Who is told that recovery started.
-         */notify: String?, 
-        /**
-         * The server chosen (as written, or from the defaults).
-         */server: String?, 
-        /**
-         * The defaults after python-passcrow's rotation (when given).
-         */defaults: PolicyDefaults?) {
-        self.id = id
-        self.notify = notify
-        self.server = server
-        self.defaults = defaults
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ParsedIdentityPolicy: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeParsedIdentityPolicy: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ParsedIdentityPolicy {
-        return
-            try ParsedIdentityPolicy(
-                id: FfiConverterString.read(from: &buf), 
-                notify: FfiConverterOptionString.read(from: &buf), 
-                server: FfiConverterOptionString.read(from: &buf), 
-                defaults: FfiConverterOptionTypePolicyDefaults.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ParsedIdentityPolicy, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.id, into: &buf)
-        FfiConverterOptionString.write(value.notify, into: &buf)
-        FfiConverterOptionString.write(value.server, into: &buf)
-        FfiConverterOptionTypePolicyDefaults.write(value.defaults, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeParsedIdentityPolicy_lift(_ buf: RustBuffer) throws -> ParsedIdentityPolicy {
-    return try FfiConverterTypeParsedIdentityPolicy.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeParsedIdentityPolicy_lower(_ value: ParsedIdentityPolicy) -> RustBuffer {
-    return FfiConverterTypeParsedIdentityPolicy.lower(value)
-}
-
-
-/**
  * The defaults (`policy.rc`): what a policy leaves out is filled from here.
  */
 public struct PolicyDefaults: Equatable, Hashable {
@@ -2741,144 +2445,6 @@ public func FfiConverterTypeProtectResult_lift(_ buf: RustBuffer) throws -> Prot
 #endif
 public func FfiConverterTypeProtectResult_lower(_ value: ProtectResult) -> RustBuffer {
     return FfiConverterTypeProtectResult.lower(value)
-}
-
-
-/**
- * n of m.
- */
-public struct Ratio: Equatable, Hashable {
-    /**
-     * Needed.
-     */
-    public var n: UInt32
-    /**
-     * Made.
-     */
-    public var m: UInt32
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * Needed.
-         */n: UInt32, 
-        /**
-         * Made.
-         */m: UInt32) {
-        self.n = n
-        self.m = m
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension Ratio: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeRatio: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Ratio {
-        return
-            try Ratio(
-                n: FfiConverterUInt32.read(from: &buf), 
-                m: FfiConverterUInt32.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: Ratio, into buf: inout [UInt8]) {
-        FfiConverterUInt32.write(value.n, into: &buf)
-        FfiConverterUInt32.write(value.m, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeRatio_lift(_ buf: RustBuffer) throws -> Ratio {
-    return try FfiConverterTypeRatio.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeRatio_lower(_ value: Ratio) -> RustBuffer {
-    return FfiConverterTypeRatio.lower(value)
-}
-
-
-/**
- * `KINDS via SERVER`.
- */
-public struct ServerChoiceParts: Equatable, Hashable {
-    /**
-     * Identity kinds the server takes.
-     */
-    public var kinds: [String]
-    /**
-     * The server.
-     */
-    public var server: String
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * Identity kinds the server takes.
-         */kinds: [String], 
-        /**
-         * The server.
-         */server: String) {
-        self.kinds = kinds
-        self.server = server
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ServerChoiceParts: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeServerChoiceParts: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ServerChoiceParts {
-        return
-            try ServerChoiceParts(
-                kinds: FfiConverterSequenceString.read(from: &buf), 
-                server: FfiConverterString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ServerChoiceParts, into buf: inout [UInt8]) {
-        FfiConverterSequenceString.write(value.kinds, into: &buf)
-        FfiConverterString.write(value.server, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeServerChoiceParts_lift(_ buf: RustBuffer) throws -> ServerChoiceParts {
-    return try FfiConverterTypeServerChoiceParts.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeServerChoiceParts_lower(_ value: ServerChoiceParts) -> RustBuffer {
-    return FfiConverterTypeServerChoiceParts.lower(value)
 }
 
 
@@ -3670,8 +3236,8 @@ fileprivate struct FfiConverterOptionTypeLogSink: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionTypeSleeper: FfiConverterRustBuffer {
-    typealias SwiftType = Sleeper?
+fileprivate struct FfiConverterOptionTypeCallOptions: FfiConverterRustBuffer {
+    typealias SwiftType = CallOptions?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -3679,13 +3245,37 @@ fileprivate struct FfiConverterOptionTypeSleeper: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterTypeSleeper.write(value, into: &buf)
+        FfiConverterTypeCallOptions.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterTypeSleeper.read(from: &buf)
+        case 1: return try FfiConverterTypeCallOptions.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeDelayRange: FfiConverterRustBuffer {
+    typealias SwiftType = DelayRange?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDelayRange.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDelayRange.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3710,30 +3300,6 @@ fileprivate struct FfiConverterOptionTypeEphemeralDetails: FfiConverterRustBuffe
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeEphemeralDetails.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionTypePolicyDefaults: FfiConverterRustBuffer {
-    typealias SwiftType = PolicyDefaults?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterTypePolicyDefaults.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterTypePolicyDefaults.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3863,6 +3429,17 @@ fileprivate struct FfiConverterSequenceTypeVerificationHint: FfiConverterRustBuf
     }
 }
 /**
+ * How a kind reads in a sentence (`email` → `e-mail to`).
+ */
+public func explainKind(kind: String) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_func_explain_kind(
+        FfiConverterString.lower(kind),uniffiCallStatus
+    )
+})
+}
+/**
  * The library's version.
  */
 public func libraryVersion() -> String  {
@@ -3885,72 +3462,13 @@ public func normalizeCode(code: String) -> String  {
 })
 }
 /**
- * python-passcrow's ratio rule: n-of-m scaled to the identities available.
- */
-public func absoluteRatio(n: UInt32, m: UInt32, available: UInt32)throws  -> Ratio  {
-    return try  FfiConverterTypeRatio_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_func_absolute_ratio(
-        FfiConverterUInt32.lower(n),
-        FfiConverterUInt32.lower(m),
-        FfiConverterUInt32.lower(available),uniffiCallStatus
-    )
-})
-}
-/**
- * The platform's default directory for `config` or `data`.
- */
-public func defaultDirectory(kind: String) -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_func_default_directory(
-        FfiConverterString.lower(kind),uniffiCallStatus
-    )
-})
-}
-/**
- * How a kind reads in a sentence (`email` → `e-mail to`).
- */
-public func explainKind(kind: String) -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_func_explain_kind(
-        FfiConverterString.lower(kind),uniffiCallStatus
-    )
-})
-}
-/**
- * Normalise an identity (`a@b.org` → `email:a@b.org`).
+ * Normalise an identity (`a@b.org` → `email:a@b.org`, `+354...` →
+ * `tel:+354...`).
  */
 public func normalizeIdentity(text: String)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
         uniffiCallStatus in
     uniffi_passcrow_fn_func_normalize_identity(
-        FfiConverterString.lower(text),uniffiCallStatus
-    )
-})
-}
-/**
- * Parse `ID[, notify=ID][ via SERVER]`; with `defaults`, fill in the
- * notify identity and server from them, rotating them as python-passcrow
- * does, and return the rotated defaults.
- */
-public func parseIdentityPolicy(text: String, defaults: PolicyDefaults?)throws  -> ParsedIdentityPolicy  {
-    return try  FfiConverterTypeParsedIdentityPolicy_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_func_parse_identity_policy(
-        FfiConverterString.lower(text),
-        FfiConverterOptionTypePolicyDefaults.lower(defaults),uniffiCallStatus
-    )
-})
-}
-/**
- * Parse `KINDS via SERVER`.
- */
-public func parseServerChoice(text: String)throws  -> ServerChoiceParts  {
-    return try  FfiConverterTypeServerChoiceParts_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
-        uniffiCallStatus in
-    uniffi_passcrow_fn_func_parse_server_choice(
         FfiConverterString.lower(text),uniffiCallStatus
     )
 })
@@ -3971,28 +3489,16 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_passcrow_checksum_func_explain_kind() != 8177) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_passcrow_checksum_func_library_version() != 48559) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_func_normalize_code() != 15543) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_func_absolute_ratio() != 60361) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_func_default_directory() != 63515) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_func_explain_kind() != 32367) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_func_normalize_identity() != 17084) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_func_parse_identity_policy() != 31580) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_func_parse_server_choice() != 34894) {
+    if (uniffi_passcrow_checksum_func_normalize_identity() != 22325) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_httptransport_post() != 51901) {
@@ -4031,7 +3537,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_passcrow_checksum_method_passcrowclient_expiring() != 58392) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_forget() != 32847) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_forget() != 39176) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_passcrowclient_list() != 32345) {
@@ -4040,13 +3546,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_passcrow_checksum_method_passcrowclient_pack() != 4660) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_protect() != 3370) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_protect() != 47667) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_recover() != 288) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_recover() != 373) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_renew() != 56635) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_renew() != 49160) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_passcrowclient_reset_cancel() != 55548) {
@@ -4055,37 +3561,15 @@ private let initializationResult: InitializationResult = {
     if (uniffi_passcrow_checksum_method_passcrowclient_set_defaults() != 16399) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_verify() != 27617) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_method_passcrowclient_forget_quick() != 8561) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_method_passcrowclient_load_defaults() != 13173) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_method_passcrowclient_protect_policy() != 25799) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_method_passcrowclient_recover_quick() != 21879) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_method_passcrowclient_verify_quick() != 21107) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_passcrow_checksum_method_sleeper_sleep() != 43115) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_verify() != 17059) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_constructor_passcrowclient_new() != 41269) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_constructor_passcrowclient_compat() != 26924) {
-        return InitializationResult.apiChecksumMismatch
-    }
 
     uniffiCallbackInitHttpTransport()
     uniffiCallbackInitLogSink()
-    uniffiCallbackInitSleeper()
     return InitializationResult.ok
 }()
 

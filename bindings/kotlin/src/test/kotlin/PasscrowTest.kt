@@ -106,9 +106,13 @@ fun testForeignTransport() {
     val c = client("transport", t)
     c.protect("notes", SECRET, ids("dora", "emil", "fay"), n = 2u, m = 3u)
     val pack = c.pack("notes")
-    c.verify(pack)
-    val r = c.recover(pack, listOf(codeFor("emil"), codeFor("fay")))
+    // Per-call options (here a zero anonymity delay, for this call only).
+    c.verify(pack, CallOptions(anonymityDelay = DelayRange(minSeconds = 0u, maxSeconds = 0u)))
+    val r = c.recover(pack, listOf(codeFor("emil"), codeFor("fay")), CallOptions())
     check(r is RecoveryResult.Secret && r.secret.contentEquals(SECRET)) { "recover" }
+    expect<PasscrowException.BadInput> {
+        c.verify(pack, CallOptions(DelayRange(minSeconds = 2u, maxSeconds = 1u)))
+    }
     check(c.forget("notes") == 3u) { "forget" }
     check(t.requests.get() >= 10) { "transport used ${t.requests.get()} times" }
 

@@ -656,9 +656,6 @@ internal interface UniffiCallbackInterfaceHttpTransportMethod0 : com.sun.jna.Cal
 internal interface UniffiCallbackInterfaceLogSinkMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`message`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
-internal interface UniffiCallbackInterfaceSleeperMethod0 : com.sun.jna.Callback {
-    fun callback(`uniffiHandle`: Long,`seconds`: Double,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
-}
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "post")
 internal open class UniffiVTableCallbackInterfaceHttpTransport(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
@@ -697,25 +694,6 @@ internal open class UniffiVTableCallbackInterfaceLogSink(
     }
 
 }
-@Structure.FieldOrder("uniffiFree", "uniffiClone", "sleep")
-internal open class UniffiVTableCallbackInterfaceSleeper(
-    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
-    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
-    @JvmField internal var `sleep`: UniffiCallbackInterfaceSleeperMethod0? = null,
-) : Structure() {
-    class UniffiByValue(
-        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
-        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
-        `sleep`: UniffiCallbackInterfaceSleeperMethod0? = null,
-    ): UniffiVTableCallbackInterfaceSleeper(`uniffiFree`,`uniffiClone`,`sleep`,), Structure.ByValue
-
-   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceSleeper) {
-        `uniffiFree` = other.`uniffiFree`
-        `uniffiClone` = other.`uniffiClone`
-        `sleep` = other.`sleep`
-    }
-
-}
 
 // A JNA Library to expose the extern-C FFI definitions.
 // This is an implementation detail which will be called internally by the public API.
@@ -741,21 +719,13 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_passcrow_checksum_func_explain_kind(
+    ): Int
     external fun uniffi_passcrow_checksum_func_library_version(
     ): Int
     external fun uniffi_passcrow_checksum_func_normalize_code(
     ): Int
-    external fun uniffi_passcrow_checksum_func_absolute_ratio(
-    ): Int
-    external fun uniffi_passcrow_checksum_func_default_directory(
-    ): Int
-    external fun uniffi_passcrow_checksum_func_explain_kind(
-    ): Int
     external fun uniffi_passcrow_checksum_func_normalize_identity(
-    ): Int
-    external fun uniffi_passcrow_checksum_func_parse_identity_policy(
-    ): Int
-    external fun uniffi_passcrow_checksum_func_parse_server_choice(
     ): Int
     external fun uniffi_passcrow_checksum_method_httptransport_post(
     ): Int
@@ -799,21 +769,7 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_passcrow_checksum_method_passcrowclient_verify(
     ): Int
-    external fun uniffi_passcrow_checksum_method_passcrowclient_forget_quick(
-    ): Int
-    external fun uniffi_passcrow_checksum_method_passcrowclient_load_defaults(
-    ): Int
-    external fun uniffi_passcrow_checksum_method_passcrowclient_protect_policy(
-    ): Int
-    external fun uniffi_passcrow_checksum_method_passcrowclient_recover_quick(
-    ): Int
-    external fun uniffi_passcrow_checksum_method_passcrowclient_verify_quick(
-    ): Int
-    external fun uniffi_passcrow_checksum_method_sleeper_sleep(
-    ): Int
     external fun uniffi_passcrow_checksum_constructor_passcrowclient_new(
-    ): Int
-    external fun uniffi_passcrow_checksum_constructor_passcrowclient_compat(
     ): Int
     external fun ffi_passcrow_uniffi_contract_version(
     ): Int
@@ -833,7 +789,6 @@ internal object UniffiLib {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "passcrow"))
         uniffiCallbackInterfaceHttpTransport.register(this)
         uniffiCallbackInterfaceLogSink.register(this)
-        uniffiCallbackInterfaceSleeper.register(this)
         
     }
 
@@ -878,65 +833,37 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_passcrow_fn_constructor_passcrowclient_new(`configDir`: RustBuffer.ByValue,`dataDir`: RustBuffer.ByValue,`transport`: RustBuffer.ByValue,`log`: RustBuffer.ByValue,`createDirs`: Byte,`language`: RustBuffer.ByValue,`hashcashThreads`: Int,`retryBackoffMs`: Int,`maxBackoffMs`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_passcrow_fn_constructor_passcrowclient_compat(`configDir`: RustBuffer.ByValue,`dataDir`: RustBuffer.ByValue,`transport`: RustBuffer.ByValue,`log`: RustBuffer.ByValue,`sleeper`: RustBuffer.ByValue,`sleepMin`: Int,`sleepMax`: Int,`language`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
     external fun uniffi_passcrow_fn_method_passcrowclient_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_passcrow_fn_method_passcrowclient_defaults(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_method_passcrowclient_expiring(`ptr`: Long,`withinSeconds`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_forget(`ptr`: Long,`name`: RustBuffer.ByValue,`localOnly`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_passcrow_fn_method_passcrowclient_forget(`ptr`: Long,`name`: RustBuffer.ByValue,`localOnly`: Byte,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_passcrow_fn_method_passcrowclient_list(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_method_passcrowclient_pack(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_passcrow_fn_method_passcrowclient_protect(`ptr`: Long,`name`: RustBuffer.ByValue,`secret`: RustBuffer.ByValue,`identities`: RustBuffer.ByValue,`n`: RustBuffer.ByValue,`m`: RustBuffer.ByValue,`ephemeral`: RustBuffer.ByValue,`replace`: Byte,`packDescription`: RustBuffer.ByValue,`verifyDescription`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_passcrow_fn_method_passcrowclient_protect(`ptr`: Long,`name`: RustBuffer.ByValue,`secret`: RustBuffer.ByValue,`identities`: RustBuffer.ByValue,`n`: RustBuffer.ByValue,`m`: RustBuffer.ByValue,`ephemeral`: RustBuffer.ByValue,`replace`: Byte,`packDescription`: RustBuffer.ByValue,`verifyDescription`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_recover(`ptr`: Long,`pack`: Long,`codes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_passcrow_fn_method_passcrowclient_recover(`ptr`: Long,`pack`: Long,`codes`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_renew(`ptr`: Long,`name`: RustBuffer.ByValue,`secret`: RustBuffer.ByValue,`identities`: RustBuffer.ByValue,`n`: RustBuffer.ByValue,`m`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_passcrow_fn_method_passcrowclient_renew(`ptr`: Long,`name`: RustBuffer.ByValue,`secret`: RustBuffer.ByValue,`identities`: RustBuffer.ByValue,`n`: RustBuffer.ByValue,`m`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_method_passcrowclient_reset_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_passcrow_fn_method_passcrowclient_set_defaults(`ptr`: Long,`defaults`: RustBuffer.ByValue,`save`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_passcrow_fn_method_passcrowclient_verify(`ptr`: Long,`pack`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_passcrow_fn_method_passcrowclient_verify(`ptr`: Long,`pack`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_forget_quick(`ptr`: Long,`name`: RustBuffer.ByValue,`localOnly`: Byte,`quick`: Byte,uniffi_out_err: UniffiRustCallStatus, 
-    ): Int
-    external fun uniffi_passcrow_fn_method_passcrowclient_load_defaults(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_passcrow_fn_func_explain_kind(`kind`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_protect_policy(`ptr`: Long,`name`: RustBuffer.ByValue,`secret`: RustBuffer.ByValue,`identities`: RustBuffer.ByValue,`n`: Int,`m`: Int,`expirationDays`: Int,`timeoutMinutes`: Int,`ephemeral`: RustBuffer.ByValue,`quick`: Byte,`packDescription`: RustBuffer.ByValue,`verifyDescription`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_recover_quick(`ptr`: Long,`pack`: Long,`codes`: RustBuffer.ByValue,`quick`: Byte,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_method_passcrowclient_verify_quick(`ptr`: Long,`pack`: Long,`quick`: Byte,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_clone_sleeper(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_passcrow_fn_free_sleeper(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_passcrow_fn_init_callback_vtable_sleeper(`vtable`: UniffiVTableCallbackInterfaceSleeper,
-    ): Unit
-    external fun uniffi_passcrow_fn_method_sleeper_sleep(`ptr`: Long,`seconds`: Double,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_passcrow_fn_func_library_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_func_normalize_code(`code`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_func_absolute_ratio(`n`: Int,`m`: Int,`available`: Int,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_func_default_directory(`kind`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_func_explain_kind(`kind`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_func_normalize_identity(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_func_parse_identity_policy(`text`: RustBuffer.ByValue,`defaults`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_func_parse_server_choice(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_passcrow_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1057,28 +984,16 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_passcrow_checksum_func_explain_kind() and 0xFFFF) != 8177) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_passcrow_checksum_func_library_version() and 0xFFFF) != 48559) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_func_normalize_code() and 0xFFFF) != 15543) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_func_absolute_ratio() and 0xFFFF) != 60361) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_func_default_directory() and 0xFFFF) != 63515) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_func_explain_kind() and 0xFFFF) != 32367) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_func_normalize_identity() and 0xFFFF) != 17084) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_func_parse_identity_policy() and 0xFFFF) != 31580) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_func_parse_server_choice() and 0xFFFF) != 34894) {
+    if ((lib.uniffi_passcrow_checksum_func_normalize_identity() and 0xFFFF) != 22325) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_httptransport_post() and 0xFFFF) != 51901) {
@@ -1117,7 +1032,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_expiring() and 0xFFFF) != 58392) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_forget() and 0xFFFF) != 32847) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_forget() and 0xFFFF) != 39176) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_list() and 0xFFFF) != 32345) {
@@ -1126,13 +1041,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_pack() and 0xFFFF) != 4660) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_protect() and 0xFFFF) != 3370) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_protect() and 0xFFFF) != 47667) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_recover() and 0xFFFF) != 288) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_recover() and 0xFFFF) != 373) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_renew() and 0xFFFF) != 56635) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_renew() and 0xFFFF) != 49160) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_reset_cancel() and 0xFFFF) != 55548) {
@@ -1141,31 +1056,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_set_defaults() and 0xFFFF) != 16399) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_verify() and 0xFFFF) != 27617) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_forget_quick() and 0xFFFF) != 8561) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_load_defaults() and 0xFFFF) != 13173) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_protect_policy() and 0xFFFF) != 25799) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_recover_quick() and 0xFFFF) != 21879) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_verify_quick() and 0xFFFF) != 21107) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_method_sleeper_sleep() and 0xFFFF) != 43115) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_verify() and 0xFFFF) != 17059) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_constructor_passcrowclient_new() and 0xFFFF) != 41269) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_passcrow_checksum_constructor_passcrowclient_compat() and 0xFFFF) != 26924) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1449,29 +1343,6 @@ public object FfiConverterLong: FfiConverter<Long, Long> {
 
     override fun write(value: Long, buf: ByteBuffer) {
         buf.putLong(value)
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterDouble: FfiConverter<Double, Double> {
-    override fun lift(value: Double): Double {
-        return value
-    }
-
-    override fun read(buf: ByteBuffer): Double {
-        return buf.getDouble()
-    }
-
-    override fun lower(value: Double): Double {
-        return value
-    }
-
-    override fun allocationSize(value: Double) = 8UL
-
-    override fun write(value: Double, buf: ByteBuffer) {
-        buf.putDouble(value)
     }
 }
 
@@ -2756,9 +2627,10 @@ public interface PasscrowClientInterface {
     
     /**
      * Delete the pack `name`: its escrows on the servers (unless
-     * `local_only`), then the file. Returns the escrows deleted. Blocks.
+     * `local_only`), then the file, with this call's `options` (none: no
+     * anonymity delay). Returns the escrows deleted. Blocks.
      */
-    fun `forget`(`name`: kotlin.String, `localOnly`: kotlin.Boolean = false): kotlin.UInt
+    fun `forget`(`name`: kotlin.String, `localOnly`: kotlin.Boolean = false, `options`: CallOptions? = null): kotlin.UInt
     
     /**
      * Every pack, sorted by file name (unreadable ones carry `error`).
@@ -2775,24 +2647,28 @@ public interface PasscrowClientInterface {
      * Protect `secret` under `name`: split a fresh key n-of-m over
      * `identities` (`alice@example.org via server`; empty: the defaults),
      * escrow the shares and write the pack. `n`/`m` default to the
-     * defaults' ratio (scaled to the identities). Blocks: one round trip
-     * per server plus hashcash.
+     * defaults' ratio (scaled to the identities); `n` alone means n of
+     * all the identities. `options`: this call's [`CallOptions`] (none:
+     * no anonymity delay). Blocks: one round trip per server plus
+     * hashcash.
      */
-    fun `protect`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt? = null, `m`: kotlin.UInt? = null, `ephemeral`: EphemeralMode? = null, `replace`: kotlin.Boolean = false, `packDescription`: kotlin.String? = null, `verifyDescription`: kotlin.String? = null): ProtectResult
+    fun `protect`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt? = null, `m`: kotlin.UInt? = null, `ephemeral`: EphemeralMode? = null, `replace`: kotlin.Boolean = false, `packDescription`: kotlin.String? = null, `verifyDescription`: kotlin.String? = null, `options`: CallOptions? = null): ProtectResult
     
     /**
      * Recover with the codes the user received (any order; blanks,
-     * dashes and case are forgiven). A refused code raises
-     * `WrongCode` with the attempts left. Blocks.
+     * dashes and case are forgiven), with this call's `options` (none: no
+     * anonymity delay). A refused code raises `WrongCode` with the
+     * attempts left. Blocks.
      */
-    fun `recover`(`pack`: Pack, `codes`: List<kotlin.String>): RecoveryResult
+    fun `recover`(`pack`: Pack, `codes`: List<kotlin.String>, `options`: CallOptions? = null): RecoveryResult
     
     /**
      * Renew `name`: escrow `secret` afresh (over `identities`, or the
      * defaults when empty and no ratio is given), replace the pack, then
-     * delete the old escrows. Blocks.
+     * delete the old escrows, with this call's `options` (none: no
+     * anonymity delay). Blocks.
      */
-    fun `renew`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String> = listOf(), `n`: kotlin.UInt? = null, `m`: kotlin.UInt? = null): ProtectResult
+    fun `renew`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String> = listOf(), `n`: kotlin.UInt? = null, `m`: kotlin.UInt? = null, `options`: CallOptions? = null): ProtectResult
     
     /**
      * Clear a [`PasscrowClient::cancel`].
@@ -2805,38 +2681,10 @@ public interface PasscrowClientInterface {
     fun `setDefaults`(`defaults`: PolicyDefaults, `save`: kotlin.Boolean = false)
     
     /**
-     * Ask every escrow's server to send its verification code. Blocks.
+     * Ask every escrow's server to send its verification code, with
+     * this call's `options` (none: no anonymity delay). Blocks.
      */
-    fun `verify`(`pack`: Pack): Verification
-    
-    /**
-     * `forget`, with or without the anonymity delay.
-     */
-    fun `forgetQuick`(`name`: kotlin.String, `localOnly`: kotlin.Boolean, `quick`: kotlin.Boolean): kotlin.UInt
-    
-    /**
-     * Load `policy.rc` (NotFound when there is none) and use it.
-     */
-    fun `loadDefaults`(): PolicyDefaults
-    
-    /**
-     * Protect with a policy spelt out: identities as
-     * `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
-     * as python-passcrow does) and lifetimes. An existing pack of that
-     * name is replaced, its old escrows deleted after the new pack is
-     * written. `quick` skips the anonymity delay.
-     */
-    fun `protectPolicy`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt, `m`: kotlin.UInt, `expirationDays`: kotlin.UInt, `timeoutMinutes`: kotlin.UInt, `ephemeral`: EphemeralMode, `quick`: kotlin.Boolean, `packDescription`: kotlin.String, `verifyDescription`: kotlin.String): ProtectResult
-    
-    /**
-     * `recover`, with or without the anonymity delay.
-     */
-    fun `recoverQuick`(`pack`: Pack, `codes`: List<kotlin.String>, `quick`: kotlin.Boolean): RecoveryResult
-    
-    /**
-     * `verify`, with or without the anonymity delay.
-     */
-    fun `verifyQuick`(`pack`: Pack, `quick`: kotlin.Boolean): Verification
+    fun `verify`(`pack`: Pack, `options`: CallOptions? = null): Verification
     
     companion object
 }
@@ -3027,9 +2875,10 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
     
     /**
      * Delete the pack `name`: its escrows on the servers (unless
-     * `local_only`), then the file. Returns the escrows deleted. Blocks.
+     * `local_only`), then the file, with this call's `options` (none: no
+     * anonymity delay). Returns the escrows deleted. Blocks.
      */
-    @Throws(PasscrowException::class)override fun `forget`(`name`: kotlin.String, `localOnly`: kotlin.Boolean): kotlin.UInt {
+    @Throws(PasscrowException::class)override fun `forget`(`name`: kotlin.String, `localOnly`: kotlin.Boolean, `options`: CallOptions?): kotlin.UInt {
             return FfiConverterUInt.lift(
     callWithHandle {
     uniffiRustCallWithError(PasscrowException) { _status ->
@@ -3037,7 +2886,8 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
         it,
         
         FfiConverterString.lower(`name`),
-        FfiConverterBoolean.lower(`localOnly`),_status)
+        FfiConverterBoolean.lower(`localOnly`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
 }
     }
     )
@@ -3085,10 +2935,12 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
      * Protect `secret` under `name`: split a fresh key n-of-m over
      * `identities` (`alice@example.org via server`; empty: the defaults),
      * escrow the shares and write the pack. `n`/`m` default to the
-     * defaults' ratio (scaled to the identities). Blocks: one round trip
-     * per server plus hashcash.
+     * defaults' ratio (scaled to the identities); `n` alone means n of
+     * all the identities. `options`: this call's [`CallOptions`] (none:
+     * no anonymity delay). Blocks: one round trip per server plus
+     * hashcash.
      */
-    @Throws(PasscrowException::class)override fun `protect`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt?, `m`: kotlin.UInt?, `ephemeral`: EphemeralMode?, `replace`: kotlin.Boolean, `packDescription`: kotlin.String?, `verifyDescription`: kotlin.String?): ProtectResult {
+    @Throws(PasscrowException::class)override fun `protect`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt?, `m`: kotlin.UInt?, `ephemeral`: EphemeralMode?, `replace`: kotlin.Boolean, `packDescription`: kotlin.String?, `verifyDescription`: kotlin.String?, `options`: CallOptions?): ProtectResult {
             return FfiConverterTypeProtectResult.lift(
     callWithHandle {
     uniffiRustCallWithError(PasscrowException) { _status ->
@@ -3103,7 +2955,8 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
         FfiConverterOptionalTypeEphemeralMode.lower(`ephemeral`),
         FfiConverterBoolean.lower(`replace`),
         FfiConverterOptionalString.lower(`packDescription`),
-        FfiConverterOptionalString.lower(`verifyDescription`),_status)
+        FfiConverterOptionalString.lower(`verifyDescription`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
 }
     }
     )
@@ -3113,10 +2966,11 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
     
     /**
      * Recover with the codes the user received (any order; blanks,
-     * dashes and case are forgiven). A refused code raises
-     * `WrongCode` with the attempts left. Blocks.
+     * dashes and case are forgiven), with this call's `options` (none: no
+     * anonymity delay). A refused code raises `WrongCode` with the
+     * attempts left. Blocks.
      */
-    @Throws(PasscrowException::class)override fun `recover`(`pack`: Pack, `codes`: List<kotlin.String>): RecoveryResult {
+    @Throws(PasscrowException::class)override fun `recover`(`pack`: Pack, `codes`: List<kotlin.String>, `options`: CallOptions?): RecoveryResult {
             return FfiConverterTypeRecoveryResult.lift(
     callWithHandle {
     uniffiRustCallWithError(PasscrowException) { _status ->
@@ -3124,7 +2978,8 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
         it,
         
         FfiConverterTypePack.lower(`pack`),
-        FfiConverterSequenceString.lower(`codes`),_status)
+        FfiConverterSequenceString.lower(`codes`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
 }
     }
     )
@@ -3135,9 +2990,10 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
     /**
      * Renew `name`: escrow `secret` afresh (over `identities`, or the
      * defaults when empty and no ratio is given), replace the pack, then
-     * delete the old escrows. Blocks.
+     * delete the old escrows, with this call's `options` (none: no
+     * anonymity delay). Blocks.
      */
-    @Throws(PasscrowException::class)override fun `renew`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt?, `m`: kotlin.UInt?): ProtectResult {
+    @Throws(PasscrowException::class)override fun `renew`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt?, `m`: kotlin.UInt?, `options`: CallOptions?): ProtectResult {
             return FfiConverterTypeProtectResult.lift(
     callWithHandle {
     uniffiRustCallWithError(PasscrowException) { _status ->
@@ -3148,7 +3004,8 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
         FfiConverterByteArray.lower(`secret`),
         FfiConverterSequenceString.lower(`identities`),
         FfiConverterOptionalUInt.lower(`n`),
-        FfiConverterOptionalUInt.lower(`m`),_status)
+        FfiConverterOptionalUInt.lower(`m`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
 }
     }
     )
@@ -3190,165 +3047,35 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
 
     
     /**
-     * Ask every escrow's server to send its verification code. Blocks.
+     * Ask every escrow's server to send its verification code, with
+     * this call's `options` (none: no anonymity delay). Blocks.
      */
-    @Throws(PasscrowException::class)override fun `verify`(`pack`: Pack): Verification {
+    @Throws(PasscrowException::class)override fun `verify`(`pack`: Pack, `options`: CallOptions?): Verification {
             return FfiConverterTypeVerification.lift(
     callWithHandle {
     uniffiRustCallWithError(PasscrowException) { _status ->
     UniffiLib.uniffi_passcrow_fn_method_passcrowclient_verify(
         it,
         
-        FfiConverterTypePack.lower(`pack`),_status)
-}
-    }
-    )
-    }
-    
-
-    
-    /**
-     * `forget`, with or without the anonymity delay.
-     */
-    @Throws(PasscrowException::class)override fun `forgetQuick`(`name`: kotlin.String, `localOnly`: kotlin.Boolean, `quick`: kotlin.Boolean): kotlin.UInt {
-            return FfiConverterUInt.lift(
-    callWithHandle {
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_forget_quick(
-        it,
-        
-        FfiConverterString.lower(`name`),
-        FfiConverterBoolean.lower(`localOnly`),
-        FfiConverterBoolean.lower(`quick`),_status)
-}
-    }
-    )
-    }
-    
-
-    
-    /**
-     * Load `policy.rc` (NotFound when there is none) and use it.
-     */
-    @Throws(PasscrowException::class)override fun `loadDefaults`(): PolicyDefaults {
-            return FfiConverterTypePolicyDefaults.lift(
-    callWithHandle {
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_load_defaults(
-        it,
-        _status)
-}
-    }
-    )
-    }
-    
-
-    
-    /**
-     * Protect with a policy spelt out: identities as
-     * `ID[, notify=ID] via SERVER`, the ratio (scaled to the identities
-     * as python-passcrow does) and lifetimes. An existing pack of that
-     * name is replaced, its old escrows deleted after the new pack is
-     * written. `quick` skips the anonymity delay.
-     */
-    @Throws(PasscrowException::class)override fun `protectPolicy`(`name`: kotlin.String, `secret`: kotlin.ByteArray, `identities`: List<kotlin.String>, `n`: kotlin.UInt, `m`: kotlin.UInt, `expirationDays`: kotlin.UInt, `timeoutMinutes`: kotlin.UInt, `ephemeral`: EphemeralMode, `quick`: kotlin.Boolean, `packDescription`: kotlin.String, `verifyDescription`: kotlin.String): ProtectResult {
-            return FfiConverterTypeProtectResult.lift(
-    callWithHandle {
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_protect_policy(
-        it,
-        
-        FfiConverterString.lower(`name`),
-        FfiConverterByteArray.lower(`secret`),
-        FfiConverterSequenceString.lower(`identities`),
-        FfiConverterUInt.lower(`n`),
-        FfiConverterUInt.lower(`m`),
-        FfiConverterUInt.lower(`expirationDays`),
-        FfiConverterUInt.lower(`timeoutMinutes`),
-        FfiConverterTypeEphemeralMode.lower(`ephemeral`),
-        FfiConverterBoolean.lower(`quick`),
-        FfiConverterString.lower(`packDescription`),
-        FfiConverterString.lower(`verifyDescription`),_status)
-}
-    }
-    )
-    }
-    
-
-    
-    /**
-     * `recover`, with or without the anonymity delay.
-     */
-    @Throws(PasscrowException::class)override fun `recoverQuick`(`pack`: Pack, `codes`: List<kotlin.String>, `quick`: kotlin.Boolean): RecoveryResult {
-            return FfiConverterTypeRecoveryResult.lift(
-    callWithHandle {
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_recover_quick(
-        it,
-        
         FfiConverterTypePack.lower(`pack`),
-        FfiConverterSequenceString.lower(`codes`),
-        FfiConverterBoolean.lower(`quick`),_status)
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
 }
     }
     )
     }
     
 
+    
+
+    
+
+
+    
     
     /**
-     * `verify`, with or without the anonymity delay.
+     * @suppress
      */
-    @Throws(PasscrowException::class)override fun `verifyQuick`(`pack`: Pack, `quick`: kotlin.Boolean): Verification {
-            return FfiConverterTypeVerification.lift(
-    callWithHandle {
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_verify_quick(
-        it,
-        
-        FfiConverterTypePack.lower(`pack`),
-        FfiConverterBoolean.lower(`quick`),_status)
-}
-    }
-    )
-    }
-    
-
-    
-
-    
-
-
-    
-    companion object {
-        
-    /**
-     * A client for the python-passcrow drop-in: like `new`, plus an
-     * anonymity delay of `sleep_min`..`sleep_max` seconds between requests
-     * to a server (used when a call is not `quick`), slept by `sleeper`
-     * (default: the thread sleeps). Directories must exist.
-     */
-    @Throws(PasscrowException::class) fun `compat`(`configDir`: kotlin.String, `dataDir`: kotlin.String, `transport`: HttpTransport? = null, `log`: LogSink? = null, `sleeper`: Sleeper? = null, `sleepMin`: kotlin.UInt = 0u, `sleepMax`: kotlin.UInt = 600u, `language`: kotlin.String = "en"): PasscrowClient {
-            return FfiConverterTypePasscrowClient.lift(
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_constructor_passcrowclient_compat(
-    
-        
-        FfiConverterString.lower(`configDir`),
-        FfiConverterString.lower(`dataDir`),
-        FfiConverterOptionalTypeHttpTransport.lower(`transport`),
-        FfiConverterOptionalTypeLogSink.lower(`log`),
-        FfiConverterOptionalTypeSleeper.lower(`sleeper`),
-        FfiConverterUInt.lower(`sleepMin`),
-        FfiConverterUInt.lower(`sleepMax`),
-        FfiConverterString.lower(`language`),_status)
-}
-    )
-    }
-    
-
-        
-    }
+    companion object
     
 }
 
@@ -3377,327 +3104,94 @@ public object FfiConverterTypePasscrowClient: FfiConverter<PasscrowClient, Long>
 }
 
 
-// This template implements a class for working with a Rust struct via a handle
-// to the live Rust struct on the other side of the FFI.
-//
-// There's some subtlety here, because we have to be careful not to operate on a Rust
-// struct after it has been dropped, and because we must expose a public API for freeing
-// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
-//
-//   * Each instance holds an opaque handle to the underlying Rust struct.
-//     Method calls need to read this handle from the object's state and pass it in to
-//     the Rust FFI.
-//
-//   * When an instance is no longer needed, its handle should be passed to a
-//     special destructor function provided by the Rust FFI, which will drop the
-//     underlying Rust struct.
-//
-//   * Given an instance, calling code is expected to call the special
-//     `destroy` method in order to free it after use, either by calling it explicitly
-//     or by using a higher-level helper like the `use` method. Failing to do so risks
-//     leaking the underlying Rust struct.
-//
-//   * We can't assume that calling code will do the right thing, and must be prepared
-//     to handle Kotlin method calls executing concurrently with or even after a call to
-//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
-//
-//   * We must never allow Rust code to operate on the underlying Rust struct after
-//     the destructor has been called, and must never call the destructor more than once.
-//     Doing so may trigger memory unsafety.
-//
-//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
-//     is implemented to call the destructor when the Kotlin object becomes unreachable.
-//     This is done in a background thread. This is not a panacea, and client code should be aware that
-//      1. the thread may starve if some there are objects that have poorly performing
-//     `drop` methods or do significant work in their `drop` methods.
-//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
-//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
-//
-// If we try to implement this with mutual exclusion on access to the handle, there is the
-// possibility of a race between a method call and a concurrent call to `destroy`:
-//
-//    * Thread A starts a method call, reads the value of the handle, but is interrupted
-//      before it can pass the handle over the FFI to Rust.
-//    * Thread B calls `destroy` and frees the underlying Rust struct.
-//    * Thread A resumes, passing the already-read handle value to Rust and triggering
-//      a use-after-free.
-//
-// One possible solution would be to use a `ReadWriteLock`, with each method call taking
-// a read lock (and thus allowed to run concurrently) and the special `destroy` method
-// taking a write lock (and thus blocking on live method calls). However, we aim not to
-// generate methods with any hidden blocking semantics, and a `destroy` method that might
-// block if called incorrectly seems to meet that bar.
-//
-// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
-// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
-// has been called. These are updated according to the following rules:
-//
-//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
-//      The initial value for the flag is false.
-//
-//    * At the start of each method call, we atomically check the counter.
-//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
-//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
-//
-//    * At the end of each method call, we atomically decrement and check the counter.
-//      If it has reached zero then we destroy the underlying Rust struct.
-//
-//    * When `destroy` is called, we atomically flip the flag from false to true.
-//      If the flag was already true we silently fail.
-//      Otherwise we atomically decrement and check the counter.
-//      If it has reached zero then we destroy the underlying Rust struct.
-//
-// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
-// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
-//
-// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
-// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
-// of the underlying Rust code.
-//
-// This makes a cleaner a better alternative to _not_ calling `destroy()` as
-// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
-// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
-// thread may be starved, and the app will leak memory.
-//
-// In this case, `destroy`ing manually may be a better solution.
-//
-// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
-// with Rust peers are reclaimed:
-//
-// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
-// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
-// 3. The memory is reclaimed when the process terminates.
-//
-// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
-//
-
 
 /**
- * Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
- * from worker threads.
+ * Options of one call (`protect`, `verify`, `recover`, `forget`,
+ * `renew`), given with it and for it only. Leaving the argument out is the
+ * same as `CallOptions()` with every field at its default.
  */
-public interface Sleeper {
-    
+data class CallOptions (
     /**
-     * Sleep this many seconds.
+     * The anonymity delay: before each request to a server after the
+     * first, wait a random time in this range, so a server cannot link
+     * the requests of one operation by their timing (python-passcrow
+     * waits 0..600 s). `None` (the default): no delay. Requests to
+     * different servers still go out concurrently.
      */
-    fun `sleep`(`seconds`: kotlin.Double)
+    var `anonymityDelay`: DelayRange? = null 
+    
+){
+    
+
+    
+
     
     companion object
-}
-
-/**
- * Sleeps on the app's behalf (python-passcrow's `sleep_func`). Called
- * from worker threads.
- */
-open class SleeperImpl: Disposable, AutoCloseable, Sleeper
-{
-
-    @Suppress("UNUSED_PARAMETER")
-    /**
-     * @suppress
-     */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
-        this.handle = handle
-        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
-    }
-
-    /**
-     * @suppress
-     *
-     * This constructor can be used to instantiate a fake object. Only used for tests. Any
-     * attempt to actually use an object constructed this way will fail as there is no
-     * connected Rust object.
-     */
-    @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
-        this.handle = 0
-        this.cleanable = null
-    }
-
-    protected val handle: Long
-    protected val cleanable: UniffiCleaner.Cleanable?
-
-    private val wasDestroyed = AtomicBoolean(false)
-    private val callCounter = AtomicLong(1)
-
-    /**
-     * Whether the current object has been destroyed and its reference is gone in the Rust side.
-     */
-    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
-
-    override fun destroy() {
-        // Only allow a single call to this method.
-        // TODO: maybe we should log a warning if called more than once?
-        if (this.wasDestroyed.compareAndSet(false, true)) {
-            // This decrement always matches the initial count of 1 given at creation time.
-            if (this.callCounter.decrementAndGet() == 0L) {
-                cleanable?.clean()
-            }
-        }
-    }
-
-    @Synchronized
-    override fun close() {
-        this.destroy()
-    }
-
-    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
-        // Check and increment the call counter, to keep the object alive.
-        // This needs a compare-and-set retry loop in case of concurrent updates.
-        do {
-            val c = this.callCounter.get()
-            if (c == 0L) {
-                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
-            }
-            if (c == Long.MAX_VALUE) {
-                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
-            }
-        } while (! this.callCounter.compareAndSet(c, c + 1L))
-        // Now we can safely do the method call without the handle being freed concurrently.
-        try {
-            return block(this.uniffiCloneHandle())
-        } finally {
-            // This decrement always matches the increment we performed above.
-            if (this.callCounter.decrementAndGet() == 0L) {
-                cleanable?.clean()
-            }
-        }
-    }
-
-    // Use a static inner class instead of a closure so as not to accidentally
-    // capture `this` as part of the cleanable's action.
-    private class UniffiCleanAction(private val handle: Long) : Runnable {
-        override fun run() {
-            if (handle == 0.toLong()) {
-                // Fake object created with `NoHandle`, don't try to free.
-                return;
-            }
-            uniffiRustCall { status ->
-                UniffiLib.uniffi_passcrow_fn_free_sleeper(handle, status)
-            }
-        }
-    }
-
-    /**
-     * @suppress
-     */
-    fun uniffiCloneHandle(): Long {
-        if (handle == 0.toLong()) {
-            throw InternalException("uniffiCloneHandle() called on NoHandle object");
-        }
-        return uniffiRustCall() { status ->
-            UniffiLib.uniffi_passcrow_fn_clone_sleeper(handle, status)
-        }
-    }
-
-    
-    /**
-     * Sleep this many seconds.
-     */override fun `sleep`(`seconds`: kotlin.Double)
-        = 
-    callWithHandle {
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_passcrow_fn_method_sleeper_sleep(
-        it,
-        
-        FfiConverterDouble.lower(`seconds`),_status)
-}
-    }
-    
-    
-
-    
-
-    
-
-
-    
-    
-    /**
-     * @suppress
-     */
-    companion object
-    
-}
-
-
-
-// Put the implementation in an object so we don't pollute the top-level namespace
-internal object uniffiCallbackInterfaceSleeper {
-    internal object `sleep`: UniffiCallbackInterfaceSleeperMethod0 {
-        override fun callback(`uniffiHandle`: Long,`seconds`: Double,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
-            val uniffiObj = FfiConverterTypeSleeper.handleMap.get(uniffiHandle)
-            val makeCall = { ->
-                uniffiObj.`sleep`(
-                    FfiConverterDouble.lift(`seconds`),
-                )
-            }
-            val writeReturn = { _: Unit -> Unit }
-            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
-        }
-    }
-
-    internal object uniffiFree: UniffiCallbackInterfaceFree {
-        override fun callback(handle: Long) {
-            FfiConverterTypeSleeper.handleMap.remove(handle)
-        }
-    }
-
-    internal object uniffiClone: UniffiCallbackInterfaceClone {
-        override fun callback(handle: Long): Long {
-            return FfiConverterTypeSleeper.handleMap.clone(handle)
-        }
-    }
-
-    internal var vtable = UniffiVTableCallbackInterfaceSleeper.UniffiByValue(
-        uniffiFree,
-        uniffiClone,
-        `sleep`,
-    )
-
-    // Registers the foreign callback with the Rust side.
-    // This method is generated for each callback interface.
-    internal fun register(lib: UniffiLib) {
-        lib.uniffi_passcrow_fn_init_callback_vtable_sleeper(vtable)
-    }
 }
 
 /**
  * @suppress
  */
-public object FfiConverterTypeSleeper: FfiConverter<Sleeper, Long> {
-    internal val handleMap = UniffiHandleMap<Sleeper>()
-
-    override fun lower(value: Sleeper): Long {
-        if (value is SleeperImpl) {
-             // Rust-implemented object.  Clone the handle and return it
-            return value.uniffiCloneHandle()
-         } else {
-            // Kotlin object, generate a new vtable handle and return that.
-            return handleMap.insert(value)
-         }
+public object FfiConverterTypeCallOptions: FfiConverterRustBuffer<CallOptions> {
+    override fun read(buf: ByteBuffer): CallOptions {
+        return CallOptions(
+            FfiConverterOptionalTypeDelayRange.read(buf),
+        )
     }
 
-    override fun lift(value: Long): Sleeper {
-        if ((value and 1.toLong()) == 0.toLong()) {
-            // Rust-generated handle, construct a new class that uses the handle to implement the
-            // interface
-            return SleeperImpl(UniffiWithHandle, value)
-        } else {
-            // Kotlin-generated handle, get the object from the handle map
-            return handleMap.remove(value)
-        }
+    override fun allocationSize(value: CallOptions) = (
+            FfiConverterOptionalTypeDelayRange.allocationSize(value.`anonymityDelay`)
+    )
+
+    override fun write(value: CallOptions, buf: ByteBuffer) {
+            FfiConverterOptionalTypeDelayRange.write(value.`anonymityDelay`, buf)
+    }
+}
+
+
+
+/**
+ * A random delay between `min_seconds` and `max_seconds` (inclusive).
+ */
+data class DelayRange (
+    /**
+     * The shortest delay, seconds.
+     */
+    var `minSeconds`: kotlin.UInt
+    , 
+    /**
+     * The longest delay, seconds (at least `min_seconds`).
+     */
+    var `maxSeconds`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDelayRange: FfiConverterRustBuffer<DelayRange> {
+    override fun read(buf: ByteBuffer): DelayRange {
+        return DelayRange(
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
     }
 
-    override fun read(buf: ByteBuffer): Sleeper {
-        return lift(buf.getLong())
-    }
+    override fun allocationSize(value: DelayRange) = (
+            FfiConverterUInt.allocationSize(value.`minSeconds`) +
+            FfiConverterUInt.allocationSize(value.`maxSeconds`)
+    )
 
-    override fun allocationSize(value: Sleeper) = 8UL
-
-    override fun write(value: Sleeper, buf: ByteBuffer) {
-        buf.putLong(lower(value))
+    override fun write(value: DelayRange, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`minSeconds`, buf)
+            FfiConverterUInt.write(value.`maxSeconds`, buf)
     }
 }
 
@@ -3980,69 +3474,6 @@ public object FfiConverterTypePackSummary: FfiConverterRustBuffer<PackSummary> {
 
 
 /**
- * An identity policy, parsed and normalised.
- */
-data class ParsedIdentityPolicy (
-    /**
-     * `kind:address`.
-     */
-    var `id`: kotlin.String
-    , 
-    /**
-     * Who is told that recovery started.
-     */
-    var `notify`: kotlin.String?
-    , 
-    /**
-     * The server chosen (as written, or from the defaults).
-     */
-    var `server`: kotlin.String?
-    , 
-    /**
-     * The defaults after python-passcrow's rotation (when given).
-     */
-    var `defaults`: PolicyDefaults?
-    
-){
-    
-
-    
-
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeParsedIdentityPolicy: FfiConverterRustBuffer<ParsedIdentityPolicy> {
-    override fun read(buf: ByteBuffer): ParsedIdentityPolicy {
-        return ParsedIdentityPolicy(
-            FfiConverterString.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalTypePolicyDefaults.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: ParsedIdentityPolicy) = (
-            FfiConverterString.allocationSize(value.`id`) +
-            FfiConverterOptionalString.allocationSize(value.`notify`) +
-            FfiConverterOptionalString.allocationSize(value.`server`) +
-            FfiConverterOptionalTypePolicyDefaults.allocationSize(value.`defaults`)
-    )
-
-    override fun write(value: ParsedIdentityPolicy, buf: ByteBuffer) {
-            FfiConverterString.write(value.`id`, buf)
-            FfiConverterOptionalString.write(value.`notify`, buf)
-            FfiConverterOptionalString.write(value.`server`, buf)
-            FfiConverterOptionalTypePolicyDefaults.write(value.`defaults`, buf)
-    }
-}
-
-
-
-/**
  * The defaults (`policy.rc`): what a policy leaves out is filled from here.
  */
 data class PolicyDefaults (
@@ -4203,100 +3634,6 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterLong.write(value.`expiresTs`, buf)
             FfiConverterOptionalTypeEphemeralDetails.write(value.`ephemeral`, buf)
             FfiConverterSequenceTypeFailureInfo.write(value.`cleanupFailures`, buf)
-    }
-}
-
-
-
-/**
- * n of m.
- */
-data class Ratio (
-    /**
-     * Needed.
-     */
-    var `n`: kotlin.UInt
-    , 
-    /**
-     * Made.
-     */
-    var `m`: kotlin.UInt
-    
-){
-    
-
-    
-
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeRatio: FfiConverterRustBuffer<Ratio> {
-    override fun read(buf: ByteBuffer): Ratio {
-        return Ratio(
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: Ratio) = (
-            FfiConverterUInt.allocationSize(value.`n`) +
-            FfiConverterUInt.allocationSize(value.`m`)
-    )
-
-    override fun write(value: Ratio, buf: ByteBuffer) {
-            FfiConverterUInt.write(value.`n`, buf)
-            FfiConverterUInt.write(value.`m`, buf)
-    }
-}
-
-
-
-/**
- * `KINDS via SERVER`.
- */
-data class ServerChoiceParts (
-    /**
-     * Identity kinds the server takes.
-     */
-    var `kinds`: List<kotlin.String>
-    , 
-    /**
-     * The server.
-     */
-    var `server`: kotlin.String
-    
-){
-    
-
-    
-
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeServerChoiceParts: FfiConverterRustBuffer<ServerChoiceParts> {
-    override fun read(buf: ByteBuffer): ServerChoiceParts {
-        return ServerChoiceParts(
-            FfiConverterSequenceString.read(buf),
-            FfiConverterString.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: ServerChoiceParts) = (
-            FfiConverterSequenceString.allocationSize(value.`kinds`) +
-            FfiConverterString.allocationSize(value.`server`)
-    )
-
-    override fun write(value: ServerChoiceParts, buf: ByteBuffer) {
-            FfiConverterSequenceString.write(value.`kinds`, buf)
-            FfiConverterString.write(value.`server`, buf)
     }
 }
 
@@ -5207,28 +4544,60 @@ public object FfiConverterOptionalTypeLogSink: FfiConverterRustBuffer<LogSink?> 
 /**
  * @suppress
  */
-public object FfiConverterOptionalTypeSleeper: FfiConverterRustBuffer<Sleeper?> {
-    override fun read(buf: ByteBuffer): Sleeper? {
+public object FfiConverterOptionalTypeCallOptions: FfiConverterRustBuffer<CallOptions?> {
+    override fun read(buf: ByteBuffer): CallOptions? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterTypeSleeper.read(buf)
+        return FfiConverterTypeCallOptions.read(buf)
     }
 
-    override fun allocationSize(value: Sleeper?): ULong {
+    override fun allocationSize(value: CallOptions?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterTypeSleeper.allocationSize(value)
+            return 1UL + FfiConverterTypeCallOptions.allocationSize(value)
         }
     }
 
-    override fun write(value: Sleeper?, buf: ByteBuffer) {
+    override fun write(value: CallOptions?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterTypeSleeper.write(value, buf)
+            FfiConverterTypeCallOptions.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeDelayRange: FfiConverterRustBuffer<DelayRange?> {
+    override fun read(buf: ByteBuffer): DelayRange? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDelayRange.read(buf)
+    }
+
+    override fun allocationSize(value: DelayRange?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDelayRange.allocationSize(value)
+        }
+    }
+
+    override fun write(value: DelayRange?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDelayRange.write(value, buf)
         }
     }
 }
@@ -5261,38 +4630,6 @@ public object FfiConverterOptionalTypeEphemeralDetails: FfiConverterRustBuffer<E
         } else {
             buf.put(1)
             FfiConverterTypeEphemeralDetails.write(value, buf)
-        }
-    }
-}
-
-
-
-
-/**
- * @suppress
- */
-public object FfiConverterOptionalTypePolicyDefaults: FfiConverterRustBuffer<PolicyDefaults?> {
-    override fun read(buf: ByteBuffer): PolicyDefaults? {
-        if (buf.get().toInt() == 0) {
-            return null
-        }
-        return FfiConverterTypePolicyDefaults.read(buf)
-    }
-
-    override fun allocationSize(value: PolicyDefaults?): ULong {
-        if (value == null) {
-            return 1UL
-        } else {
-            return 1UL + FfiConverterTypePolicyDefaults.allocationSize(value)
-        }
-    }
-
-    override fun write(value: PolicyDefaults?, buf: ByteBuffer) {
-        if (value == null) {
-            buf.put(0)
-        } else {
-            buf.put(1)
-            FfiConverterTypePolicyDefaults.write(value, buf)
         }
     }
 }
@@ -5441,6 +4778,20 @@ public object FfiConverterSequenceTypeVerificationHint: FfiConverterRustBuffer<L
     }
 }
         /**
+         * How a kind reads in a sentence (`email` → `e-mail to`).
+         */ fun `explainKind`(`kind`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_passcrow_fn_func_explain_kind(
+    
+        
+        FfiConverterString.lower(`kind`),_status)
+}
+    )
+    }
+    
+
+        /**
          * The library's version.
          */ fun `libraryVersion`(): kotlin.String {
             return FfiConverterString.lift(
@@ -5469,90 +4820,13 @@ public object FfiConverterSequenceTypeVerificationHint: FfiConverterRustBuffer<L
     
 
         /**
-         * python-passcrow's ratio rule: n-of-m scaled to the identities available.
-         */
-    @Throws(PasscrowException::class) fun `absoluteRatio`(`n`: kotlin.UInt, `m`: kotlin.UInt, `available`: kotlin.UInt): Ratio {
-            return FfiConverterTypeRatio.lift(
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_func_absolute_ratio(
-    
-        
-        FfiConverterUInt.lower(`n`),
-        FfiConverterUInt.lower(`m`),
-        FfiConverterUInt.lower(`available`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * The platform's default directory for `config` or `data`.
-         */ fun `defaultDirectory`(`kind`: kotlin.String): kotlin.String {
-            return FfiConverterString.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_passcrow_fn_func_default_directory(
-    
-        
-        FfiConverterString.lower(`kind`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * How a kind reads in a sentence (`email` → `e-mail to`).
-         */ fun `explainKind`(`kind`: kotlin.String): kotlin.String {
-            return FfiConverterString.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_passcrow_fn_func_explain_kind(
-    
-        
-        FfiConverterString.lower(`kind`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * Normalise an identity (`a@b.org` → `email:a@b.org`).
+         * Normalise an identity (`a@b.org` → `email:a@b.org`, `+354...` →
+         * `tel:+354...`).
          */
     @Throws(PasscrowException::class) fun `normalizeIdentity`(`text`: kotlin.String): kotlin.String {
             return FfiConverterString.lift(
     uniffiRustCallWithError(PasscrowException) { _status ->
     UniffiLib.uniffi_passcrow_fn_func_normalize_identity(
-    
-        
-        FfiConverterString.lower(`text`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * Parse `ID[, notify=ID][ via SERVER]`; with `defaults`, fill in the
-         * notify identity and server from them, rotating them as python-passcrow
-         * does, and return the rotated defaults.
-         */
-    @Throws(PasscrowException::class) fun `parseIdentityPolicy`(`text`: kotlin.String, `defaults`: PolicyDefaults?): ParsedIdentityPolicy {
-            return FfiConverterTypeParsedIdentityPolicy.lift(
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_func_parse_identity_policy(
-    
-        
-        FfiConverterString.lower(`text`),
-        FfiConverterOptionalTypePolicyDefaults.lower(`defaults`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * Parse `KINDS via SERVER`.
-         */
-    @Throws(PasscrowException::class) fun `parseServerChoice`(`text`: kotlin.String): ServerChoiceParts {
-            return FfiConverterTypeServerChoiceParts.lift(
-    uniffiRustCallWithError(PasscrowException) { _status ->
-    UniffiLib.uniffi_passcrow_fn_func_parse_server_choice(
     
         
         FfiConverterString.lower(`text`),_status)
