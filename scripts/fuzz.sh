@@ -73,6 +73,11 @@ if ! command -v rustup >/dev/null || ! rustup run "$TOOLCHAIN" rustc --version >
     exit 0
 fi
 
+# The fuzz build (nightly, ASan, the server's whole dependency tree) takes
+# about 10 minutes cold on 2 cores; it is kept outside the clone so a fresh
+# clone on the same machine (as CI's) starts warm.
+FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/libpasscrow/fuzz-target}
+mkdir -p "$FUZZ_TARGET_DIR"
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$cargo_bin:$PATH"
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
@@ -88,16 +93,16 @@ for t in "${targets[@]}"; do
     # One invocation per target would re-check the graph each time; build
     # all of them in one go when all are asked for.
     if [ ${#targets[@]} -eq ${#ALL_TARGETS[@]} ]; then
-        cargo "+$TOOLCHAIN" fuzz build -O -a
+        cargo "+$TOOLCHAIN" fuzz build -O -a --target-dir "$FUZZ_TARGET_DIR"
         break
     fi
-    cargo "+$TOOLCHAIN" fuzz build -O -a "$t"
+    cargo "+$TOOLCHAIN" fuzz build -O -a --target-dir "$FUZZ_TARGET_DIR" "$t"
 done
 say "built in $(($(date +%s) - start)) s"
 [ "$mode" = run ] || exit 0
 
 host=$(rustc "+$TOOLCHAIN" -vV | sed -n 's/^host: //p')
-bin_dir="fuzz/target/$host/release"
+bin_dir="$FUZZ_TARGET_DIR/$host/release"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/passcrow-fuzz.XXXXXX")
 cleanup() {
     # Only our own runs: the jobs this shell started.
@@ -163,7 +168,7 @@ for t in "${targets[@]}"; do
     fi
 done
 if [ $failed -ne 0 ]; then
-    echo "fuzzing found a crash (reproduce: fuzz/target/$host/release/TARGET ARTIFACT)" >&2
+    echo "fuzzing found a crash (reproduce: $FUZZ_TARGET_DIR/$host/release/TARGET ARTIFACT)" >&2
     exit 1
 fi
 echo "fuzzing: ${#targets[@]} target(s), no crash"
