@@ -10,7 +10,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use passcrow::client::{Client, ClientConfig, HttpResponse, Transport};
+use passcrow::client::{
+    Client, ClientConfig, HttpRequest, HttpResponse, Transport, TransportError,
+};
 use passcrow::proto::{
     self, DeletionResponse, EscrowResponse, RecoveryResponse, ServerPolicy, VerificationResponse,
 };
@@ -18,7 +20,7 @@ use passcrow::proto::{
 struct Canned(Mutex<HttpResponse>);
 
 impl Transport for Canned {
-    fn post(&self, _url: &str, _body: &[u8]) -> Result<HttpResponse, String> {
+    fn post(&self, _request: &HttpRequest<'_>) -> Result<HttpResponse, TransportError> {
         Ok(self.0.lock().unwrap().clone())
     }
 }
