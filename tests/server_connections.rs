@@ -411,6 +411,26 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(others_closed, 6);
     assert_eq!(from_proxy("203.0.113.9"), 200);
     h.shutdown();
+
+    // RFC 7239 Forwarded, when configured; X-Forwarded-For then ignored.
+    let tmp = tempfile::tempdir().unwrap();
+    let h = start(&tmp, |c| {
+        c.rate_limit_burst = 1;
+        c.rate_limit_per_second = 0.001;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.forwarded_header = "forwarded".into();
+    });
+    let a = h.addr();
+    let fwd = |v: &str| policy_from("127.0.0.1", a, &format!("Forwarded: {v}\r\n")).0;
+    assert_eq!(fwd("for=203.0.113.1;proto=https"), 200);
+    assert_eq!(fwd("for=203.0.113.1"), 429);
+    assert_eq!(fwd("for=198.51.100.7, for=\"203.0.113.1:4711\""), 429);
+    assert_eq!(fwd("for=\"[2001:db8::1]:4711\""), 200);
+    assert_eq!(fwd("for=203.0.113.2"), 200);
+    // X-Forwarded-For is not what this proxy sets: the proxy's bucket.
+    assert_eq!(policy_from("127.0.0.1", a, &xff("203.0.113.3")).0, 200);
+    assert_eq!(policy_from("127.0.0.1", a, &xff("203.0.113.4")).0, 429);
+    h.shutdown();
 }
 
 #[test]
