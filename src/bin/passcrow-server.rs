@@ -5,6 +5,9 @@
 //! passcrow-server [--config FILE] [--listen ADDR] [--data DIR] [--smtp URL]
 //!                 [--mail-from ADDR] [--deliver-to-file PATH]
 //!                 [--country-code CC] [--about-url URL]
+//!                 [--trusted-proxies LIST] [--forwarded-header NAME]
+//!                 [--header-timeout S] [--keep-alive-timeout S]
+//!                 [--body-timeout S] [--max-connections-per-address N]
 //! passcrow-server sweep [--config FILE] [--data DIR]
 //! ```
 
@@ -35,6 +38,15 @@ Options (override the config file):
   --deliver-to-file PATH  append identity<TAB>code lines to PATH (tests, demos)
   --country-code CC       operator's country code
   --about-url URL         operator's page
+  --trusted-proxies LIST  comma-separated addresses/CIDRs of reverse proxies whose
+                          forwarding header names the client (default: none)
+  --forwarded-header NAME x-forwarded-for (default) or forwarded (RFC 7239)
+  --header-timeout S      seconds to send request headers (default 10)
+  --keep-alive-timeout S  seconds idle between requests; 0 = no keep-alive (default 5)
+  --body-timeout S        seconds to send a request body (default 10)
+  --max-connections-per-address N
+                          open connections per client address, IPv6 per /64;
+                          0 = no limit (default 32)
   -h, --help              this text
   -V, --version           version
 
@@ -52,6 +64,18 @@ struct Args {
     file: Option<PathBuf>,
     country_code: Option<String>,
     about_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    forwarded_header: Option<String>,
+    header_timeout: Option<u64>,
+    keep_alive_timeout: Option<u64>,
+    body_timeout: Option<u64>,
+    max_connections_per_address: Option<u32>,
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{flag} needs a whole number, not {v:?}"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +90,12 @@ fn parse_args() -> Result<Args, String> {
         file: None,
         country_code: None,
         about_url: None,
+        trusted_proxies: None,
+        forwarded_header: None,
+        header_timeout: None,
+        keep_alive_timeout: None,
+        body_timeout: None,
+        max_connections_per_address: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(first) = it.peek() {
@@ -108,6 +138,23 @@ fn parse_args() -> Result<Args, String> {
             "--deliver-to-file" => a.file = Some(value()?.into()),
             "--country-code" => a.country_code = Some(value()?),
             "--about-url" => a.about_url = Some(value()?),
+            "--trusted-proxies" => {
+                let v = value()?;
+                a.trusted_proxies = Some(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                );
+            }
+            "--forwarded-header" => a.forwarded_header = Some(value()?),
+            "--header-timeout" => a.header_timeout = Some(number(&flag, value()?)?),
+            "--keep-alive-timeout" => a.keep_alive_timeout = Some(number(&flag, value()?)?),
+            "--body-timeout" => a.body_timeout = Some(number(&flag, value()?)?),
+            "--max-connections-per-address" => {
+                a.max_connections_per_address = Some(number(&flag, value()?)?)
+            }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
@@ -152,6 +199,24 @@ fn load_config(a: &Args) -> Result<Config, BoxError> {
     }
     if let Some(u) = &a.about_url {
         c.about_url = u.clone();
+    }
+    if let Some(p) = &a.trusted_proxies {
+        c.trusted_proxies = p.clone();
+    }
+    if let Some(h) = &a.forwarded_header {
+        c.forwarded_header = h.clone();
+    }
+    if let Some(s) = a.header_timeout {
+        c.header_read_timeout_seconds = s;
+    }
+    if let Some(s) = a.keep_alive_timeout {
+        c.keep_alive_timeout_seconds = s;
+    }
+    if let Some(s) = a.body_timeout {
+        c.body_read_timeout_seconds = s;
+    }
+    if let Some(n) = a.max_connections_per_address {
+        c.max_connections_per_address = n;
     }
     Ok(c)
 }

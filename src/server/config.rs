@@ -26,6 +26,15 @@ pub const DEFAULT_HASHCASH: &[(u32, i64)] = &[
     (15, 10 * 366 * 24 * 3600),
 ];
 
+/// Seconds to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
+/// Seconds a kept-alive connection may idle.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: u64 = 5;
+/// Seconds to send a request's body.
+pub const DEFAULT_BODY_READ_TIMEOUT: u64 = 10;
+/// Open connections per client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 32;
+
 /// One hashcash offer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +203,26 @@ pub struct Config {
     pub payment: PaymentConfig,
     /// Delivery.
     pub delivery: DeliveryConfig,
+    /// Seconds a client has to send a request's headers (from the start of
+    /// the connection, or the end of the previous answer).
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may sit idle between requests
+    /// (0 = no keep-alive: one request per connection).
+    pub keep_alive_timeout_seconds: u64,
+    /// Seconds a client has to send a request's body once its headers are in.
+    pub body_read_timeout_seconds: u64,
+    /// Open connections per client address (IPv6: per /64); trusted proxies
+    /// are exempt (0 = no limit).
+    pub max_connections_per_address: u32,
+    /// Client addresses the rate limiter remembers (the least recently seen
+    /// is forgotten first).
+    pub rate_limit_max_clients: usize,
+    /// Reverse proxies (addresses or CIDR blocks) whose forwarding header
+    /// names the client; empty: every forwarding header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies set: `x-forwarded-for` or `forwarded`
+    /// (RFC 7239).
+    pub forwarded_header: String,
 }
 
 impl Default for Config {
@@ -217,6 +246,13 @@ impl Default for Config {
             sweep_interval_seconds: 600,
             payment: PaymentConfig::default(),
             delivery: DeliveryConfig::default(),
+            header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout_seconds: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            rate_limit_max_clients: super::http::DEFAULT_RATE_LIMIT_CLIENTS,
+            trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
         }
     }
 }
@@ -291,6 +327,17 @@ impl Config {
                 "rate_limit_per_second must be 0 (off) or positive",
             ));
         }
+        if self.header_read_timeout_seconds == 0 || self.body_read_timeout_seconds == 0 {
+            return Err(ServerError::config(
+                "header_read_timeout_seconds and body_read_timeout_seconds must be at least 1",
+            ));
+        }
+        if self.rate_limit_max_clients == 0 {
+            return Err(ServerError::config(
+                "rate_limit_max_clients must be at least 1",
+            ));
+        }
+        super::http::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header)?;
         if self.country_code.is_empty() || self.country_code.len() > 8 {
             return Err(ServerError::config(
                 "country_code should be a short code like IS or ??",
@@ -330,6 +377,17 @@ about_url = "https://passcrow.example.org/"
 # rate_limit_burst = 20                # per client address; 0 disables
 # rate_limit_per_second = 2.0
 # sweep_interval_seconds = 600
+
+# Connections (see "Connections and reverse proxies" in docs/server.md).
+# header_read_timeout_seconds = 10     # to send the request line and headers
+# keep_alive_timeout_seconds = 5       # idle between requests; 0 = no keep-alive
+# body_read_timeout_seconds = 10       # to send the body once the headers are in
+# max_connections_per_address = 32     # IPv6: per /64; 0 disables
+# rate_limit_max_clients = 65536       # addresses the rate limiter remembers
+# Behind a reverse proxy: its address(es), so that the client address is
+# taken from the header it sets (and the proxy is not connection-capped).
+# trusted_proxies = ["127.0.0.1", "::1"]
+# forwarded_header = "x-forwarded-for" # or "forwarded" (RFC 7239)
 
 # What an escrow costs. Free escrows last 25 hours; longer ones are paid
 # with proof of work (the reference server's offers).
@@ -392,6 +450,31 @@ mod tests {
         assert_eq!(c.payment, PaymentConfig::default());
         c.validate().unwrap();
         assert!(Config::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn connection_settings() {
+        let c = Config::from_toml(
+            "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nheader_read_timeout_seconds = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.header_read_timeout_seconds, 3);
+        c.validate().unwrap();
+        let bad = |t: &str| {
+            Config::from_toml(t)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]");
+        assert!(
+            e.contains("\"10.0.0.0/99\"") && e.contains("trusted_proxies"),
+            "{e}"
+        );
+        assert!(bad("trusted_proxies = [\"proxy.example\"]").contains("proxy.example"));
+        assert!(bad("forwarded_header = \"x-real-ip\"").contains("x-real-ip"));
+        assert!(bad("body_read_timeout_seconds = 0").contains("body_read_timeout_seconds"));
+        assert!(bad("rate_limit_max_clients = 0").contains("rate_limit_max_clients"));
     }
 
     #[test]

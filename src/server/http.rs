@@ -1,13 +1,20 @@
-//! HTTP with axum: `POST /passcrow/{method}` (and `GET` for `policy` and
-//! `stats`), a body limit of `max-request-bytes`, a request timeout, a
-//! token-bucket rate limit per client address, graceful shutdown; and
-//! [`spawn`], a server on its own thread for tests and demos.
+//! HTTP: axum's router served by hyper directly. `POST /passcrow/{method}`
+//! (and `GET` for `policy` and `stats`), a body limit of
+//! `max-request-bytes`, timeouts for a request's headers, its body, the
+//! idle time between requests and the whole request, a token-bucket rate
+//! limit per client (bounded table, IPv6 per /64), a cap on connections per
+//! client address, the client address from trusted reverse proxies'
+//! forwarding headers, graceful shutdown; and [`spawn`], a server on its
+//! own thread for tests and demos.
 
-use std::collections::HashMap;
+mod clientaddr;
+mod conn;
+mod limits;
+
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -19,48 +26,14 @@ use axum::Router;
 use super::{method, Answer, ApiError, Config, ErrorKind, Method, Server};
 use super::{ServerError, ServerResult};
 
-/// A token bucket per client address.
-#[derive(Debug)]
-pub struct RateLimiter {
-    burst: f64,
-    per_second: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
+pub use clientaddr::{bucket_key, Cidr, ForwardedHeader, TrustedProxies};
+pub use limits::{ConnLimiter, ConnSlot, RateLimiter, DEFAULT_RATE_LIMIT_CLIENTS};
 
-impl RateLimiter {
-    /// `burst` requests at once, refilled at `per_second`; a burst or a
-    /// rate of 0 lets everything through.
-    pub fn new(burst: u32, per_second: f64) -> Self {
-        let off = burst == 0 || per_second.is_nan() || per_second <= 0.0;
-        RateLimiter {
-            burst: if off { 0.0 } else { burst as f64 },
-            per_second: per_second.max(0.0),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Take a token for `ip`; false when it has none.
-    pub fn allow(&self, ip: IpAddr) -> bool {
-        if self.burst <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() > 50_000 {
-            let (burst, rate) = (self.burst, self.per_second);
-            b.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
-        }
-        let e = b.entry(ip).or_insert((self.burst, now));
-        e.0 = (e.0 + now.duration_since(e.1).as_secs_f64() * self.per_second).min(self.burst);
-        e.1 = now;
-        if e.0 >= 1.0 {
-            e.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+/// The client's address as the server judged it (the TCP peer, or what a
+/// trusted proxy forwarded); in every request's extensions, beside
+/// [`ConnectInfo<SocketAddr>`] (the TCP peer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
 
 /// Requests served at once (the others queue).
 pub const MAX_REQUESTS_IN_PROGRESS: usize = 256;
@@ -68,8 +41,11 @@ pub const MAX_REQUESTS_IN_PROGRESS: usize = 256;
 struct App {
     server: Arc<Server>,
     limiter: RateLimiter,
+    proxies: TrustedProxies,
     timeout: Duration,
+    body_timeout: Duration,
     max_bytes: usize,
+    permits: tokio::sync::Semaphore,
 }
 
 fn json(a: Answer) -> Response {
@@ -89,13 +65,33 @@ fn error(kind: ErrorKind, msg: &str, status: Option<u16>) -> Response {
     json(a)
 }
 
+/// An answer after which the connection is closed (the body may be unread).
+fn closing(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// The client of a request: [`ClientAddr`] when [`serve`] put it there,
+/// else judged from [`ConnectInfo`] (a router served some other way).
+fn client_of(app: &App, req: &Request<Body>) -> IpAddr {
+    if let Some(ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
+        return *ip;
+    }
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => app.proxies.client_ip(peer.ip(), req.headers()),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
 async fn endpoint(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(method): Path<String>,
     req: Request<Body>,
 ) -> Response {
-    if !app.limiter.allow(peer.ip()) {
+    if !app.limiter.allow(client_of(&app, &req)) {
         return json(ApiError::rate_limited().to_answer());
     }
     let canon = Method::from_name(&method);
@@ -108,32 +104,47 @@ async fn endpoint(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let too_large = || {
-        json(
+        closing(json(
             ApiError::new(
                 ErrorKind::TooLarge,
                 format!("Request too large (the limit is {} bytes)", app.max_bytes),
             )
             .to_answer(),
-        )
+        ))
     };
     if declared.is_some_and(|n| n > app.max_bytes as u64) {
         return too_large();
     }
     let work = async {
-        let body = match axum::body::to_bytes(req.into_body(), app.max_bytes).await {
-            Ok(b) => b,
-            Err(e) => {
+        // The body first, under its own deadline and without a permit: a
+        // client dripping its body holds nothing the others need.
+        let read = axum::body::to_bytes(req.into_body(), app.max_bytes);
+        let body = match tokio::time::timeout(app.body_timeout, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
                 let s = e.to_string();
                 return if s.contains("length limit") {
                     too_large()
                 } else {
-                    error(
+                    closing(error(
                         ErrorKind::BadRequest,
                         "Bad request: could not read the body",
                         Some(400),
-                    )
+                    ))
                 };
             }
+            Err(_) => {
+                return closing(error(
+                    ErrorKind::BadRequest,
+                    "Request timed out reading the body",
+                    Some(408),
+                ))
+            }
+        };
+        // Bound the requests in progress (each may hold a blocking thread);
+        // more wait for a permit instead of piling up threads.
+        let Ok(_permit) = app.permits.acquire().await else {
+            return error(ErrorKind::Internal, "Shutting down", Some(503));
         };
         let server = app.server.clone();
         let answer = move || match canon {
@@ -147,7 +158,7 @@ async fn endpoint(
     };
     match tokio::time::timeout(app.timeout, work).await {
         Ok(r) => r,
-        Err(_) => error(ErrorKind::Internal, "Request timed out", Some(503)),
+        Err(_) => closing(error(ErrorKind::Internal, "Request timed out", Some(503))),
     }
 }
 
@@ -159,28 +170,42 @@ async fn not_found() -> Response {
     )
 }
 
-/// The axum router for a server.
+/// The reverse proxies a configuration trusts (none if its list does not
+/// parse: [`Config::validate`] refuses such a configuration).
+fn proxies_of(cfg: &Config) -> TrustedProxies {
+    TrustedProxies::parse(&cfg.trusted_proxies, &cfg.forwarded_header).unwrap_or_else(|e| {
+        tracing::error!("{e}; trusting no proxy");
+        TrustedProxies::none()
+    })
+}
+
+/// The axum router for a server. Handlers find the TCP peer as
+/// [`ConnectInfo<SocketAddr>`] and the client as [`ClientAddr`].
 pub fn router(server: Arc<Server>) -> Router {
     let cfg = server.config();
     let app = Arc::new(App {
-        limiter: RateLimiter::new(cfg.rate_limit_burst, cfg.rate_limit_per_second),
+        limiter: RateLimiter::with_capacity(
+            cfg.rate_limit_burst,
+            cfg.rate_limit_per_second,
+            cfg.rate_limit_max_clients,
+        ),
+        proxies: proxies_of(cfg),
         timeout: Duration::from_secs(cfg.request_timeout_seconds.max(1)),
+        body_timeout: Duration::from_secs(cfg.body_read_timeout_seconds.max(1)),
         max_bytes: cfg.max_request_bytes,
+        permits: tokio::sync::Semaphore::new(MAX_REQUESTS_IN_PROGRESS),
         server,
     });
     Router::new()
         .route("/passcrow/{method}", get(endpoint).post(endpoint))
         .fallback(not_found)
         .with_state(app)
-        // Bound the requests in progress (each may hold a blocking thread);
-        // more wait for a slot instead of piling up threads.
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            MAX_REQUESTS_IN_PROGRESS,
-        ))
 }
 
 /// Serve `server` on `listener` until `shutdown` completes, sweeping
-/// expired data every `sweep_interval_seconds`.
+/// expired data every `sweep_interval_seconds`. Then it stops accepting,
+/// closes idle connections, lets requests in flight finish (for at most
+/// the request timeout and a second) and returns.
 pub async fn serve<F>(
     server: Arc<Server>,
     listener: tokio::net::TcpListener,
@@ -210,10 +235,9 @@ where
             }
         })
     };
-    let app = router(server).into_make_service_with_connect_info::<SocketAddr>();
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let settings = conn::Settings::from_config(server.config(), proxies_of(server.config()));
+    let app = router(server);
+    let r = conn::serve(listener, app, settings, shutdown).await;
     sweeper.abort();
     r
 }
@@ -291,15 +315,35 @@ pub fn spawn(config: Config) -> ServerResult<Handle> {
     spawn_server(server, &listen)
 }
 
+/// Connections the kernel queues before they are accepted (std's 128 is
+/// soon full when many connect at once: the next wait a second for a SYN
+/// to be resent).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Bind `listen` (the first of its addresses that binds), in a runtime.
+fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for a in listen.to_socket_addrs()? {
+        let sock = match a {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        #[cfg(unix)]
+        sock.set_reuseaddr(true)?;
+        match sock.bind(a).and_then(|()| sock.listen(LISTEN_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    }))
+}
+
 /// Serve an already opened [`Server`] on its own thread.
 pub fn spawn_server(server: Arc<Server>, listen: &str) -> ServerResult<Handle> {
     let http = |source| ServerError::Http { source };
-    let std_listener = std::net::TcpListener::bind(listen).map_err(|source| ServerError::Bind {
-        addr: listen.to_string(),
-        source,
-    })?;
-    std_listener.set_nonblocking(true).map_err(http)?;
-    let addr = std_listener.local_addr().map_err(http)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -307,18 +351,20 @@ pub fn spawn_server(server: Arc<Server>, listen: &str) -> ServerResult<Handle> {
         .thread_name("passcrow-server")
         .build()
         .map_err(http)?;
+    let bind_error = |source| ServerError::Bind {
+        addr: listen.to_string(),
+        source,
+    };
+    let listener = {
+        let _in_runtime = runtime.enter();
+        bind(listen).map_err(bind_error)?
+    };
+    let addr = listener.local_addr().map_err(http)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("passcrow-server".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("listener: {e}");
-                        return;
-                    }
-                };
                 let stop = async move {
                     let _ = rx.await;
                 };
@@ -334,22 +380,4 @@ pub fn spawn_server(server: Arc<Server>, listen: &str) -> ServerResult<Handle> {
         stop: Some(tx),
         thread: Some(thread),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_bucket() {
-        let r = RateLimiter::new(3, 0.001);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(r.allow(ip) && r.allow(ip) && r.allow(ip));
-        assert!(!r.allow(ip));
-        assert!(r.allow("10.0.0.1".parse().unwrap()));
-        let off = RateLimiter::new(0, 2.0);
-        assert!((0..100).all(|_| off.allow(ip)));
-        let off = RateLimiter::new(20, 0.0);
-        assert!((0..100).all(|_| off.allow(ip)));
-    }
 }
