@@ -852,6 +852,134 @@ fn a_refused_escrow_keeps_its_hashcash_token() {
     assert_eq!(v["expiration"], now + 86400 * 100);
 }
 
+/// Each other spelling of one hashcash proof: the server must refuse them
+/// all (before the fix each paid for another escrow).
+fn respellings(bits: u32, counter: u64, ts: i64) -> Vec<String> {
+    vec![
+        format!("hashcash-0{bits}:{counter:x}-{ts:x}"),
+        format!("hashcash-+{bits}:{counter:x}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:X}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-{ts:X}"),
+        format!("hashcash-{bits}:0{counter:x}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-0{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-00{ts:x}"),
+        format!("hashcash-{bits}:+{counter:x}-{ts:x}"),
+        format!("hashcash-{bits}: {counter:x}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-{ts:x} "),
+        format!("hashcash-{bits}:0x{counter:x}-{ts:x}"),
+    ]
+}
+
+#[test]
+fn a_hashcash_proof_pays_once_however_it_is_spelled() {
+    let f = fixture();
+    let now = f.now();
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    // A counter with a letter in it, so upper-casing changes it.
+    let counter = (0u64..)
+        .find(|&c| {
+            format!("{c:x}").bytes().any(|b| b.is_ascii_alphabetic())
+                && crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64)
+        })
+        .unwrap();
+    let canonical = format!("hashcash-11:{counter:x}-{now:x}");
+    let body = |token: &str| {
+        escrow_request(
+            &blob,
+            &serde_json::json!({
+                "kind": "email", "expiration": now + 86400 * 100, "payment": token}),
+        )
+    };
+    // Not yet spent: every other spelling is refused, and spends nothing.
+    for t in respellings(11, counter, now) {
+        assert_ne!(t, canonical);
+        let v = err(
+            &f.server.handle_named("escrowrequest", body(&t).as_bytes()),
+            "payment",
+        );
+        assert!(
+            !v["error"].as_str().unwrap().contains("already used"),
+            "{t}: {v}"
+        );
+    }
+    assert_eq!(f.counts().escrows, 0);
+    // The canonical spelling pays, once.
+    ok(&f
+        .server
+        .handle_named("escrowrequest", body(&canonical).as_bytes()));
+    let v = err(
+        &f.server
+            .handle_named("escrowrequest", body(&canonical).as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    // Spent: still no other spelling pays.
+    for t in respellings(11, counter, now) {
+        err(
+            &f.server.handle_named("escrowrequest", body(&t).as_bytes()),
+            "payment",
+        );
+    }
+    assert_eq!(f.counts().escrows, 1);
+}
+
+#[test]
+fn a_hashcash_proof_spent_for_more_bits_is_spent_for_fewer() {
+    // The digest does not depend on the bits claimed: a 12-bit proof is an
+    // 11-bit proof too, and spending it once spends it for both.
+    let f = fixture();
+    let now = f.now();
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    let counter = (0u64..)
+        .find(|&c| crate::payment::hashcash_valid(12, blob.as_bytes(), c, now as u64))
+        .unwrap();
+    let body = |bits: u32| {
+        escrow_request(
+            &blob,
+            &serde_json::json!({
+                "kind": "email", "expiration": now + 86400 * 100,
+                "payment": format!("hashcash-{bits}:{counter:x}-{now:x}")}),
+        )
+    };
+    ok(&f.server.handle_named("escrowrequest", body(12).as_bytes()));
+    let v = err(
+        &f.server.handle_named("escrowrequest", body(11).as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    assert_eq!(f.counts().escrows, 1);
+}
+
+#[test]
+fn a_paid_escrow_whose_preferred_id_is_taken_spends_its_token_once() {
+    let f = fixture();
+    let now = f.now();
+    let pref = "00112233445566778899aabbccddeeff";
+    let free = escrow_request(
+        &escrow_body("email:a@example.org", None, "1-a", now + 3600, None).2,
+        &serde_json::json!({
+            "kind": "email", "expiration": now + 3600, "payment": "free:0", "prefer-id": pref}),
+    );
+    ok(&f.server.handle_named("escrowrequest", free.as_bytes()));
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    let token = hashcash_token(&blob, now);
+    let paid = escrow_request(
+        &blob,
+        &serde_json::json!({
+            "kind": "email", "expiration": now + 86400 * 100, "payment": token,
+            "prefer-id": pref}),
+    );
+    // The preferred id is taken: another id is assigned, paid once.
+    let v = ok(&f.server.handle_named("escrowrequest", paid.as_bytes()));
+    assert_ne!(v["escrow-data-id"], pref);
+    let v = err(
+        &f.server.handle_named("escrowrequest", paid.as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    assert_eq!(f.counts().escrows, 2);
+}
+
 #[test]
 fn preferred_ids() {
     let f = fixture();
