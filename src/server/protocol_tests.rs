@@ -1243,3 +1243,141 @@ mod fuzz {
         }
     }
 }
+
+/// What `f` logs (every level), captured as `logs_hold_no_secrets` does.
+fn logs_of(f: impl FnOnce()) -> String {
+    keep_interest();
+    let buf = LogBuf::default();
+    let b2 = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || b2.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(sub, f);
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    log
+}
+
+#[cfg(unix)]
+#[test]
+fn a_config_file_others_can_read_is_warned_about_when_it_holds_a_credential() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let with_password = "[delivery.smtp]\nurl = \"smtps://mail.example.org\"\n\
+                         username = \"u\"\npassword = \"hunter2-in-config\"\n";
+    let in_url = "[delivery.smtp]\nurl = \"smtps://u:hunter2-in-url@mail.example.org\"\n";
+    let sms = "[delivery.sms]\naccount_sid = \"AC1\"\nauth_token = \"sms-token-xyz\"\n";
+    let hook = "[[delivery.webhooks]]\nurl = \"https://h.example.org\"\nkinds = [\"x\"]\n\
+                bearer_token = \"hook-token-xyz\"\n";
+    let by_file = "[delivery.smtp]\nurl = \"smtps://mail.example.org\"\nusername = \"u\"\n\
+                   password_file = \"/etc/passcrow/smtp-password\"\n";
+    for (text, mode, warned) in [
+        (with_password, 0o644, true),
+        (with_password, 0o640, true),
+        (in_url, 0o604, true),
+        (sms, 0o644, true),
+        (hook, 0o644, true),
+        (with_password, 0o600, false),
+        (by_file, 0o644, false),
+        ("country_code = \"IS\"\n", 0o644, false),
+    ] {
+        let p = write("config.toml", text, mode);
+        let log = logs_of(|| {
+            Config::load(&p).unwrap();
+        });
+        assert_eq!(
+            log.contains("holds credentials and can be read by other users"),
+            warned,
+            "{text} at {mode:o}: {log:?}"
+        );
+        if warned {
+            assert!(log.contains(&*p.to_string_lossy()), "{log}");
+            assert!(log.contains("WARN"), "{log}");
+        }
+        for secret in ["hunter2", "sms-token-xyz", "hook-token-xyz"] {
+            assert!(!log.contains(secret), "{secret} in {log}");
+        }
+        std::fs::remove_file(&p).unwrap();
+    }
+}
+
+/// Why building the deliverers of `cfg` fails.
+fn build_err(cfg: &Config, env: credentials::Env<'_>) -> ServerError {
+    match deliverers_with_env(cfg, env) {
+        Ok(d) => panic!("built {:?}", d.keys().collect::<Vec<_>>()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn delivery_credentials_from_files_and_the_environment() {
+    let d = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        crate::util::files::create_private_file(&p, text.as_bytes()).unwrap();
+        p
+    };
+    let mut cfg = Config::new(d.path());
+    cfg.delivery.mail_from = Some("a@b.cd".into());
+    cfg.delivery.smtp = Some(config::SmtpConfig {
+        url: "smtps://mail.example.org".into(),
+        username: Some("u".into()),
+        password_file: Some(file("smtp", "smtp-pw\n")),
+        ..Default::default()
+    });
+    cfg.delivery.sms = Some(config::SmsConfig {
+        account_sid: "AC1".into(),
+        from: Some("+15550001111".into()),
+        auth_token_file: Some(file("sms", "sms-token\n")),
+        ..Default::default()
+    });
+    cfg.delivery.webhooks = vec![config::WebhookConfig {
+        url: "https://h.example.org/x".into(),
+        kinds: vec!["signal".into()],
+        bearer_token_file: Some(file("hook", "hook-token\n")),
+        ..Default::default()
+    }];
+    let none = |_: &str| None;
+    let ds = deliverers_with_env(&cfg, &none).unwrap();
+    assert_eq!(ds.len(), 5);
+    // From the environment, overriding the files.
+    let env = |n: &str| match n {
+        credentials::ENV_SMTP_PASSWORD => Some("env-smtp".to_string()),
+        credentials::ENV_SMS_AUTH_TOKEN => Some("env-sms".to_string()),
+        credentials::ENV_WEBHOOK_TOKEN => Some("env-hook".to_string()),
+        _ => None,
+    };
+    deliverers_with_env(&cfg, &env).unwrap();
+    // One webhook token in the environment cannot serve two webhooks.
+    let mut two = cfg.clone();
+    two.delivery.webhooks.push(two.delivery.webhooks[0].clone());
+    let e = build_err(&two, &env).to_string();
+    assert!(e.contains(credentials::ENV_WEBHOOK_TOKEN), "{e}");
+    assert!(!e.contains("env-hook"), "{e}");
+    // An SMS configuration with no token anywhere is refused, clearly.
+    let mut bare = cfg.clone();
+    bare.delivery.sms.as_mut().unwrap().auth_token_file = None;
+    let e = build_err(&bare, &none).to_string();
+    assert!(e.contains("auth token"), "{e}");
+    assert!(deliverers_with_env(&bare, &env).is_ok());
+    // A credential file that is not there: named, and the server does not
+    // start.
+    let mut gone = cfg.clone();
+    let missing = d.path().join("no-such-password");
+    gone.delivery.smtp.as_mut().unwrap().password_file = Some(missing.clone());
+    let e = build_err(&gone, &none);
+    assert!(matches!(e, ServerError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains(&*missing.to_string_lossy()), "{e}");
+    // ... unless the environment holds the password: it is not read then.
+    assert!(deliverers_with_env(&gone, &env).is_ok());
+    gone.create_master_key = true;
+    let e = Server::open(gone).unwrap_err().to_string();
+    assert!(e.contains("no-such-password"), "{e}");
+}
