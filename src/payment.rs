@@ -135,17 +135,68 @@ pub fn hashcash_valid(bits: u32, data: &[u8], counter: u64, ts: u64) -> bool {
     low_bits_zero(&hashcash_digest(data, counter, ts), bits)
 }
 
-/// Parse the `%x-%x` part of a hashcash token into (counter, ts).
+/// One hex number in its canonical spelling (`%x`): lower-case digits,
+/// no leading zero (the number 0 is `0`), no sign, no space, at most 16
+/// digits. Every other spelling of the number is refused, so a token has
+/// exactly one spelling.
+fn canonical_hex(s: &str) -> Option<u64> {
+    let digits_ok = !s.is_empty()
+        && s.len() <= 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && (s == "0" || !s.starts_with('0'));
+    if !digits_ok {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// Parse the `%x-%x` part of a hashcash token into (counter, ts), in its
+/// canonical spelling only: what python-passcrow 0.0.7 and
+/// [`make_token`] write (`'%x-%x' % (counter, ts)`). Upper-case digits,
+/// leading zeros, signs and spaces are refused.
 pub fn parse_hashcash_cash(cash: &str) -> Option<(u64, u64)> {
     let (c, t) = cash.split_once('-')?;
-    let hex = |s: &str| {
-        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            None
-        } else {
-            u64::from_str_radix(s, 16).ok()
+    Some((canonical_hex(c)?, canonical_hex(t)?))
+}
+
+/// A hashcash token, parsed from its one canonical spelling
+/// `hashcash-B:%x-%x` ([`HashcashToken::parse`]); `Display` writes that
+/// spelling back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashcashToken {
+    /// Bits claimed (the scheme id `hashcash-B`).
+    pub bits: u32,
+    /// The counter.
+    pub counter: u64,
+    /// The unix time it was made at.
+    pub ts: u64,
+}
+
+impl HashcashToken {
+    /// Parse `hashcash-B:%x-%x`: B in decimal without a leading zero or a
+    /// sign, counter and ts as [`parse_hashcash_cash`] takes them. `None`
+    /// for every other spelling, so that one proof of work has one token.
+    pub fn parse(token: &str) -> Option<HashcashToken> {
+        let (scheme, cash) = token.split_once(':')?;
+        let b = scheme.strip_prefix("hashcash-")?;
+        let bits_ok = !b.is_empty()
+            && b.len() <= 3
+            && b.bytes().all(|c| c.is_ascii_digit())
+            && !b.starts_with('0');
+        if !bits_ok {
+            return None;
         }
-    };
-    Some((hex(c)?, hex(t)?))
+        let bits = b.parse::<u32>().ok()?;
+        let (counter, ts) = parse_hashcash_cash(cash)?;
+        Some(HashcashToken { bits, counter, ts })
+    }
+}
+
+impl std::fmt::Display for HashcashToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "hashcash-{}:{:x}-{:x}", self.bits, self.counter, self.ts)
+    }
 }
 
 /// Progress of a hashcash search, for a progress display.
@@ -286,8 +337,9 @@ pub fn make_token(
     }
 }
 
-/// Server side: is `cash` (the part after `hashcash-B:`) a valid proof of
-/// `bits` bits for `data` at unix time `now`?
+/// Server side: is `cash` (the part after `hashcash-B:`, in its canonical
+/// spelling, see [`parse_hashcash_cash`]) a valid proof of `bits` bits for
+/// `data` at unix time `now`?
 pub fn check_hashcash(bits: u32, cash: &str, data: &[u8], now: i64) -> bool {
     let Some((counter, ts)) = parse_hashcash_cash(cash) else {
         return false;
@@ -360,6 +412,51 @@ mod tests {
         assert!(others.count() < 8);
         assert!(!check_hashcash(6, "zz-1", data, now));
         assert!(!check_hashcash(6, "", data, now));
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_parses() {
+        let t = HashcashToken::parse("hashcash-11:1a2-6b037331").unwrap();
+        assert_eq!((t.bits, t.counter, t.ts), (11, 0x1a2, 0x6b03_7331));
+        assert_eq!(t.to_string(), "hashcash-11:1a2-6b037331");
+        assert!(HashcashToken::parse("hashcash-8:0-6b037331").is_some());
+        for bad in [
+            "hashcash-011:1a2-6b037331",
+            "hashcash-+11:1a2-6b037331",
+            "hashcash- 11:1a2-6b037331",
+            "hashcash-:1a2-6b037331",
+            "hashcash-11:1A2-6b037331",
+            "hashcash-11:01a2-6b037331",
+            "hashcash-11:1a2-06b037331",
+            "hashcash-11:1a2-6B037331",
+            "hashcash-11:+1a2-6b037331",
+            "hashcash-11: 1a2-6b037331",
+            "hashcash-11:1a2-6b037331 ",
+            "hashcash-11:1a2-6b037331\n",
+            "hashcash-11:1a2--6b037331",
+            "hashcash-11:1a2-6b037331-1",
+            "hashcash-11:0x1a2-6b037331",
+            "hashcash-11:1_a2-6b037331",
+            "hashcash-11:00-6b037331",
+            "hashcash-11:1a2-",
+            "hashcash-11:-6b037331",
+            "hashcash-11:11111111111111111-6b037331",
+            "HASHCASH-11:1a2-6b037331",
+            "hashcash-11",
+        ] {
+            assert_eq!(HashcashToken::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn our_tokens_are_canonical() {
+        let s = scheme("hashcash-4", 86400, Some(4));
+        let data = "c29tZSBlc2Nyb3cgZGF0YQ==";
+        let tok = make_token(&s, data, &HashcashOptions::default()).unwrap();
+        let t = HashcashToken::parse(&tok).unwrap();
+        assert_eq!(t.to_string(), tok);
+        assert_eq!(t.bits, 4);
+        assert!(hashcash_valid(4, data.as_bytes(), t.counter, t.ts));
     }
 
     #[test]

@@ -385,6 +385,7 @@ fn sms_and_webhook_delivery() {
         url: format!("{hook_url}/hook"),
         kinds: vec!["signal".into()],
         bearer_token: Some("hook-token".into()),
+        ..Default::default()
     }];
     let s = Server::open(cfg).unwrap();
     assert_eq!(s.kinds(), ["signal", "sms", "tel"]);

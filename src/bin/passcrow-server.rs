@@ -34,6 +34,8 @@ Options (override the config file):
   --listen ADDR           listen address (default 127.0.0.1:8451; port 0 = any)
   --data DIR              data directory (database, master key)
   --smtp URL              smtp://HOST:PORT (plain), smtps://HOST, smtp+starttls://HOST
+                          (no password here: other users see it; use
+                          delivery.smtp.password_file or PASSCROW_SMTP_PASSWORD)
   --mail-from ADDR        From: address of e-mail
   --deliver-to-file PATH  append identity<TAB>code lines to PATH (tests, demos)
   --country-code CC       operator's country code
@@ -182,6 +184,8 @@ fn load_config(a: &Args) -> Result<Config, BoxError> {
         c.listen = l.clone();
     }
     if let Some(s) = &a.smtp {
+        // Works, but anyone on the machine can read it (ps).
+        server::credentials::warn_if_password_on_command_line(s);
         let old = c.delivery.smtp.take().unwrap_or_default();
         c.delivery.smtp = Some(SmtpConfig {
             url: s.clone(),

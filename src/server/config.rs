@@ -78,6 +78,9 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     /// Login password.
     pub password: Option<String>,
+    /// Or a file holding the login password (its trailing newline
+    /// dropped); `PASSCROW_SMTP_PASSWORD` overrides both.
+    pub password_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -85,13 +88,17 @@ impl std::fmt::Debug for SmtpConfig {
         f.debug_struct("SmtpConfig")
             .field("url", &redact_url(&self.url))
             .field("username", &self.username)
+            .field("password_file", &self.password_file)
             .finish()
     }
 }
 
-fn redact_url(u: &str) -> String {
+/// `u` with any `user:password@` replaced by `[login]@`, with or without
+/// a scheme: fit for logs and error messages.
+pub(crate) fn redact_url(u: &str) -> String {
     match (u.split_once("://"), u.rsplit_once('@')) {
         (Some((s, _)), Some((_, host))) => format!("{s}://[login]@{host}"),
+        (None, Some((_, host))) => format!("[login]@{host}"),
         _ => u.to_string(),
     }
 }
@@ -112,6 +119,9 @@ pub struct SmsConfig {
     pub messaging_service_sid: Option<String>,
     /// Kinds served (default `["sms", "tel"]`).
     pub kinds: Option<Vec<String>>,
+    /// Or a file holding the auth token (its trailing newline dropped);
+    /// `PASSCROW_SMS_AUTH_TOKEN` overrides both.
+    pub auth_token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SmsConfig {
@@ -120,6 +130,7 @@ impl std::fmt::Debug for SmsConfig {
             .field("base_url", &self.base_url)
             .field("account_sid", &self.account_sid)
             .field("from", &self.from)
+            .field("auth_token_file", &self.auth_token_file)
             .finish()
     }
 }
@@ -134,6 +145,9 @@ pub struct WebhookConfig {
     pub kinds: Vec<String>,
     /// Sent as `Authorization: Bearer ...`.
     pub bearer_token: Option<String>,
+    /// Or a file holding the bearer token (its trailing newline dropped);
+    /// `PASSCROW_WEBHOOK_TOKEN` overrides both when there is one webhook.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -141,6 +155,7 @@ impl std::fmt::Debug for WebhookConfig {
         f.debug_struct("WebhookConfig")
             .field("url", &self.url)
             .field("kinds", &self.kinds)
+            .field("bearer_token_file", &self.bearer_token_file)
             .finish()
     }
 }
@@ -284,11 +299,15 @@ impl Config {
         toml::from_str(text).map_err(|e| ServerError::config(e.to_string()))
     }
 
-    /// Read a TOML file.
+    /// Read a TOML file; warns (in the log) when it holds a credential
+    /// and others than its owner may read it.
     pub fn load(path: &Path) -> ServerResult<Config> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ServerError::io("reading", path, e))?;
-        Self::from_toml(&text).map_err(|e| ServerError::config(format!("{}: {e}", path.display())))
+        let c = Self::from_toml(&text)
+            .map_err(|e| ServerError::config(format!("{}: {e}", path.display())))?;
+        super::credentials::warn_if_exposed(path, &c);
+        Ok(c)
     }
 
     /// The database path.
@@ -410,19 +429,21 @@ mail_from = "Passcrow <noreply@passcrow.example.org>"
 # url = "smtp+starttls://mail.example.org:587"
 # username = "passcrow"
 # password = "secret"
+# Or keep the password out of this file (or set PASSCROW_SMTP_PASSWORD):
+# password_file = "/etc/passcrow-server/smtp-password"
 
 # SMS through a Twilio-compatible API (kinds sms, tel).
 # [delivery.sms]
 # base_url = "https://api.twilio.com"
 # account_sid = "AC..."
-# auth_token = "..."
+# auth_token = "..."                    # or auth_token_file, PASSCROW_SMS_AUTH_TOKEN
 # from = "+15551234567"
 
 # A JSON webhook for other kinds.
 # [[delivery.webhooks]]
 # url = "https://hooks.example.org/passcrow"
 # kinds = ["signal"]
-# bearer_token = "..."
+# bearer_token = "..."                  # or bearer_token_file, PASSCROW_WEBHOOK_TOKEN
 
 # For tests and demos only: append "identity<TAB>code" lines to a file.
 # file = "{DATA_DIR}/codes.txt"
@@ -484,6 +505,7 @@ mod tests {
             url: "smtps://user:pw-in-url@mail.example.org".into(),
             username: Some("user".into()),
             password: Some("smtp-password".into()),
+            ..Default::default()
         });
         c.delivery.sms = Some(SmsConfig {
             account_sid: "AC1".into(),
@@ -494,10 +516,28 @@ mod tests {
             url: "https://hooks.example.org/x".into(),
             kinds: vec!["signal".into()],
             bearer_token: Some("hook-token".into()),
+            ..Default::default()
         }];
         let d = format!("{c:?}");
         for secret in ["pw-in-url", "smtp-password", "sms-token", "hook-token"] {
             assert!(!d.contains(secret), "{secret} in {d}");
+        }
+    }
+
+    #[test]
+    fn redacted_urls_hold_no_login() {
+        for (u, want) in [
+            (
+                "smtps://user:pw@mail.example.org",
+                "smtps://[login]@mail.example.org",
+            ),
+            (
+                "user:pw@mail.example.org:587",
+                "[login]@mail.example.org:587",
+            ),
+            ("smtps://mail.example.org", "smtps://mail.example.org"),
+        ] {
+            assert_eq!(redact_url(u), want);
         }
     }
 }

@@ -29,6 +29,7 @@
 
 mod answer;
 pub mod config;
+pub mod credentials;
 pub mod delivery;
 mod error;
 mod escrow_id;
@@ -68,8 +69,19 @@ fn system_now() -> i64 {
     crate::util::clock::unix_now()
 }
 
-/// Build the deliverers a configuration asks for, by identity kind.
+/// Build the deliverers a configuration asks for, by identity kind. Their
+/// credentials come from the configuration, the files it names, or the
+/// environment (see [`credentials`]).
 pub fn deliverers_from_config(cfg: &Config) -> ServerResult<BTreeMap<String, Arc<dyn Deliver>>> {
+    deliverers_with_env(cfg, &credentials::process_env)
+}
+
+/// [`deliverers_from_config`] reading the environment through `env`.
+fn deliverers_with_env(
+    cfg: &Config,
+    env: credentials::Env<'_>,
+) -> ServerResult<BTreeMap<String, Arc<dyn Deliver>>> {
+    use credentials::{resolve, Source};
     let mut out: BTreeMap<String, Arc<dyn Deliver>> = BTreeMap::new();
     let d = &cfg.delivery;
     if let Some(s) = &d.smtp {
@@ -77,11 +89,23 @@ pub fn deliverers_from_config(cfg: &Config) -> ServerResult<BTreeMap<String, Arc
             ServerError::delivery("smtp", "delivery.mail_from is needed to send e-mail")
         })?;
         let mut settings = delivery::SmtpSettings::from_url(&s.url, from)?;
+        let password = resolve(
+            &Source {
+                setting: "delivery.smtp.password",
+                inline: s.password.as_deref(),
+                file: s.password_file.as_deref(),
+                env: Some(credentials::ENV_SMTP_PASSWORD),
+            },
+            env,
+        )?;
         if let Some(u) = &s.username {
             settings.login = Some((
                 u.clone(),
-                SecretString::from(s.password.clone().unwrap_or_default()),
+                password.unwrap_or_else(|| SecretString::from("")),
             ));
+        } else if let (Some(p), Some(login)) = (password, settings.login.as_mut()) {
+            // A user name in the URL, its password kept elsewhere.
+            login.1 = p;
         }
         let smtp: Arc<dyn Deliver> = Arc::new(delivery::Smtp::new(settings)?);
         for k in delivery::Smtp::KINDS {
@@ -89,10 +113,25 @@ pub fn deliverers_from_config(cfg: &Config) -> ServerResult<BTreeMap<String, Arc
         }
     }
     if let Some(s) = &d.sms {
+        let token = resolve(
+            &Source {
+                setting: "delivery.sms.auth_token",
+                inline: Some(s.auth_token.as_str()),
+                file: s.auth_token_file.as_deref(),
+                env: Some(credentials::ENV_SMS_AUTH_TOKEN),
+            },
+            env,
+        )?
+        .ok_or_else(|| {
+            ServerError::config(format!(
+                "delivery.sms needs its auth token: auth_token_file, ${} or auth_token",
+                credentials::ENV_SMS_AUTH_TOKEN
+            ))
+        })?;
         let sms: Arc<dyn Deliver> = Arc::new(delivery::TwilioSms::new(
             s.base_url.as_deref(),
             &s.account_sid,
-            SecretString::from(s.auth_token.clone()),
+            token,
             s.from.clone(),
             s.messaging_service_sid.clone(),
         )?);
@@ -106,11 +145,25 @@ pub fn deliverers_from_config(cfg: &Config) -> ServerResult<BTreeMap<String, Arc
             out.insert(k, sms.clone());
         }
     }
+    let hook_env = env(credentials::ENV_WEBHOOK_TOKEN).filter(|v| !v.is_empty());
+    if hook_env.is_some() && d.webhooks.len() > 1 {
+        return Err(ServerError::config(format!(
+            "${} is set but {} webhooks are configured: give each its bearer_token_file",
+            credentials::ENV_WEBHOOK_TOKEN,
+            d.webhooks.len()
+        )));
+    }
     for w in &d.webhooks {
-        let hook: Arc<dyn Deliver> = Arc::new(delivery::Webhook::new(
-            &w.url,
-            w.bearer_token.clone().map(SecretString::from),
-        ));
+        let token = resolve(
+            &Source {
+                setting: "delivery.webhooks.bearer_token",
+                inline: w.bearer_token.as_deref(),
+                file: w.bearer_token_file.as_deref(),
+                env: Some(credentials::ENV_WEBHOOK_TOKEN),
+            },
+            env,
+        )?;
+        let hook: Arc<dyn Deliver> = Arc::new(delivery::Webhook::new(&w.url, token));
         for k in &w.kinds {
             out.insert(k.clone(), hook.clone());
         }

@@ -852,6 +852,134 @@ fn a_refused_escrow_keeps_its_hashcash_token() {
     assert_eq!(v["expiration"], now + 86400 * 100);
 }
 
+/// Each other spelling of one hashcash proof: the server must refuse them
+/// all (before the fix each paid for another escrow).
+fn respellings(bits: u32, counter: u64, ts: i64) -> Vec<String> {
+    vec![
+        format!("hashcash-0{bits}:{counter:x}-{ts:x}"),
+        format!("hashcash-+{bits}:{counter:x}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:X}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-{ts:X}"),
+        format!("hashcash-{bits}:0{counter:x}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-0{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-00{ts:x}"),
+        format!("hashcash-{bits}:+{counter:x}-{ts:x}"),
+        format!("hashcash-{bits}: {counter:x}-{ts:x}"),
+        format!("hashcash-{bits}:{counter:x}-{ts:x} "),
+        format!("hashcash-{bits}:0x{counter:x}-{ts:x}"),
+    ]
+}
+
+#[test]
+fn a_hashcash_proof_pays_once_however_it_is_spelled() {
+    let f = fixture();
+    let now = f.now();
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    // A counter with a letter in it, so upper-casing changes it.
+    let counter = (0u64..)
+        .find(|&c| {
+            format!("{c:x}").bytes().any(|b| b.is_ascii_alphabetic())
+                && crate::payment::hashcash_valid(11, blob.as_bytes(), c, now as u64)
+        })
+        .unwrap();
+    let canonical = format!("hashcash-11:{counter:x}-{now:x}");
+    let body = |token: &str| {
+        escrow_request(
+            &blob,
+            &serde_json::json!({
+                "kind": "email", "expiration": now + 86400 * 100, "payment": token}),
+        )
+    };
+    // Not yet spent: every other spelling is refused, and spends nothing.
+    for t in respellings(11, counter, now) {
+        assert_ne!(t, canonical);
+        let v = err(
+            &f.server.handle_named("escrowrequest", body(&t).as_bytes()),
+            "payment",
+        );
+        assert!(
+            !v["error"].as_str().unwrap().contains("already used"),
+            "{t}: {v}"
+        );
+    }
+    assert_eq!(f.counts().escrows, 0);
+    // The canonical spelling pays, once.
+    ok(&f
+        .server
+        .handle_named("escrowrequest", body(&canonical).as_bytes()));
+    let v = err(
+        &f.server
+            .handle_named("escrowrequest", body(&canonical).as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    // Spent: still no other spelling pays.
+    for t in respellings(11, counter, now) {
+        err(
+            &f.server.handle_named("escrowrequest", body(&t).as_bytes()),
+            "payment",
+        );
+    }
+    assert_eq!(f.counts().escrows, 1);
+}
+
+#[test]
+fn a_hashcash_proof_spent_for_more_bits_is_spent_for_fewer() {
+    // The digest does not depend on the bits claimed: a 12-bit proof is an
+    // 11-bit proof too, and spending it once spends it for both.
+    let f = fixture();
+    let now = f.now();
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    let counter = (0u64..)
+        .find(|&c| crate::payment::hashcash_valid(12, blob.as_bytes(), c, now as u64))
+        .unwrap();
+    let body = |bits: u32| {
+        escrow_request(
+            &blob,
+            &serde_json::json!({
+                "kind": "email", "expiration": now + 86400 * 100,
+                "payment": format!("hashcash-{bits}:{counter:x}-{now:x}")}),
+        )
+    };
+    ok(&f.server.handle_named("escrowrequest", body(12).as_bytes()));
+    let v = err(
+        &f.server.handle_named("escrowrequest", body(11).as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    assert_eq!(f.counts().escrows, 1);
+}
+
+#[test]
+fn a_paid_escrow_whose_preferred_id_is_taken_spends_its_token_once() {
+    let f = fixture();
+    let now = f.now();
+    let pref = "00112233445566778899aabbccddeeff";
+    let free = escrow_request(
+        &escrow_body("email:a@example.org", None, "1-a", now + 3600, None).2,
+        &serde_json::json!({
+            "kind": "email", "expiration": now + 3600, "payment": "free:0", "prefer-id": pref}),
+    );
+    ok(&f.server.handle_named("escrowrequest", free.as_bytes()));
+    let (_, _, blob) = escrow_body("email:a@example.org", None, "1-a", now + 86400 * 100, None);
+    let token = hashcash_token(&blob, now);
+    let paid = escrow_request(
+        &blob,
+        &serde_json::json!({
+            "kind": "email", "expiration": now + 86400 * 100, "payment": token,
+            "prefer-id": pref}),
+    );
+    // The preferred id is taken: another id is assigned, paid once.
+    let v = ok(&f.server.handle_named("escrowrequest", paid.as_bytes()));
+    assert_ne!(v["escrow-data-id"], pref);
+    let v = err(
+        &f.server.handle_named("escrowrequest", paid.as_bytes()),
+        "payment",
+    );
+    assert!(v["error"].as_str().unwrap().contains("already used"));
+    assert_eq!(f.counts().escrows, 2);
+}
+
 #[test]
 fn preferred_ids() {
     let f = fixture();
@@ -1114,4 +1242,142 @@ mod fuzz {
             prop_assert!(!f.recover(&e, &code).is_error());
         }
     }
+}
+
+/// What `f` logs (every level), captured as `logs_hold_no_secrets` does.
+fn logs_of(f: impl FnOnce()) -> String {
+    keep_interest();
+    let buf = LogBuf::default();
+    let b2 = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || b2.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(sub, f);
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    log
+}
+
+#[cfg(unix)]
+#[test]
+fn a_config_file_others_can_read_is_warned_about_when_it_holds_a_credential() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let with_password = "[delivery.smtp]\nurl = \"smtps://mail.example.org\"\n\
+                         username = \"u\"\npassword = \"hunter2-in-config\"\n";
+    let in_url = "[delivery.smtp]\nurl = \"smtps://u:hunter2-in-url@mail.example.org\"\n";
+    let sms = "[delivery.sms]\naccount_sid = \"AC1\"\nauth_token = \"sms-token-xyz\"\n";
+    let hook = "[[delivery.webhooks]]\nurl = \"https://h.example.org\"\nkinds = [\"x\"]\n\
+                bearer_token = \"hook-token-xyz\"\n";
+    let by_file = "[delivery.smtp]\nurl = \"smtps://mail.example.org\"\nusername = \"u\"\n\
+                   password_file = \"/etc/passcrow/smtp-password\"\n";
+    for (text, mode, warned) in [
+        (with_password, 0o644, true),
+        (with_password, 0o640, true),
+        (in_url, 0o604, true),
+        (sms, 0o644, true),
+        (hook, 0o644, true),
+        (with_password, 0o600, false),
+        (by_file, 0o644, false),
+        ("country_code = \"IS\"\n", 0o644, false),
+    ] {
+        let p = write("config.toml", text, mode);
+        let log = logs_of(|| {
+            Config::load(&p).unwrap();
+        });
+        assert_eq!(
+            log.contains("holds credentials and can be read by other users"),
+            warned,
+            "{text} at {mode:o}: {log:?}"
+        );
+        if warned {
+            assert!(log.contains(&*p.to_string_lossy()), "{log}");
+            assert!(log.contains("WARN"), "{log}");
+        }
+        for secret in ["hunter2", "sms-token-xyz", "hook-token-xyz"] {
+            assert!(!log.contains(secret), "{secret} in {log}");
+        }
+        std::fs::remove_file(&p).unwrap();
+    }
+}
+
+/// Why building the deliverers of `cfg` fails.
+fn build_err(cfg: &Config, env: credentials::Env<'_>) -> ServerError {
+    match deliverers_with_env(cfg, env) {
+        Ok(d) => panic!("built {:?}", d.keys().collect::<Vec<_>>()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn delivery_credentials_from_files_and_the_environment() {
+    let d = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        crate::util::files::create_private_file(&p, text.as_bytes()).unwrap();
+        p
+    };
+    let mut cfg = Config::new(d.path());
+    cfg.delivery.mail_from = Some("a@b.cd".into());
+    cfg.delivery.smtp = Some(config::SmtpConfig {
+        url: "smtps://mail.example.org".into(),
+        username: Some("u".into()),
+        password_file: Some(file("smtp", "smtp-pw\n")),
+        ..Default::default()
+    });
+    cfg.delivery.sms = Some(config::SmsConfig {
+        account_sid: "AC1".into(),
+        from: Some("+15550001111".into()),
+        auth_token_file: Some(file("sms", "sms-token\n")),
+        ..Default::default()
+    });
+    cfg.delivery.webhooks = vec![config::WebhookConfig {
+        url: "https://h.example.org/x".into(),
+        kinds: vec!["signal".into()],
+        bearer_token_file: Some(file("hook", "hook-token\n")),
+        ..Default::default()
+    }];
+    let none = |_: &str| None;
+    let ds = deliverers_with_env(&cfg, &none).unwrap();
+    assert_eq!(ds.len(), 5);
+    // From the environment, overriding the files.
+    let env = |n: &str| match n {
+        credentials::ENV_SMTP_PASSWORD => Some("env-smtp".to_string()),
+        credentials::ENV_SMS_AUTH_TOKEN => Some("env-sms".to_string()),
+        credentials::ENV_WEBHOOK_TOKEN => Some("env-hook".to_string()),
+        _ => None,
+    };
+    deliverers_with_env(&cfg, &env).unwrap();
+    // One webhook token in the environment cannot serve two webhooks.
+    let mut two = cfg.clone();
+    two.delivery.webhooks.push(two.delivery.webhooks[0].clone());
+    let e = build_err(&two, &env).to_string();
+    assert!(e.contains(credentials::ENV_WEBHOOK_TOKEN), "{e}");
+    assert!(!e.contains("env-hook"), "{e}");
+    // An SMS configuration with no token anywhere is refused, clearly.
+    let mut bare = cfg.clone();
+    bare.delivery.sms.as_mut().unwrap().auth_token_file = None;
+    let e = build_err(&bare, &none).to_string();
+    assert!(e.contains("auth token"), "{e}");
+    assert!(deliverers_with_env(&bare, &env).is_ok());
+    // A credential file that is not there: named, and the server does not
+    // start.
+    let mut gone = cfg.clone();
+    let missing = d.path().join("no-such-password");
+    gone.delivery.smtp.as_mut().unwrap().password_file = Some(missing.clone());
+    let e = build_err(&gone, &none);
+    assert!(matches!(e, ServerError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains(&*missing.to_string_lossy()), "{e}");
+    // ... unless the environment holds the password: it is not read then.
+    assert!(deliverers_with_env(&gone, &env).is_ok());
+    gone.create_master_key = true;
+    let e = Server::open(gone).unwrap_err().to_string();
+    assert!(e.contains("no-such-password"), "{e}");
 }

@@ -115,12 +115,20 @@ impl Keys {
         )
     }
 
-    /// The keyed hash a spent payment `token` for escrow `data` is
-    /// remembered as.
-    pub(crate) fn token_hash(&self, token: &str, data: &str) -> [u8; 32] {
+    /// The keyed hash a spent hashcash proof is remembered as: what the
+    /// proof proves (its counter and timestamp, and the escrow `data` it
+    /// pays for), never how the token was spelled. The bits claimed are
+    /// left out on purpose: the digest does not depend on them, so a
+    /// proof spent as `hashcash-12` is spent as `hashcash-11` too.
+    pub(crate) fn hashcash_spent(&self, counter: u64, ts: u64, data: &str) -> [u8; 32] {
         hmac(
             self.token.expose_secret(),
-            &[token.as_bytes(), data.as_bytes()],
+            &[
+                b"hashcash",
+                &counter.to_be_bytes(),
+                &ts.to_be_bytes(),
+                data.as_bytes(),
+            ],
         )
     }
 }

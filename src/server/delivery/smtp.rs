@@ -56,14 +56,22 @@ impl SmtpSettings {
     pub fn from_url(url: &str, from: &str) -> ServerResult<SmtpSettings> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             err(format!(
-                "SMTP URL {url:?} needs a scheme (smtp://, smtps://, smtp+starttls://)"
+                "SMTP URL {:?} needs a scheme (smtp://, smtps://, smtp+starttls://)",
+                crate::server::config::redact_url(url)
             ))
         })?;
         let (security, default_port) = match scheme {
             "smtp" => (SmtpSecurity::Plain, 25),
             "smtps" => (SmtpSecurity::Tls, 465),
             "smtp+starttls" => (SmtpSecurity::StartTls, 587),
-            other => return Err(err(format!("unknown SMTP scheme {other:?}"))),
+            other
+                if other
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+            {
+                return Err(err(format!("unknown SMTP scheme {other:?}")))
+            }
+            _ => return Err(err("unknown SMTP scheme")),
         };
         let rest = rest.trim_end_matches('/');
         let (login, hostport) = match rest.rsplit_once('@') {
@@ -236,6 +244,22 @@ mod tests {
         assert_eq!((s.port, s.security), (587, SmtpSecurity::StartTls));
         assert!(SmtpSettings::from_url("http://x", "a@b.cd").is_err());
         assert!(SmtpSettings::from_url("mail.example.org", "a@b.cd").is_err());
+        // Errors never quote a password.
+        for url in [
+            "user:hunter2@mail.example.org",
+            "gopher://user:hunter2@mail.example.org",
+            "smtps://user:hunter2@mail.example.org:notaport",
+            "user:hunter2@mail://x",
+        ] {
+            let e = SmtpSettings::from_url(url, "a@b.cd")
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let e = SmtpSettings::from_url("user:hunter2@mail.example.org", "a@b.cd")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[login]@mail.example.org"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::proto::{EscrowParameters, EscrowRequest, EscrowResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::error::{ServerError, ServerResult};
 use crate::server::escrow_id::short_id;
+use crate::server::storage::{Inserted, Spend};
 use crate::server::Server;
 
 impl Server {
@@ -53,7 +54,7 @@ impl Server {
                 ));
             }
         }
-        let paid = self.take_payment(&params.payment, &data, now)?;
+        let (paid, spend) = self.take_payment(&params.payment, &data, now)?;
         let expiration = params
             .expiration
             .min(now.saturating_add(paid.min(self.cfg.max_expiration_seconds)));
@@ -61,58 +62,86 @@ impl Server {
             return Err(ApiError::new(ErrorKind::Payment, "Insufficient payment"));
         }
 
-        let sealed_for = |key: &str| self.keys.seal(key, &raw);
+        // The escrow is stored and its token spent in one transaction: a
+        // store that fails spends nothing, and a token pays once.
+        let store = |key: &str| -> ApiResult<Inserted> {
+            let sealed = self.keys.seal(key, &raw);
+            Ok(match &spend {
+                Some(sp) => self
+                    .storage
+                    .insert_escrow_paid(key, expiration, &sealed, sp, now)?,
+                None => {
+                    if self.storage.insert_escrow(key, expiration, &sealed, now)? {
+                        Inserted::Stored
+                    } else {
+                        Inserted::IdTaken
+                    }
+                }
+            })
+        };
+        let spent = || {
+            ApiError::new(
+                ErrorKind::Payment,
+                "Invalid payment: this hashcash token was already used",
+            )
+        };
         if let Some(pref) = &params.prefer_id {
-            if self
-                .storage
-                .insert_escrow(pref, expiration, &sealed_for(pref), now)?
-            {
-                tracing::info!(kind = %params.kind, id = short_id(pref), expiration, "escrowed (preferred id)");
-                return Ok(EscrowResponse {
-                    version: Version,
-                    expiration,
-                    escrow_data_id: pref.clone(),
-                });
+            match store(pref)? {
+                Inserted::Stored => {
+                    tracing::info!(kind = %params.kind, id = short_id(pref), expiration, "escrowed (preferred id)");
+                    return Ok(EscrowResponse {
+                        version: Version,
+                        expiration,
+                        escrow_data_id: pref.clone(),
+                    });
+                }
+                Inserted::TokenSpent => return Err(spent()),
+                Inserted::IdTaken => tracing::info!("preferred id taken; assigning another"),
             }
-            tracing::info!("preferred id taken; assigning another");
         }
         loop {
             let r: u128 = rand::rngs::OsRng.gen();
             let key = format!("{r:032x}");
-            if self
-                .storage
-                .insert_escrow(&key, expiration, &sealed_for(&key), now)?
-            {
-                tracing::info!(kind = %params.kind, id = short_id(&key), expiration, "escrowed");
-                return Ok(EscrowResponse {
-                    version: Version,
-                    expiration,
-                    escrow_data_id: format!("{expiration:x}-{key}"),
-                });
+            match store(&key)? {
+                Inserted::Stored => {
+                    tracing::info!(kind = %params.kind, id = short_id(&key), expiration, "escrowed");
+                    return Ok(EscrowResponse {
+                        version: Version,
+                        expiration,
+                        escrow_data_id: format!("{expiration:x}-{key}"),
+                    });
+                }
+                Inserted::TokenSpent => return Err(spent()),
+                Inserted::IdTaken => {}
             }
         }
     }
 
-    /// Seconds of escrow the token pays for.
-    fn take_payment(&self, token: &str, data: &str, now: i64) -> ApiResult<i64> {
-        let (scheme, cash) = token
+    /// Check the payment `token` for escrow `data`: the seconds of escrow
+    /// it pays for, and for hashcash what to spend with the escrow (the
+    /// token is not spent here). A hashcash token is accepted only in its
+    /// canonical spelling, and spent by what it proves.
+    fn take_payment(&self, token: &str, data: &str, now: i64) -> ApiResult<(i64, Option<Spend>)> {
+        let (scheme, _) = token
             .split_once(':')
             .ok_or_else(|| ApiError::new(ErrorKind::Payment, "Invalid payment token"))?;
         let max = self.cfg.max_expiration_seconds;
         let p = &self.cfg.payment;
         if scheme == "free" {
             if p.free_seconds > 0 {
-                return Ok(p.free_seconds.min(max));
+                return Ok((p.free_seconds.min(max), None));
             }
             return Err(ApiError::new(
                 ErrorKind::Payment,
                 "This server offers no free escrow",
             ));
         }
-        let offer = scheme
-            .strip_prefix("hashcash-")
-            .and_then(|b| b.parse::<u32>().ok())
-            .and_then(|bits| p.hashcash.iter().find(|h| h.bits == bits));
+        // Only the spelling the policy names (`hashcash-11`, never
+        // `hashcash-011`) is a scheme we offer.
+        let offer = p
+            .hashcash
+            .iter()
+            .find(|h| scheme == format!("hashcash-{}", h.bits));
         let Some(offer) = offer else {
             return Err(ApiError::new(
                 ErrorKind::Payment,
@@ -122,24 +151,24 @@ impl Server {
                 ),
             ));
         };
-        if !payment::check_hashcash(offer.bits, cash, data.as_bytes(), now) {
+        // One proof, one spelling: `%x-%x`, lower-case, no leading zeros.
+        let proof = payment::HashcashToken::parse(token).filter(|t| t.bits == offer.bits);
+        let valid = proof.filter(|t| {
+            let cash = token.split_once(':').map(|(_, c)| c).unwrap_or_default();
+            payment::check_hashcash(t.bits, cash, data.as_bytes(), now)
+        });
+        let Some(t) = valid else {
             return Err(ApiError::new(
                 ErrorKind::Payment,
-                "Invalid payment: the hashcash is wrong or too old",
+                "Invalid payment: the hashcash is wrong, too old, or not in its canonical spelling",
             ));
-        }
-        let ts = payment::parse_hashcash_cash(cash)
-            .map(|c| c.1 as i64)
-            .unwrap_or(now);
-        let hash = self.keys.token_hash(token, data);
-        let until = ts + payment::HASHCASH_PAST + 60;
-        if !self.storage.spend_token(&hash, until, now)? {
-            return Err(ApiError::new(
-                ErrorKind::Payment,
-                "Invalid payment: this hashcash token was already used",
-            ));
-        }
-        Ok(offer.seconds.min(max))
+        };
+        let spend = Spend {
+            hash: self.keys.hashcash_spent(t.counter, t.ts, data),
+            // Past this the token is too old to pay: the record can go.
+            expires: (t.ts as i64).saturating_add(payment::HASHCASH_PAST + 60),
+        };
+        Ok((offer.seconds.min(max), Some(spend)))
     }
 
     /// Store escrows without HTTP or payment (bulk import, benchmarks):

@@ -7,8 +7,9 @@
 //! escrow in clear, a verification code, or a key.
 //!
 //! Every operation that must not race (checking a code and spending an
-//! attempt, counting a verification and issuing its code, spending a token)
-//! is a single call and a single transaction (one disk sync).
+//! attempt, counting a verification and issuing its code, storing a paid
+//! escrow and spending its token) is a single call and a single
+//! transaction (one disk sync).
 
 mod schema;
 mod sqlite;
@@ -105,6 +106,34 @@ pub struct Swept {
     pub tokens: u64,
 }
 
+/// A payment token to spend with the escrow it pays for
+/// ([`Storage::insert_escrow_paid`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Spend {
+    /// The keyed hash of what the token proves (never its spelling).
+    pub hash: [u8; 32],
+    /// Unix time after which the token could not pay any more anyway
+    /// (its record may be swept then).
+    pub expires: i64,
+}
+
+impl std::fmt::Debug for Spend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spend {{ expires: {} }}", self.expires)
+    }
+}
+
+/// What [`Storage::insert_escrow_paid`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// The escrow is stored and the token spent.
+    Stored,
+    /// The token was spent before: nothing changed.
+    TokenSpent,
+    /// A live escrow has the id: nothing changed (the token is not spent).
+    IdTaken,
+}
+
 /// Counts for `stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -120,6 +149,20 @@ pub trait Storage: Send + Sync {
     /// it was stored. Durable before it returns.
     fn insert_escrow(&self, id: &str, expires: i64, sealed: &[u8], now: i64)
         -> StorageResult<bool>;
+    /// Store an escrow paid with a token, and spend the token, in one
+    /// transaction: either both happen or neither does. Refused, changing
+    /// nothing, when the token was spent before (and its record has not
+    /// expired by `now`) or a live escrow has the id. Durable before it
+    /// returns. There is no default: spending and storing apart would let
+    /// a failed store spend a token, or one token pay twice.
+    fn insert_escrow_paid(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        spend: &Spend,
+        now: i64,
+    ) -> StorageResult<Inserted>;
     /// Store many escrows at once (bulk import, benchmarks): ids must be
     /// new; rows whose id is taken are skipped. Returns how many were
     /// stored. The default inserts one by one.
@@ -175,9 +218,6 @@ pub trait Storage: Send + Sync {
     /// pending code of `id`, compared in constant time, in one
     /// transaction: a match consumes the code, a mismatch spends an attempt.
     fn check_code(&self, id: &str, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
-    /// Record a payment token (by its hash) as spent until `expires`;
-    /// false when it was already spent.
-    fn spend_token(&self, hash: &[u8], expires: i64, now: i64) -> StorageResult<bool>;
     /// Remove everything expired.
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.

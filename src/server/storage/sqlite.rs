@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema;
 use super::{
-    CodeCheck, Counts, EscrowRow, Lookup, Started, Storage, StorageError, StorageResult, Swept,
+    CodeCheck, Counts, EscrowRow, Inserted, Lookup, Spend, Started, Storage, StorageError,
+    StorageResult, Swept,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -95,6 +96,28 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             d(committed);
         }
     }
+}
+
+/// Store an escrow under `id` unless a live one has it (an expired one
+/// and its code are removed first); returns whether it was stored. Runs
+/// inside the caller's transaction.
+fn insert_row(
+    c: &Connection,
+    id: &str,
+    expires: i64,
+    sealed: &[u8],
+    now: i64,
+) -> StorageResult<bool> {
+    c.prepare_cached("DELETE FROM escrow WHERE id = ?1 AND expires <= ?2")?
+        .execute(params![id, now])?;
+    c.prepare_cached(
+        "DELETE FROM code WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM escrow WHERE id = ?1)",
+    )?
+    .execute(params![id])?;
+    let n = c
+        .prepare_cached("INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, expires, sealed])?;
+    Ok(n == 1)
 }
 
 /// How long a statement waits for another process holding the file.
@@ -277,17 +300,35 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> StorageResult<bool> {
         let (id, sealed) = (id.to_string(), sealed.to_vec());
+        self.write_durable(move |c| insert_row(c, &id, expires, &sealed, now))
+    }
+
+    fn insert_escrow_paid(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        spend: &Spend,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let (id, sealed, spend) = (id.to_string(), sealed.to_vec(), *spend);
+        // One job, so one savepoint of one transaction: the token row and
+        // the escrow row are committed (and synced) together or not at all.
         self.write_durable(move |c| {
-            c.prepare_cached("DELETE FROM escrow WHERE id = ?1 AND expires <= ?2")?
-                .execute(params![id, now])?;
-            c.prepare_cached(
-                "DELETE FROM code WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM escrow WHERE id = ?1)",
-            )?
-            .execute(params![id])?;
-            let n = c
-                .prepare_cached("INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)")?
-                .execute(params![id, expires, sealed])?;
-            Ok(n == 1)
+            let spent: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM token WHERE hash = ?1 AND expires > ?2)",
+                )?
+                .query_row(params![&spend.hash[..], now], |r| r.get(0))?;
+            if spent {
+                return Ok(Inserted::TokenSpent);
+            }
+            if !insert_row(c, &id, expires, &sealed, now)? {
+                return Ok(Inserted::IdTaken);
+            }
+            c.prepare_cached("INSERT OR REPLACE INTO token (hash, expires) VALUES (?1, ?2)")?
+                .execute(params![&spend.hash[..], spend.expires])?;
+            Ok(Inserted::Stored)
         })
     }
 
@@ -438,21 +479,6 @@ impl Storage for SqliteStorage {
                     }
                 }
             })
-        })
-    }
-
-    fn spend_token(&self, hash: &[u8], expires: i64, now: i64) -> StorageResult<bool> {
-        let hash = hash.to_vec();
-        self.write_durable(move |c| {
-            c.execute(
-                "DELETE FROM token WHERE hash = ?1 AND expires <= ?2",
-                params![hash, now],
-            )?;
-            let n = c.execute(
-                "INSERT OR IGNORE INTO token (hash, expires) VALUES (?1, ?2)",
-                params![hash, expires],
-            )?;
-            Ok(n == 1)
         })
     }
 

@@ -43,10 +43,6 @@ fn escrows_codes_tokens() {
     assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
     assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
 
-    assert!(s.spend_token(b"t", 40, 10).unwrap());
-    assert!(!s.spend_token(b"t", 40, 20).unwrap());
-    assert!(s.spend_token(b"t", 80, 40).unwrap());
-
     assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
     assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
     assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
@@ -57,6 +53,60 @@ fn escrows_codes_tokens() {
     let sw = s.sweep(100).unwrap();
     assert_eq!(sw.escrows, 1);
     assert_eq!(s.counts().unwrap(), Counts::default());
+}
+
+#[test]
+fn a_paid_escrow_and_its_token_are_one_transaction() {
+    let s = SqliteStorage::in_memory().unwrap();
+    let t = Spend {
+        hash: [7; 32],
+        expires: 40,
+    };
+    let paid = |id: &str, now| s.insert_escrow_paid(id, 100, b"x", &t, now).unwrap();
+    // A taken id spends nothing: the token still pays for another id.
+    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    assert_eq!(paid("a", 10), Inserted::IdTaken);
+    assert_eq!(paid("b", 11), Inserted::Stored);
+    // Spent: nothing is stored, whatever the id.
+    assert_eq!(paid("c", 20), Inserted::TokenSpent);
+    assert!(matches!(s.get_escrow("c", 20).unwrap(), Lookup::Missing));
+    assert_eq!(s.counts().unwrap().escrows, 2);
+    // Once its record expires the token is spendable again (by then it
+    // is too old to pass the payment check anyway).
+    assert_eq!(paid("c", 40), Inserted::Stored);
+    assert_eq!(s.sweep(39).unwrap().tokens, 0);
+    assert_eq!(paid("d", 39), Inserted::TokenSpent);
+}
+
+#[test]
+fn a_failed_paid_insert_changes_nothing() {
+    let s = SqliteStorage::in_memory().unwrap();
+    let t = Spend {
+        hash: [9; 32],
+        expires: 1000,
+    };
+    let rows = |table: &'static str| -> i64 {
+        s.read(
+            move |c| Ok(c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?),
+        )
+        .unwrap()
+    };
+    let exec = |sql: &'static str| s.write(move |c| Ok(c.execute_batch(sql)?)).unwrap();
+    // The escrow cannot be stored: the token is not spent.
+    exec("CREATE TRIGGER no_escrow BEFORE INSERT ON escrow BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    assert!(s.insert_escrow_paid("a", 100, b"x", &t, 10).is_err());
+    assert_eq!((rows("escrow"), rows("token")), (0, 0));
+    exec("DROP TRIGGER no_escrow");
+    // The token cannot be recorded: the escrow is not stored either.
+    exec("CREATE TRIGGER no_token BEFORE INSERT ON token BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    assert!(s.insert_escrow_paid("a", 100, b"x", &t, 10).is_err());
+    assert_eq!((rows("escrow"), rows("token")), (0, 0));
+    exec("DROP TRIGGER no_token");
+    assert_eq!(
+        s.insert_escrow_paid("a", 100, b"x", &t, 10).unwrap(),
+        Inserted::Stored
+    );
+    assert_eq!((rows("escrow"), rows("token")), (1, 1));
 }
 
 #[test]
