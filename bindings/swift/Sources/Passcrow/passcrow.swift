@@ -2850,6 +2850,15 @@ enum PasscrowError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          * What was wrong.
          */detail: String
     )
+    /**
+     * Not enough memory (the ephemeral key derivation needs 1 GiB);
+     * nothing was changed.
+     */
+    case OutOfMemory(
+        /**
+         * What was wrong.
+         */detail: String
+    )
 
     
 
@@ -2921,6 +2930,9 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             detail: try FfiConverterString.read(from: &buf)
             )
         case 12: return .Cancelled(
+            detail: try FfiConverterString.read(from: &buf)
+            )
+        case 13: return .OutOfMemory(
             detail: try FfiConverterString.read(from: &buf)
             )
 
@@ -3000,6 +3012,11 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
         
         case let .Cancelled(detail):
             writeInt(&buf, Int32(12))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .OutOfMemory(detail):
+            writeInt(&buf, Int32(13))
             FfiConverterString.write(detail, into: &buf)
             
         }

@@ -4036,6 +4036,21 @@ sealed class PasscrowException: kotlin.Exception() {
             get() = "detail=${ `detail` }"
     }
     
+    /**
+     * Not enough memory (the ephemeral key derivation needs 1 GiB);
+     * nothing was changed.
+     */
+    class OutOfMemory(
+        
+        /**
+         * What was wrong.
+         */
+        val `detail`: kotlin.String
+        ) : PasscrowException() {
+        override val message
+            get() = "detail=${ `detail` }"
+    }
+    
 
     
 
@@ -4097,6 +4112,9 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 FfiConverterString.read(buf),
                 )
             12 -> PasscrowException.Cancelled(
+                FfiConverterString.read(buf),
+                )
+            13 -> PasscrowException.OutOfMemory(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4173,6 +4191,11 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 4UL
                 + FfiConverterString.allocationSize(value.`detail`)
             )
+            is PasscrowException.OutOfMemory -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`detail`)
+            )
         }
     }
 
@@ -4243,6 +4266,11 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
             }
             is PasscrowException.Cancelled -> {
                 buf.putInt(12)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is PasscrowException.OutOfMemory -> {
+                buf.putInt(13)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
