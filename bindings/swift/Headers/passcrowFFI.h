@@ -275,46 +275,6 @@ typedef struct UniffiVTableCallbackInterfaceLogSink {
 } UniffiVTableCallbackInterfaceLogSink;
 
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
-uint64_t uniffi_passcrow_fn_clone_httptransport(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_HTTPTRANSPORT
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_HTTPTRANSPORT
-void uniffi_passcrow_fn_free_httptransport(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_HTTPTRANSPORT
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_HTTPTRANSPORT
-void uniffi_passcrow_fn_init_callback_vtable_httptransport(const UniffiVTableCallbackInterfaceHttpTransport* _Nonnull vtable
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_HTTPTRANSPORT_POST
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_HTTPTRANSPORT_POST
-RustBuffer uniffi_passcrow_fn_method_httptransport_post(uint64_t ptr, RustBuffer url, RustBuffer body, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_LOGSINK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_LOGSINK
-uint64_t uniffi_passcrow_fn_clone_logsink(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_LOGSINK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_LOGSINK
-void uniffi_passcrow_fn_free_logsink(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_LOGSINK
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_LOGSINK
-void uniffi_passcrow_fn_init_callback_vtable_logsink(const UniffiVTableCallbackInterfaceLogSink* _Nonnull vtable
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_LOGSINK_LOG
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_LOGSINK_LOG
-void uniffi_passcrow_fn_method_logsink_log(uint64_t ptr, RustBuffer message, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_PACK
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_PACK
 uint64_t uniffi_passcrow_fn_clone_pack(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -433,6 +393,46 @@ void uniffi_passcrow_fn_method_passcrowclient_set_defaults(uint64_t ptr, RustBuf
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_VERIFY
 RustBuffer uniffi_passcrow_fn_method_passcrowclient_verify(uint64_t ptr, uint64_t pack, RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
+uint64_t uniffi_passcrow_fn_clone_httptransport(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_HTTPTRANSPORT
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_HTTPTRANSPORT
+void uniffi_passcrow_fn_free_httptransport(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_HTTPTRANSPORT
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_HTTPTRANSPORT
+void uniffi_passcrow_fn_init_callback_vtable_httptransport(const UniffiVTableCallbackInterfaceHttpTransport* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_HTTPTRANSPORT_POST
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_HTTPTRANSPORT_POST
+RustBuffer uniffi_passcrow_fn_method_httptransport_post(uint64_t ptr, RustBuffer url, RustBuffer body, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_LOGSINK
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_LOGSINK
+uint64_t uniffi_passcrow_fn_clone_logsink(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_LOGSINK
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_LOGSINK
+void uniffi_passcrow_fn_free_logsink(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_LOGSINK
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_INIT_CALLBACK_VTABLE_LOGSINK
+void uniffi_passcrow_fn_init_callback_vtable_logsink(const UniffiVTableCallbackInterfaceLogSink* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_LOGSINK_LOG
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_LOGSINK_LOG
+void uniffi_passcrow_fn_method_logsink_log(uint64_t ptr, RustBuffer message, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FUNC_EXPLAIN_KIND
@@ -740,18 +740,6 @@ uint16_t uniffi_passcrow_checksum_func_normalize_identity(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_HTTPTRANSPORT_POST
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_HTTPTRANSPORT_POST
-uint16_t uniffi_passcrow_checksum_method_httptransport_post(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_LOGSINK_LOG
-#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_LOGSINK_LOG
-uint16_t uniffi_passcrow_checksum_method_logsink_log(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PACK_CREATED_TS
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PACK_CREATED_TS
 uint16_t uniffi_passcrow_checksum_method_pack_created_ts(void
@@ -863,6 +851,18 @@ uint16_t uniffi_passcrow_checksum_method_passcrowclient_set_defaults(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_VERIFY
 uint16_t uniffi_passcrow_checksum_method_passcrowclient_verify(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_HTTPTRANSPORT_POST
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_HTTPTRANSPORT_POST
+uint16_t uniffi_passcrow_checksum_method_httptransport_post(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_LOGSINK_LOG
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_LOGSINK_LOG
+uint16_t uniffi_passcrow_checksum_method_logsink_log(void
     
 );
 #endif

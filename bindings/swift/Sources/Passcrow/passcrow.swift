@@ -3515,73 +3515,73 @@ private let initializationResult: InitializationResult = {
     if (uniffi_passcrow_checksum_func_normalize_code() != 15543) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_func_normalize_identity() != 22325) {
+    if (uniffi_passcrow_checksum_func_normalize_identity() != 40311) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_httptransport_post() != 51901) {
+    if (uniffi_passcrow_checksum_method_pack_created_ts() != 25986) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_logsink_log() != 52269) {
+    if (uniffi_passcrow_checksum_method_pack_description() != 23553) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_created_ts() != 8481) {
+    if (uniffi_passcrow_checksum_method_pack_escrows() != 13116) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_description() != 30757) {
+    if (uniffi_passcrow_checksum_method_pack_expires_ts() != 18141) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_escrows() != 58742) {
+    if (uniffi_passcrow_checksum_method_pack_is_ephemeral_stub() != 38737) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_expires_ts() != 47297) {
+    if (uniffi_passcrow_checksum_method_pack_min_shares() != 23618) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_is_ephemeral_stub() != 26133) {
+    if (uniffi_passcrow_checksum_method_pack_name() != 9348) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_min_shares() != 31986) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_cancel() != 34623) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_pack_name() != 10222) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_defaults() != 7254) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_cancel() != 9344) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_expiring() != 46991) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_defaults() != 56145) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_forget() != 51154) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_expiring() != 58392) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_list() != 497) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_forget() != 39176) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_pack() != 47528) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_list() != 32345) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_protect() != 29094) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_pack() != 4660) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_recover() != 45022) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_protect() != 47667) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_renew() != 56432) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_recover() != 373) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_reset_cancel() != 36151) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_renew() != 49160) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_set_defaults() != 53517) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_reset_cancel() != 55548) {
+    if (uniffi_passcrow_checksum_method_passcrowclient_verify() != 4513) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_set_defaults() != 16399) {
+    if (uniffi_passcrow_checksum_method_httptransport_post() != 30180) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_method_passcrowclient_verify() != 17059) {
+    if (uniffi_passcrow_checksum_method_logsink_log() != 40911) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_passcrow_checksum_constructor_passcrowclient_new() != 41269) {
+    if (uniffi_passcrow_checksum_constructor_passcrowclient_new() != 51996) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -727,10 +727,6 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_passcrow_checksum_func_normalize_identity(
     ): Int
-    external fun uniffi_passcrow_checksum_method_httptransport_post(
-    ): Int
-    external fun uniffi_passcrow_checksum_method_logsink_log(
-    ): Int
     external fun uniffi_passcrow_checksum_method_pack_created_ts(
     ): Int
     external fun uniffi_passcrow_checksum_method_pack_description(
@@ -769,6 +765,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_passcrow_checksum_method_passcrowclient_verify(
     ): Int
+    external fun uniffi_passcrow_checksum_method_httptransport_post(
+    ): Int
+    external fun uniffi_passcrow_checksum_method_logsink_log(
+    ): Int
     external fun uniffi_passcrow_checksum_constructor_passcrowclient_new(
     ): Int
     external fun ffi_passcrow_uniffi_contract_version(
@@ -793,22 +793,6 @@ internal object UniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
-    external fun uniffi_passcrow_fn_clone_httptransport(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_passcrow_fn_free_httptransport(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_passcrow_fn_init_callback_vtable_httptransport(`vtable`: UniffiVTableCallbackInterfaceHttpTransport,
-    ): Unit
-    external fun uniffi_passcrow_fn_method_httptransport_post(`ptr`: Long,`url`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_passcrow_fn_clone_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_passcrow_fn_free_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_passcrow_fn_init_callback_vtable_logsink(`vtable`: UniffiVTableCallbackInterfaceLogSink,
-    ): Unit
-    external fun uniffi_passcrow_fn_method_logsink_log(`ptr`: Long,`message`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_passcrow_fn_clone_pack(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_passcrow_fn_free_pack(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -857,6 +841,22 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_passcrow_fn_method_passcrowclient_verify(`ptr`: Long,`pack`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_passcrow_fn_clone_httptransport(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_passcrow_fn_free_httptransport(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_passcrow_fn_init_callback_vtable_httptransport(`vtable`: UniffiVTableCallbackInterfaceHttpTransport,
+    ): Unit
+    external fun uniffi_passcrow_fn_method_httptransport_post(`ptr`: Long,`url`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_passcrow_fn_clone_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_passcrow_fn_free_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_passcrow_fn_init_callback_vtable_logsink(`vtable`: UniffiVTableCallbackInterfaceLogSink,
+    ): Unit
+    external fun uniffi_passcrow_fn_method_logsink_log(`ptr`: Long,`message`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_passcrow_fn_func_explain_kind(`kind`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_func_library_version(uniffi_out_err: UniffiRustCallStatus, 
@@ -993,73 +993,73 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_passcrow_checksum_func_normalize_code() and 0xFFFF) != 15543) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_func_normalize_identity() and 0xFFFF) != 22325) {
+    if ((lib.uniffi_passcrow_checksum_func_normalize_identity() and 0xFFFF) != 40311) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_httptransport_post() and 0xFFFF) != 51901) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_created_ts() and 0xFFFF) != 25986) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_logsink_log() and 0xFFFF) != 52269) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_description() and 0xFFFF) != 23553) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_created_ts() and 0xFFFF) != 8481) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_escrows() and 0xFFFF) != 13116) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_description() and 0xFFFF) != 30757) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_expires_ts() and 0xFFFF) != 18141) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_escrows() and 0xFFFF) != 58742) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_is_ephemeral_stub() and 0xFFFF) != 38737) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_expires_ts() and 0xFFFF) != 47297) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_min_shares() and 0xFFFF) != 23618) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_is_ephemeral_stub() and 0xFFFF) != 26133) {
+    if ((lib.uniffi_passcrow_checksum_method_pack_name() and 0xFFFF) != 9348) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_min_shares() and 0xFFFF) != 31986) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_cancel() and 0xFFFF) != 34623) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_pack_name() and 0xFFFF) != 10222) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_defaults() and 0xFFFF) != 7254) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_cancel() and 0xFFFF) != 9344) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_expiring() and 0xFFFF) != 46991) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_defaults() and 0xFFFF) != 56145) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_forget() and 0xFFFF) != 51154) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_expiring() and 0xFFFF) != 58392) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_list() and 0xFFFF) != 497) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_forget() and 0xFFFF) != 39176) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_pack() and 0xFFFF) != 47528) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_list() and 0xFFFF) != 32345) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_protect() and 0xFFFF) != 29094) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_pack() and 0xFFFF) != 4660) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_recover() and 0xFFFF) != 45022) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_protect() and 0xFFFF) != 47667) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_renew() and 0xFFFF) != 56432) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_recover() and 0xFFFF) != 373) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_reset_cancel() and 0xFFFF) != 36151) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_renew() and 0xFFFF) != 49160) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_set_defaults() and 0xFFFF) != 53517) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_reset_cancel() and 0xFFFF) != 55548) {
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_verify() and 0xFFFF) != 4513) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_set_defaults() and 0xFFFF) != 16399) {
+    if ((lib.uniffi_passcrow_checksum_method_httptransport_post() and 0xFFFF) != 30180) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_verify() and 0xFFFF) != 17059) {
+    if ((lib.uniffi_passcrow_checksum_method_logsink_log() and 0xFFFF) != 40911) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_passcrow_checksum_constructor_passcrowclient_new() and 0xFFFF) != 41269) {
+    if ((lib.uniffi_passcrow_checksum_constructor_passcrowclient_new() and 0xFFFF) != 51996) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
