@@ -29,6 +29,22 @@ type Done = Box<dyn FnOnce(bool) + Send>;
 /// Most jobs one transaction takes.
 const GROUP_MAX: usize = 512;
 
+/// What the writer did, for tests: commits by the `synchronous` level in
+/// force when they were made (read back from SQLite, not assumed), and
+/// the size of every group.
+#[cfg(test)]
+#[derive(Default)]
+struct Trace {
+    /// Jobs handed to the writer.
+    submitted: AtomicUsize,
+    /// Commits made with `synchronous=FULL` (synced before the answer).
+    synced_commits: AtomicUsize,
+    /// Commits made with a weaker `synchronous`.
+    unsynced_commits: AtomicUsize,
+    /// Jobs per group, in order.
+    groups: Mutex<Vec<usize>>,
+}
+
 /// SQLite storage: one file, WAL, `synchronous=FULL`.
 ///
 /// Writes go to one writer thread that commits them in groups: every job
@@ -43,6 +59,8 @@ pub struct SqliteStorage {
     thread: Option<std::thread::JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    #[cfg(test)]
+    trace: std::sync::Arc<Trace>,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -51,7 +69,11 @@ impl std::fmt::Debug for SqliteStorage {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    #[cfg(test)] trace: std::sync::Arc<Trace>,
+) {
     let mut synced = true; // synchronous=FULL, as set up
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -61,10 +83,13 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // A group holding an escrow (or a deletion, or a spent token) is
-        // synced to disk at commit; a group of code bookkeeping only is
-        // committed to the OS (safe from a crash of this process, not
-        // from a power cut). WAL frames are sequential, so the next synced
+        // A group holding anything a caller is answered on (an escrow, a
+        // deletion, a spent token, and all code bookkeeping: verification
+        // counts, codes set, attempts spent, codes used) is synced to disk
+        // at commit, so a power cut cannot hand back spent guesses; a
+        // group of housekeeping only (sweeps, expired escrows removed) is
+        // committed to the OS (safe from a crash of this process, not from
+        // a power cut). WAL frames are sequential, so the next synced
         // commit syncs the ones before it too.
         let want = jobs.iter().any(|j| j.durable);
         if want != synced {
@@ -87,8 +112,28 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             Ok(()) => Ok(&conn),
             Err(e) => Err(e.as_str()),
         };
+        #[cfg(test)]
+        trace
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(jobs.len());
         let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(c)).collect();
+        #[cfg(test)]
+        let level: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap_or(-1);
         let committed = began && conn.execute_batch("COMMIT").is_ok();
+        #[cfg(test)]
+        if committed {
+            // 2 is FULL, 3 EXTRA.
+            let n = if level >= 2 {
+                &trace.synced_commits
+            } else {
+                &trace.unsynced_commits
+            };
+            n.fetch_add(1, Ordering::SeqCst);
+        }
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -182,15 +227,28 @@ impl SqliteStorage {
 
     fn start(conn: Connection, readers: Vec<Mutex<Connection>>) -> StorageResult<SqliteStorage> {
         let (tx, rx) = mpsc::channel::<Job>();
+        #[cfg(test)]
+        let trace = std::sync::Arc::new(Trace::default());
+        #[cfg(test)]
+        let t = trace.clone();
         let thread = std::thread::Builder::new()
             .name("passcrow-sqlite".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    #[cfg(test)]
+                    t,
+                )
+            })
             .map_err(|e| StorageError(format!("starting the writer: {e}")))?;
         Ok(SqliteStorage {
             writer: Some(tx),
             thread: Some(thread),
             readers,
             next_reader: AtomicUsize::new(0),
+            #[cfg(test)]
+            trace,
         })
     }
 
@@ -205,7 +263,9 @@ impl SqliteStorage {
     }
 
     /// Run `f` in the next group transaction; returns once committed
-    /// (synced only if another job of the group needs it).
+    /// (synced only if another job of the group needs it). Only for
+    /// housekeeping that may be lost and redone: anything a limit depends
+    /// on goes through [`SqliteStorage::write_durable`].
     fn write<T, F>(&self, f: F) -> StorageResult<T>
     where
         T: Send + 'static,
@@ -253,6 +313,8 @@ impl SqliteStorage {
             .ok_or_else(|| StorageError("storage closed".into()))?
             .send(job)
             .map_err(|_| StorageError("the writer thread stopped".into()))?;
+        #[cfg(test)]
+        self.trace.submitted.fetch_add(1, Ordering::SeqCst);
         rx.recv()
             .map_err(|_| StorageError("the writer thread stopped".into()))?
     }
@@ -393,7 +455,7 @@ impl Storage for SqliteStorage {
         max: u32,
     ) -> StorageResult<Option<Started>> {
         let id = id.to_string();
-        self.write(move |c| {
+        self.write_durable(move |c| {
             // Start a new window, or count in the current one while under max.
             let window: Option<i64> = c
                 .prepare_cached(
@@ -419,7 +481,7 @@ impl Storage for SqliteStorage {
         attempts: u32,
     ) -> StorageResult<bool> {
         let (id, sealed, mac) = (id.to_string(), sealed.to_vec(), mac.to_vec());
-        self.write(move |c| {
+        self.write_durable(move |c| {
             // The data is sealed at rest with a fresh nonce: it tells this
             // escrow from a later one that took its id.
             let same: bool = c
@@ -441,7 +503,7 @@ impl Storage for SqliteStorage {
 
     fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
         let id = id.to_string();
-        self.write(move |c| {
+        self.write_durable(move |c| {
             let n = c.execute(
                 "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
                  WHERE id = ?1 AND vwin = ?2 AND vcount > 0 AND vfail < ?3",
@@ -453,7 +515,7 @@ impl Storage for SqliteStorage {
 
     fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
         let (id, given) = (id.to_string(), given.to_vec());
-        self.write(move |c| {
+        self.write_durable(move |c| {
             let row: Option<(Vec<u8>, i64, u32)> = c
                 .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

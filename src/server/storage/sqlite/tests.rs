@@ -245,3 +245,56 @@ fn sweep_in_slices_and_bulk_insert() {
     assert_eq!((sw.escrows, sw.codes), (6_173, 1));
     assert_eq!(s.counts().unwrap().escrows, 6_172);
 }
+
+/// (synced, unsynced) commits so far.
+fn commits(s: &SqliteStorage) -> (usize, usize) {
+    (
+        s.trace.synced_commits.load(Ordering::SeqCst),
+        s.trace.unsynced_commits.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn code_bookkeeping_is_synced_before_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(&dir.path().join("db.sqlite")).unwrap();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    // Each call returns only once its own commit was made with
+    // synchronous=FULL (the level read back from SQLite at commit time):
+    // an attempt spent, a code used, a verification counted or forgiven
+    // is on disk before the caller is answered.
+    let synced = |what: &str, f: &dyn Fn()| {
+        let (y0, n0) = commits(&s);
+        f();
+        let (y1, n1) = commits(&s);
+        assert_eq!(n1, n0, "{what}: committed without a sync");
+        assert!(y1 > y0, "{what}: no synced commit before the answer");
+    };
+    let st = std::cell::Cell::new(None);
+    synced("start_verification", &|| {
+        st.set(s.start_verification("a", 20, 3600, 5).unwrap())
+    });
+    synced("set_code", &|| {
+        assert!(s.set_code("a", b"x", b"m1", 1000, 3).unwrap())
+    });
+    synced("check_code (wrong)", &|| {
+        assert_eq!(
+            s.check_code("a", b"zz", 30).unwrap(),
+            CodeCheck::Wrong { left: 2 }
+        )
+    });
+    synced("check_code (right)", &|| {
+        assert_eq!(s.check_code("a", b"m1", 30).unwrap(), CodeCheck::Right)
+    });
+    synced("verification_failed", &|| {
+        assert!(s.verification_failed("a", st.get().unwrap(), 2).unwrap())
+    });
+    synced("check_code (expired)", &|| {
+        assert!(s.set_code("a", b"x", b"m2", 1000, 3).unwrap());
+        assert_eq!(s.check_code("a", b"m2", 1000).unwrap(), CodeCheck::Expired)
+    });
+    // Housekeeping may stay unsynced (it is redone if lost).
+    let (_, n0) = commits(&s);
+    s.sweep(50).unwrap();
+    assert!(commits(&s).1 > n0, "sweeps are not synced");
+}
