@@ -1,6 +1,7 @@
 //! [`SqliteStorage`]: the [`Storage`] backend we ship, one SQLite file in
 //! WAL mode, one writer thread committing in groups, a few readers.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -21,8 +22,11 @@ struct Job {
     run: Run,
 }
 /// Runs a job inside the group's transaction; given no connection when the
-/// transaction could not begin, only why.
-type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> Done + Send>;
+/// transaction could not begin, only why. Gives back, with what to do
+/// once the commit is known, whether the transaction is still sound (false:
+/// the job's changes could not be undone, so the whole group must not
+/// commit).
+type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> (Done, bool) + Send>;
 /// Called with whether the transaction committed (and reached the disk).
 type Done = Box<dyn FnOnce(bool) + Send>;
 
@@ -118,12 +122,20 @@ fn writer_loop(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(jobs.len());
-        let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(c)).collect();
+        let mut sound = true;
+        let dones: Vec<Done> = jobs
+            .into_iter()
+            .map(|j| {
+                let (done, ok) = (j.run)(c);
+                sound &= ok;
+                done
+            })
+            .collect();
         #[cfg(test)]
         let level: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap_or(-1);
-        let committed = began && conn.execute_batch("COMMIT").is_ok();
+        let committed = began && sound && conn.execute_batch("COMMIT").is_ok();
         #[cfg(test)]
         if committed {
             // 2 is FULL, 3 EXTRA.
@@ -280,24 +292,39 @@ impl SqliteStorage {
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<StorageResult<T>>(1);
-        let run = Box::new(move |c: Result<&Connection, &str>| -> Done {
+        let run = Box::new(move |c: Result<&Connection, &str>| -> (Done, bool) {
+            let mut sound = true;
             let r = match c.map(|c| (c, c.execute_batch("SAVEPOINT job"))) {
                 Err(why) => Err(StorageError(format!(
                     "could not begin a transaction: {why}"
                 ))),
                 Ok((_, Err(e))) => Err(StorageError::from(e)),
-                Ok((c, Ok(()))) => match f(c) {
-                    Ok(v) => c
+                // A panic in one job (a bug) fails that job only: its
+                // savepoint is rolled back, its caller hears an error, and
+                // the writer thread and the rest of the group carry on.
+                // The panic's message is not passed on (it could quote
+                // data); the panic hook has already reported where.
+                Ok((c, Ok(()))) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(c))) {
+                    Ok(Ok(v)) => c
                         .execute_batch("RELEASE job")
                         .map(|_| v)
                         .map_err(Into::into),
-                    Err(e) => {
-                        let _ = c.execute_batch("ROLLBACK TO job; RELEASE job");
-                        Err(e)
+                    outcome => {
+                        sound = c.execute_batch("ROLLBACK TO job; RELEASE job").is_ok();
+                        match outcome {
+                            Ok(Err(e)) => Err(e),
+                            _ => {
+                                tracing::error!("a storage job panicked; it was rolled back");
+                                Err(StorageError(
+                                    "internal error in a storage job (it panicked and was rolled back)"
+                                        .into(),
+                                ))
+                            }
+                        }
                     }
                 },
             };
-            Box::new(move |committed: bool| {
+            let done: Done = Box::new(move |committed: bool| {
                 let _ = tx.send(match r {
                     Err(e) => Err(e),
                     Ok(_) if !committed => {
@@ -305,7 +332,8 @@ impl SqliteStorage {
                     }
                     ok => ok,
                 });
-            })
+            });
+            (done, sound)
         });
         let job = Job { durable, run };
         self.writer
