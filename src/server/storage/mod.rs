@@ -32,12 +32,6 @@ impl std::fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        StorageError(e.to_string())
-    }
-}
-
 /// Storage result.
 pub type StorageResult<T> = std::result::Result<T, StorageError>;
 

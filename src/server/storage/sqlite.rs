@@ -30,6 +30,12 @@ type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> (Done, bool) + Send>;
 /// Called with whether the transaction committed (and reached the disk).
 type Done = Box<dyn FnOnce(bool) + Send>;
 
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
 /// Most jobs one transaction takes.
 const GROUP_MAX: usize = 512;
 
