@@ -28,7 +28,7 @@ ref_fill_secs=${BENCH_REF_FILL_SECONDS:-60}
 log() { printf 'bench-server: %s\n' "$*" >&2; }
 
 log "building (release)"
-cargo build --release --quiet --features server --bin passcrow-server --example bench_server
+cargo build --release --quiet --features server,testing --bin passcrow-server --example bench_server
 bin=target/release
 py=$(scripts/ref-venv.sh)
 

@@ -214,6 +214,9 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// Seconds between sweeps of expired data.
     pub sweep_interval_seconds: u64,
+    /// Seconds the storage counts `stats` answers with are reused before
+    /// they are counted again (0 = counted on every call).
+    pub stats_cache_seconds: u64,
     /// Payment.
     pub payment: PaymentConfig,
     /// Delivery.
@@ -259,6 +262,7 @@ impl Default for Config {
             rate_limit_burst: 20,
             rate_limit_per_second: 2.0,
             sweep_interval_seconds: 600,
+            stats_cache_seconds: 60,
             payment: PaymentConfig::default(),
             delivery: DeliveryConfig::default(),
             header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT,
@@ -283,13 +287,14 @@ impl Config {
 
     /// A loopback test server: any free port, data in `data_dir`, codes
     /// appended to `codes_file`, no per-address rate limit, master key
-    /// created on first start.
+    /// created on first start, `stats` counted afresh on every call.
     pub fn for_testing(data_dir: impl Into<PathBuf>, codes_file: impl Into<PathBuf>) -> Self {
         let mut c = Config::new(data_dir);
         c.listen = "127.0.0.1:0".into();
         c.create_master_key = true;
         c.rate_limit_burst = 0;
         c.sweep_interval_seconds = 60;
+        c.stats_cache_seconds = 0;
         c.delivery.file = Some(codes_file.into());
         c
     }
@@ -396,6 +401,7 @@ about_url = "https://passcrow.example.org/"
 # rate_limit_burst = 20                # per client address; 0 disables
 # rate_limit_per_second = 2.0
 # sweep_interval_seconds = 600
+# stats_cache_seconds = 60            # storage counts in `stats` reused this long
 
 # Connections (see "Connections and reverse proxies" in docs/server.md).
 # header_read_timeout_seconds = 10     # to send the request line and headers

@@ -193,6 +193,8 @@ pub struct Server {
     clock: Box<Clock>,
     start_ts: i64,
     counters: Mutex<Counters>,
+    /// The storage counts `stats` last took, and when (server clock).
+    counts_cache: Mutex<Option<(storage::Counts, i64)>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -255,6 +257,7 @@ impl Server {
             clock: Box::new(system_now),
             start_ts: system_now(),
             counters: Mutex::new(Counters::default()),
+            counts_cache: Mutex::new(None),
             cfg,
         }
     }

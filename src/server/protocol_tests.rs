@@ -1381,3 +1381,126 @@ fn delivery_credentials_from_files_and_the_environment() {
     let e = Server::open(gone).unwrap_err().to_string();
     assert!(e.contains("no-such-password"), "{e}");
 }
+
+/// SQLite storage that counts its `counts` scans.
+struct CountingScans {
+    inner: SqliteStorage,
+    scans: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Storage for CountingScans {
+    fn insert_escrow(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        now: i64,
+    ) -> storage::StorageResult<bool> {
+        self.inner.insert_escrow(id, expires, sealed, now)
+    }
+    fn insert_escrow_paid(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        spend: &storage::Spend,
+        now: i64,
+    ) -> storage::StorageResult<storage::Inserted> {
+        self.inner
+            .insert_escrow_paid(id, expires, sealed, spend, now)
+    }
+    fn get_escrow(&self, id: &str, now: i64) -> storage::StorageResult<storage::Lookup> {
+        self.inner.get_escrow(id, now)
+    }
+    fn delete_escrow(&self, id: &str) -> storage::StorageResult<bool> {
+        self.inner.delete_escrow(id)
+    }
+    fn start_verification(
+        &self,
+        id: &str,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> storage::StorageResult<Option<storage::Started>> {
+        self.inner.start_verification(id, now, window, max)
+    }
+    fn set_code(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
+    ) -> storage::StorageResult<bool> {
+        self.inner.set_code(id, sealed, mac, expires, attempts)
+    }
+    fn verification_failed(
+        &self,
+        id: &str,
+        started: storage::Started,
+        forgive: u32,
+    ) -> storage::StorageResult<bool> {
+        self.inner.verification_failed(id, started, forgive)
+    }
+    fn check_code(
+        &self,
+        id: &str,
+        mac: &[u8],
+        now: i64,
+    ) -> storage::StorageResult<storage::CodeCheck> {
+        self.inner.check_code(id, mac, now)
+    }
+    fn sweep(&self, now: i64) -> storage::StorageResult<storage::Swept> {
+        self.inner.sweep(now)
+    }
+    fn counts(&self) -> storage::StorageResult<storage::Counts> {
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        self.inner.counts()
+    }
+}
+
+#[test]
+fn stats_counts_are_scanned_once_a_minute() {
+    let scans = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let f = fixture_with(
+        Config::new("/nonexistent"),
+        Box::new(CountingScans {
+            inner: SqliteStorage::in_memory().unwrap(),
+            scans: scans.clone(),
+        }),
+    );
+    let stats = || ok(&f.server.handle_named("stats", b"{}"));
+    f.escrow();
+    let first = stats();
+    assert_eq!(scans.load(Ordering::SeqCst), 1);
+    assert_eq!(first["storage"]["escrows"], 1);
+    // The answer's shape is unchanged.
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["handlers", "requests", "start-ts", "storage", "version"]
+    );
+    let keys: Vec<&String> = first["storage"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["codes", "encrypted", "escrows", "type"]);
+    // Within the minute: the same counts, no scan (a new escrow is not
+    // seen yet).
+    f.escrow();
+    f.advance(59);
+    let second = stats();
+    assert_eq!(
+        scans.load(Ordering::SeqCst),
+        1,
+        "a second scan within the minute"
+    );
+    assert_eq!(second["storage"], first["storage"]);
+    // Past it: counted afresh.
+    f.advance(2);
+    let third = stats();
+    assert_eq!(scans.load(Ordering::SeqCst), 2);
+    assert_eq!(third["storage"]["escrows"], 2);
+    assert_eq!(third["storage"]["codes"], 0);
+    // A clock set back counts afresh too.
+    f.advance(-3600);
+    stats();
+    assert_eq!(scans.load(Ordering::SeqCst), 3);
+}

@@ -2,6 +2,7 @@
 
 use crate::proto::{PaymentScheme, ServerPolicy, PROTO_VERSION};
 use crate::server::answer::ApiResult;
+use crate::server::storage::Counts;
 use crate::server::Server;
 
 impl Server {
@@ -45,9 +46,27 @@ impl Server {
         }
     }
 
+    /// Storage counts, taken at most once per `stats_cache_seconds` (by
+    /// the server's clock): counting is a full scan, and `stats` is open
+    /// to anyone. Callers arriving during a scan wait for it and share it.
+    fn cached_counts(&self) -> ApiResult<Counts> {
+        let now = self.now();
+        let max_age = i64::try_from(self.cfg.stats_cache_seconds).unwrap_or(i64::MAX);
+        let mut cache = self.counts_cache.lock().unwrap_or_else(|p| p.into_inner());
+        match *cache {
+            // A clock gone backwards counts afresh.
+            Some((counts, taken)) if taken <= now && now - taken < max_age => Ok(counts),
+            _ => {
+                let counts = self.storage.counts()?;
+                *cache = Some((counts, now));
+                Ok(counts)
+            }
+        }
+    }
+
     /// The `stats` answer: request counters, storage counts, kinds.
     pub(in crate::server) fn stats(&self) -> ApiResult<serde_json::Value> {
-        let counts = self.storage.counts()?;
+        let counts = self.cached_counts()?;
         let requests = self
             .counters
             .lock()

@@ -9,7 +9,10 @@
 //! Every operation that must not race (checking a code and spending an
 //! attempt, counting a verification and issuing its code, storing a paid
 //! escrow and spending its token) is a single call and a single
-//! transaction (one disk sync).
+//! transaction (one disk sync). Every call that changes what the protocol
+//! answers or what a limit depends on (escrows, deletions, spent tokens,
+//! verification counts, codes set, attempts spent, codes used) is durable
+//! before it returns: a power cut right after an answer cannot undo it.
 
 mod schema;
 mod sqlite;
@@ -28,12 +31,6 @@ impl std::fmt::Display for StorageError {
 }
 
 impl std::error::Error for StorageError {}
-
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        StorageError(e.to_string())
-    }
-}
 
 /// Storage result.
 pub type StorageResult<T> = std::result::Result<T, StorageError>;

@@ -1,6 +1,7 @@
 //! [`SqliteStorage`]: the [`Storage`] backend we ship, one SQLite file in
 //! WAL mode, one writer thread committing in groups, a few readers.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -21,13 +22,38 @@ struct Job {
     run: Run,
 }
 /// Runs a job inside the group's transaction; given no connection when the
-/// transaction could not begin, only why.
-type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> Done + Send>;
+/// transaction could not begin, only why. Gives back, with what to do
+/// once the commit is known, whether the transaction is still sound (false:
+/// the job's changes could not be undone, so the whole group must not
+/// commit).
+type Run = Box<dyn FnOnce(Result<&Connection, &str>) -> (Done, bool) + Send>;
 /// Called with whether the transaction committed (and reached the disk).
 type Done = Box<dyn FnOnce(bool) + Send>;
 
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
 /// Most jobs one transaction takes.
 const GROUP_MAX: usize = 512;
+
+/// What the writer did, for tests: commits by the `synchronous` level in
+/// force when they were made (read back from SQLite, not assumed), and
+/// the size of every group.
+#[cfg(test)]
+#[derive(Default)]
+struct Trace {
+    /// Jobs handed to the writer.
+    submitted: AtomicUsize,
+    /// Commits made with `synchronous=FULL` (synced before the answer).
+    synced_commits: AtomicUsize,
+    /// Commits made with a weaker `synchronous`.
+    unsynced_commits: AtomicUsize,
+    /// Jobs per group, in order.
+    groups: Mutex<Vec<usize>>,
+}
 
 /// SQLite storage: one file, WAL, `synchronous=FULL`.
 ///
@@ -43,6 +69,8 @@ pub struct SqliteStorage {
     thread: Option<std::thread::JoinHandle<()>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    #[cfg(test)]
+    trace: std::sync::Arc<Trace>,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -51,7 +79,11 @@ impl std::fmt::Debug for SqliteStorage {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    #[cfg(test)] trace: std::sync::Arc<Trace>,
+) {
     let mut synced = true; // synchronous=FULL, as set up
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -61,10 +93,13 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // A group holding an escrow (or a deletion, or a spent token) is
-        // synced to disk at commit; a group of code bookkeeping only is
-        // committed to the OS (safe from a crash of this process, not
-        // from a power cut). WAL frames are sequential, so the next synced
+        // A group holding anything a caller is answered on (an escrow, a
+        // deletion, a spent token, and all code bookkeeping: verification
+        // counts, codes set, attempts spent, codes used) is synced to disk
+        // at commit, so a power cut cannot hand back spent guesses; a
+        // group of housekeeping only (sweeps, expired escrows removed) is
+        // committed to the OS (safe from a crash of this process, not from
+        // a power cut). WAL frames are sequential, so the next synced
         // commit syncs the ones before it too.
         let want = jobs.iter().any(|j| j.durable);
         if want != synced {
@@ -87,8 +122,36 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             Ok(()) => Ok(&conn),
             Err(e) => Err(e.as_str()),
         };
-        let dones: Vec<Done> = jobs.into_iter().map(|j| (j.run)(c)).collect();
-        let committed = began && conn.execute_batch("COMMIT").is_ok();
+        #[cfg(test)]
+        trace
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(jobs.len());
+        let mut sound = true;
+        let dones: Vec<Done> = jobs
+            .into_iter()
+            .map(|j| {
+                let (done, ok) = (j.run)(c);
+                sound &= ok;
+                done
+            })
+            .collect();
+        #[cfg(test)]
+        let level: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap_or(-1);
+        let committed = began && sound && conn.execute_batch("COMMIT").is_ok();
+        #[cfg(test)]
+        if committed {
+            // 2 is FULL, 3 EXTRA.
+            let n = if level >= 2 {
+                &trace.synced_commits
+            } else {
+                &trace.unsynced_commits
+            };
+            n.fetch_add(1, Ordering::SeqCst);
+        }
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -182,15 +245,28 @@ impl SqliteStorage {
 
     fn start(conn: Connection, readers: Vec<Mutex<Connection>>) -> StorageResult<SqliteStorage> {
         let (tx, rx) = mpsc::channel::<Job>();
+        #[cfg(test)]
+        let trace = std::sync::Arc::new(Trace::default());
+        #[cfg(test)]
+        let t = trace.clone();
         let thread = std::thread::Builder::new()
             .name("passcrow-sqlite".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    #[cfg(test)]
+                    t,
+                )
+            })
             .map_err(|e| StorageError(format!("starting the writer: {e}")))?;
         Ok(SqliteStorage {
             writer: Some(tx),
             thread: Some(thread),
             readers,
             next_reader: AtomicUsize::new(0),
+            #[cfg(test)]
+            trace,
         })
     }
 
@@ -205,7 +281,9 @@ impl SqliteStorage {
     }
 
     /// Run `f` in the next group transaction; returns once committed
-    /// (synced only if another job of the group needs it).
+    /// (synced only if another job of the group needs it). Only for
+    /// housekeeping that may be lost and redone: anything a limit depends
+    /// on goes through [`SqliteStorage::write_durable`].
     fn write<T, F>(&self, f: F) -> StorageResult<T>
     where
         T: Send + 'static,
@@ -220,24 +298,39 @@ impl SqliteStorage {
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<StorageResult<T>>(1);
-        let run = Box::new(move |c: Result<&Connection, &str>| -> Done {
+        let run = Box::new(move |c: Result<&Connection, &str>| -> (Done, bool) {
+            let mut sound = true;
             let r = match c.map(|c| (c, c.execute_batch("SAVEPOINT job"))) {
                 Err(why) => Err(StorageError(format!(
                     "could not begin a transaction: {why}"
                 ))),
                 Ok((_, Err(e))) => Err(StorageError::from(e)),
-                Ok((c, Ok(()))) => match f(c) {
-                    Ok(v) => c
+                // A panic in one job (a bug) fails that job only: its
+                // savepoint is rolled back, its caller hears an error, and
+                // the writer thread and the rest of the group carry on.
+                // The panic's message is not passed on (it could quote
+                // data); the panic hook has already reported where.
+                Ok((c, Ok(()))) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(c))) {
+                    Ok(Ok(v)) => c
                         .execute_batch("RELEASE job")
                         .map(|_| v)
                         .map_err(Into::into),
-                    Err(e) => {
-                        let _ = c.execute_batch("ROLLBACK TO job; RELEASE job");
-                        Err(e)
+                    outcome => {
+                        sound = c.execute_batch("ROLLBACK TO job; RELEASE job").is_ok();
+                        match outcome {
+                            Ok(Err(e)) => Err(e),
+                            _ => {
+                                tracing::error!("a storage job panicked; it was rolled back");
+                                Err(StorageError(
+                                    "internal error in a storage job (it panicked and was rolled back)"
+                                        .into(),
+                                ))
+                            }
+                        }
                     }
                 },
             };
-            Box::new(move |committed: bool| {
+            let done: Done = Box::new(move |committed: bool| {
                 let _ = tx.send(match r {
                     Err(e) => Err(e),
                     Ok(_) if !committed => {
@@ -245,7 +338,8 @@ impl SqliteStorage {
                     }
                     ok => ok,
                 });
-            })
+            });
+            (done, sound)
         });
         let job = Job { durable, run };
         self.writer
@@ -253,6 +347,8 @@ impl SqliteStorage {
             .ok_or_else(|| StorageError("storage closed".into()))?
             .send(job)
             .map_err(|_| StorageError("the writer thread stopped".into()))?;
+        #[cfg(test)]
+        self.trace.submitted.fetch_add(1, Ordering::SeqCst);
         rx.recv()
             .map_err(|_| StorageError("the writer thread stopped".into()))?
     }
@@ -393,7 +489,7 @@ impl Storage for SqliteStorage {
         max: u32,
     ) -> StorageResult<Option<Started>> {
         let id = id.to_string();
-        self.write(move |c| {
+        self.write_durable(move |c| {
             // Start a new window, or count in the current one while under max.
             let window: Option<i64> = c
                 .prepare_cached(
@@ -419,7 +515,7 @@ impl Storage for SqliteStorage {
         attempts: u32,
     ) -> StorageResult<bool> {
         let (id, sealed, mac) = (id.to_string(), sealed.to_vec(), mac.to_vec());
-        self.write(move |c| {
+        self.write_durable(move |c| {
             // The data is sealed at rest with a fresh nonce: it tells this
             // escrow from a later one that took its id.
             let same: bool = c
@@ -441,7 +537,7 @@ impl Storage for SqliteStorage {
 
     fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
         let id = id.to_string();
-        self.write(move |c| {
+        self.write_durable(move |c| {
             let n = c.execute(
                 "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
                  WHERE id = ?1 AND vwin = ?2 AND vcount > 0 AND vfail < ?3",
@@ -453,7 +549,7 @@ impl Storage for SqliteStorage {
 
     fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
         let (id, given) = (id.to_string(), given.to_vec());
-        self.write(move |c| {
+        self.write_durable(move |c| {
             let row: Option<(Vec<u8>, i64, u32)> = c
                 .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

@@ -245,3 +245,157 @@ fn sweep_in_slices_and_bulk_insert() {
     assert_eq!((sw.escrows, sw.codes), (6_173, 1));
     assert_eq!(s.counts().unwrap().escrows, 6_172);
 }
+
+/// (synced, unsynced) commits so far.
+fn commits(s: &SqliteStorage) -> (usize, usize) {
+    (
+        s.trace.synced_commits.load(Ordering::SeqCst),
+        s.trace.unsynced_commits.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn code_bookkeeping_is_synced_before_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(&dir.path().join("db.sqlite")).unwrap();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    // Each call returns only once its own commit was made with
+    // synchronous=FULL (the level read back from SQLite at commit time):
+    // an attempt spent, a code used, a verification counted or forgiven
+    // is on disk before the caller is answered.
+    let synced = |what: &str, f: &dyn Fn()| {
+        let (y0, n0) = commits(&s);
+        f();
+        let (y1, n1) = commits(&s);
+        assert_eq!(n1, n0, "{what}: committed without a sync");
+        assert!(y1 > y0, "{what}: no synced commit before the answer");
+    };
+    let st = std::cell::Cell::new(None);
+    synced("start_verification", &|| {
+        st.set(s.start_verification("a", 20, 3600, 5).unwrap())
+    });
+    synced("set_code", &|| {
+        assert!(s.set_code("a", b"x", b"m1", 1000, 3).unwrap())
+    });
+    synced("check_code (wrong)", &|| {
+        assert_eq!(
+            s.check_code("a", b"zz", 30).unwrap(),
+            CodeCheck::Wrong { left: 2 }
+        )
+    });
+    synced("check_code (right)", &|| {
+        assert_eq!(s.check_code("a", b"m1", 30).unwrap(), CodeCheck::Right)
+    });
+    synced("verification_failed", &|| {
+        assert!(s.verification_failed("a", st.get().unwrap(), 2).unwrap())
+    });
+    synced("check_code (expired)", &|| {
+        assert!(s.set_code("a", b"x", b"m2", 1000, 3).unwrap());
+        assert_eq!(s.check_code("a", b"m2", 1000).unwrap(), CodeCheck::Expired)
+    });
+    // Housekeeping may stay unsynced (it is redone if lost).
+    let (_, n0) = commits(&s);
+    s.sweep(50).unwrap();
+    assert!(commits(&s).1 > n0, "sweeps are not synced");
+}
+
+#[test]
+fn a_panicking_job_fails_alone() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let s = Arc::new(SqliteStorage::in_memory().unwrap());
+    let wait_submitted = |n: usize| {
+        for _ in 0..1000 {
+            if s.trace.submitted.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("jobs were not submitted");
+    };
+    // Each job's answer, by name, with a bound on the wait (a hang fails).
+    let (res_tx, res_rx) = mpsc::channel::<(&'static str, bool)>();
+    let spawn = |name: &'static str, f: Box<dyn FnOnce(&SqliteStorage) -> bool + Send>| {
+        let (s, tx) = (s.clone(), res_tx.clone());
+        std::thread::spawn(move || {
+            let ok = f(&s);
+            let _ = tx.send((name, ok));
+        });
+    };
+    // Hold the writer in a job of its own, so that the next three queue
+    // up and run as one group: an ordinary job, one that writes and then
+    // panics, another ordinary job.
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (busy_tx, busy_rx) = mpsc::channel::<()>();
+    spawn(
+        "blocker",
+        Box::new(move |s| {
+            s.write(move |_| {
+                let _ = busy_tx.send(());
+                let _ = go_rx.recv();
+                Ok(())
+            })
+            .is_ok()
+        }),
+    );
+    busy_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    spawn(
+        "before",
+        Box::new(|s| s.insert_escrow("b", 100, b"x", 10).unwrap_or(false)),
+    );
+    wait_submitted(2);
+    spawn(
+        "panics",
+        Box::new(|s| {
+            s.write(|c| -> StorageResult<()> {
+                c.execute(
+                    "INSERT INTO escrow (id, expires, data) VALUES ('p', 100, x'00')",
+                    [],
+                )?;
+                panic!("a bug in a storage job");
+            })
+            .is_ok()
+        }),
+    );
+    wait_submitted(3);
+    spawn(
+        "after",
+        Box::new(|s| s.insert_escrow("c", 100, b"x", 10).unwrap_or(false)),
+    );
+    wait_submitted(4);
+    go_tx.send(()).unwrap();
+    let mut got: Vec<(&str, bool)> = (0..4)
+        .map(|_| {
+            res_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an answer, not a hang")
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("after", true),
+            ("before", true),
+            ("blocker", true),
+            ("panics", false)
+        ]
+    );
+    assert_eq!(
+        *s.trace.groups.lock().unwrap(),
+        [1, 3],
+        "the panicking job shared its group with the others"
+    );
+    // Its write was rolled back; the others' were committed.
+    assert!(matches!(s.get_escrow("p", 50).unwrap(), Lookup::Missing));
+    assert!(matches!(s.get_escrow("b", 50).unwrap(), Lookup::Found(_)));
+    assert!(matches!(s.get_escrow("c", 50).unwrap(), Lookup::Found(_)));
+    // The writer carries on, and the error says what happened, no more.
+    let e = s
+        .write(|_| -> StorageResult<()> { panic!("again") })
+        .unwrap_err();
+    assert!(e.to_string().contains("panicked"), "{e}");
+    assert!(!e.to_string().contains("again"), "{e}");
+    assert!(s.insert_escrow("d", 100, b"x", 10).unwrap());
+    assert_eq!(s.counts().unwrap().escrows, 3);
+}
