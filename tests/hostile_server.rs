@@ -1090,6 +1090,60 @@ fn plain_http_to_other_hosts_is_refused_before_any_request() {
     assert_unchanged(&before, &w.home, "allowed");
 }
 
+/// The CLI's `--allow-plain-http`: without it a plain http:// server that is
+/// not on loopback is refused before anything is sent or written; with it
+/// the request is made (and fails here only because the name never
+/// resolves, RFC 6761).
+#[test]
+fn the_cli_refuses_plain_http_unless_allowed() {
+    let home = tempfile::tempdir().unwrap();
+    let before = snapshot(home.path());
+    let protect = |allow: bool| {
+        let mut cmd = common::passcrow();
+        cmd.args([
+            "protect",
+            "-H",
+            home.path().to_str().unwrap(),
+            "-I",
+            "-b",
+            "-r",
+            "1/1",
+        ]);
+        if allow {
+            cmd.arg("--allow-plain-http");
+        }
+        cmd.args([
+            "-n",
+            "wallet",
+            "-p",
+            "a@example.org via http://passcrow.invalid:1",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(b"secret").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = protect(false);
+    assert!(!ok && err.contains("refusing plain HTTP"), "{err}");
+    assert!(
+        err.contains("--allow-plain-http"),
+        "the refusal names the flag: {err}"
+    );
+    assert_unchanged(&before, home.path(), "refused");
+    let (ok, err) = protect(true);
+    assert!(!ok, "{err}");
+    assert!(!err.contains("refusing"), "{err}");
+    assert!(err.contains("passcrow.invalid"), "{err}");
+    assert_unchanged(&before, home.path(), "failed");
+}
+
 // ---------------------------------------------------------------------
 // 10. Escrow ids with control characters, or too long.
 

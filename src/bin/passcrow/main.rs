@@ -151,6 +151,9 @@ fn main() -> ExitCode {
         }
         Err(CliError::Failed(m)) => {
             eprintln!("passcrow {cmd}: {m}");
+            if m.contains("refusing plain HTTP") {
+                eprintln!("(passcrow {cmd} {ALLOW_PLAIN_HTTP} allows it)");
+            }
             ExitCode::from(1)
         }
     }
