@@ -51,6 +51,9 @@ pub struct Client {
     cancel: Arc<AtomicBool>,
     policies: Mutex<HashMap<String, ServerPolicy>>,
     defaults: Mutex<Defaults>,
+    /// The pack key of the last ephemeral stand-in [`Client::pack`] made,
+    /// being derived while the user waits for codes.
+    pending_pack_key: Mutex<Option<recover::PendingPackKey>>,
 }
 
 fn now() -> i64 {
@@ -86,6 +89,7 @@ impl Client {
             cancel: Arc::new(AtomicBool::new(false)),
             policies: Mutex::new(HashMap::new()),
             defaults: Mutex::new(defaults),
+            pending_pack_key: Mutex::new(None),
         })
     }
 

@@ -43,7 +43,10 @@ Global options:
     -H <path>  One directory for both (PASSCROW_HOME)
     --allow-plain-http
                Allow plain http:// servers that are not on loopback (shares
-               and escrow keys then cross the network unencrypted)";
+               and escrow keys then cross the network unencrypted)
+
+Environment: PASSCROW_EPHEMERAL_KDF=sequential derives the ephemeral mode's
+keys one at a time (1 GiB of memory at the peak instead of 2 GiB; slower).";
 
 const POLICY_HELP: &str = "\
 Policy options:
