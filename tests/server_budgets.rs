@@ -229,7 +229,10 @@ fn fresh_escrows_cannot_flood_one_address_and_refusals_cost_nothing() {
     }
     let (st, r) = s.verify(&e);
     assert_eq!(st, 429, "{r}");
-    assert!(r["error"].as_str().unwrap().contains("per hour for one escrow"));
+    assert!(r["error"]
+        .as_str()
+        .unwrap()
+        .contains("per hour for one escrow"));
     s.handle.shutdown();
 }
 
@@ -337,7 +340,11 @@ fn sms_only_to_allowed_countries() {
     // The test server allows +354 only.
     let s = Srv::start(|_, _| {});
     let (st, r) = s.verify(&s.escrow("tel:+44 7700 900123", None, "x"));
-    assert_eq!((st, r["error-kind"].as_str()), (200, Some("unsupported")), "{r}");
+    assert_eq!(
+        (st, r["error-kind"].as_str()),
+        (200, Some("unsupported")),
+        "{r}"
+    );
     let msg = r["error"].as_str().unwrap();
     assert!(msg.contains("+354") && !msg.contains("7700"), "{msg}");
     assert!(s.codes_to("tel:+44 7700 900123").is_empty());
@@ -348,7 +355,10 @@ fn sms_only_to_allowed_countries() {
     let s = Srv::start(|c, _| c.outbound.sms_countries = None);
     let (_, r) = s.verify(&s.escrow("tel:+3545885522", None, "x"));
     assert_eq!(r["error-kind"], "unsupported", "{r}");
-    assert!(r["error"].as_str().unwrap().contains("sms_countries"), "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("sms_countries"),
+        "{r}"
+    );
     assert!(s.codes_to("tel:+3545885522").is_empty());
 
     // The server's own country by default; national numbers are its own.
@@ -384,9 +394,8 @@ fn hook() -> (String, mpsc::Receiver<serde_json::Value>) {
             }
             let mut body = vec![0; len];
             r.read_exact(&mut body).unwrap();
-            let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-            );
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
             let _ = tx.send(serde_json::from_slice(&body).unwrap());
         }
     });
@@ -446,7 +455,11 @@ fn opt_out_needs_the_link_and_a_post() {
     let last = forged.len() - 2;
     forged[last] = if forged[last] == 'A' { 'B' } else { 'A' };
     let forged: String = forged.into_iter().collect();
-    for t in [forged.as_str(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "x"] {
+    for t in [
+        forged.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "x",
+    ] {
         let (st, body) = page("POST", &format!("{}/passcrow/optout/{t}", s.url));
         assert_eq!(st, 400, "{body}");
         assert!(body.contains("not valid"), "{body}");
@@ -462,10 +475,16 @@ fn opt_out_needs_the_link_and_a_post() {
     let (_, r) = s.verify(&s.escrow("email:optout@EXAMPLE.ORG", None, "x"));
     assert_eq!(r["error-kind"], "bad-request", "{r}");
     let msg = r["error"].as_str().unwrap();
-    assert!(msg.contains("opted out") && !msg.contains("optout@"), "{msg}");
+    assert!(
+        msg.contains("opted out") && !msg.contains("optout@"),
+        "{msg}"
+    );
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
     // Another address is not affected.
-    assert_eq!(s.verify(&s.escrow("email:other@example.org", None, "x")).0, 200);
+    assert_eq!(
+        s.verify(&s.escrow("email:other@example.org", None, "x")).0,
+        200
+    );
     let (st, body) = page("GET", &here);
     assert!(st == 200 && body.contains("Already stopped"), "{body}");
 }
@@ -491,7 +510,10 @@ fn description_arrives_as_a_clean_label() {
         };
         assert!(text.contains(want), "{text}");
         for t in [subject, text, short] {
-            assert!(!t.contains("evil") && !t.contains('<') && !t.contains('\u{202E}'), "{t}");
+            assert!(
+                !t.contains("evil") && !t.contains('<') && !t.contains('\u{202E}'),
+                "{t}"
+            );
         }
         assert!(!subject.contains("Wallet"), "{subject}");
         assert!(short.contains("'urgently'"), "{short}");
@@ -517,7 +539,10 @@ fn about_page_names_the_abuse_contact_and_policy_is_unchanged() {
         let r = ureq::get(&format!("{}{path}", s.url)).call().unwrap();
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         let body = r.into_string().unwrap();
-        assert!(body.contains("Abuse contact: abuse@operator.example"), "{body}");
+        assert!(
+            body.contains("Abuse contact: abuse@operator.example"),
+            "{body}"
+        );
         assert!(body.contains("stop all messages"), "{body}");
     }
     // policy keeps the reference's keys, and only those.

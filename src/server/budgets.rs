@@ -74,12 +74,10 @@ pub fn calling_code(text: &str) -> Option<String> {
 /// prefixes yourself in `sms_countries` to be narrower).
 pub fn country_calling_code(iso: &str) -> Option<&'static str> {
     let iso = iso.trim().to_ascii_uppercase();
-    COUNTRY_CODES
-        .split_whitespace()
-        .find_map(|e| {
-            let (c, code) = e.split_at(2);
-            (c == iso).then_some(code)
-        })
+    COUNTRY_CODES.split_whitespace().find_map(|e| {
+        let (c, code) = e.split_at(2);
+        (c == iso).then_some(code)
+    })
 }
 
 /// ISO 3166 alpha-2 code and calling code, one pair per word.
@@ -145,7 +143,9 @@ pub fn recipient_name(id: &Identity, home: Option<&str>) -> String {
             Some(n) => format!("sms:{n}"),
             None => format!(
                 "sms-national:{}",
-                addr.chars().filter(char::is_ascii_digit).collect::<String>()
+                addr.chars()
+                    .filter(char::is_ascii_digit)
+                    .collect::<String>()
             ),
         },
         k => format!("{k}:{addr}"),
@@ -274,7 +274,8 @@ impl Server {
         let charge = Charge {
             recipient: rcpt,
             limits: limits.clone(),
-            reserve_ok: now.saturating_sub(escrow_created) >= self.cfg.outbound.reserve_after_seconds,
+            reserve_ok: now.saturating_sub(escrow_created)
+                >= self.cfg.outbound.reserve_after_seconds,
             force: class == MessageClass::Alert,
         };
         match self.storage.charge_delivery(&charge, now)? {
@@ -406,9 +407,9 @@ impl Server {
         let rcpt = self.recipient_hash(to);
         Contact {
             abuse: self.abuse_contact(),
-            optout_url: self.optout_base().map(|base| {
-                format!("{base}/passcrow/optout/{}", self.optout_token(&rcpt))
-            }),
+            optout_url: self
+                .optout_base()
+                .map(|base| format!("{base}/passcrow/optout/{}", self.optout_token(&rcpt))),
         }
     }
 

@@ -124,7 +124,9 @@ impl OutboundConfig {
     pub fn validate(&self) -> ServerResult<()> {
         let bad = |m: String| Err(ServerError::config(format!("outbound.{m}")));
         if self.per_recipient_per_hour == 0 || self.per_recipient_per_day == 0 {
-            return bad("per_recipient_per_hour and per_recipient_per_day must be at least 1".into());
+            return bad(
+                "per_recipient_per_hour and per_recipient_per_day must be at least 1".into(),
+            );
         }
         if self.reserve_after_seconds < 0 {
             return bad("reserve_after_seconds must not be negative".into());
@@ -142,7 +144,9 @@ impl OutboundConfig {
         }
         if let Some(u) = &self.public_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 200 {
-                return bad("public_url must be an http(s):// URL of at most 200 characters".into());
+                return bad(
+                    "public_url must be an http(s):// URL of at most 200 characters".into(),
+                );
             }
         }
         if let Some(a) = &self.abuse_contact {

@@ -201,7 +201,10 @@ async fn optout_get(
     Path(token): Path<String>,
     req: Request<Body>,
 ) -> Response {
-    page(&app, client_of(&app, &req), move |s| s.optout_page(&token, false)).await
+    page(&app, client_of(&app, &req), move |s| {
+        s.optout_page(&token, false)
+    })
+    .await
 }
 
 async fn optout_post(
@@ -209,7 +212,10 @@ async fn optout_post(
     Path(token): Path<String>,
     req: Request<Body>,
 ) -> Response {
-    page(&app, client_of(&app, &req), move |s| s.optout_page(&token, true)).await
+    page(&app, client_of(&app, &req), move |s| {
+        s.optout_page(&token, true)
+    })
+    .await
 }
 
 async fn not_found() -> Response {
@@ -250,7 +256,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/passcrow/{method}", get(endpoint).post(endpoint))
         .route("/", get(about))
         .route("/passcrow/about", get(about))
-        .route("/passcrow/optout/{token}", get(optout_get).post(optout_post))
+        .route(
+            "/passcrow/optout/{token}",
+            get(optout_get).post(optout_post),
+        )
         .fallback(not_found)
         .with_state(app)
 }

@@ -258,10 +258,16 @@ mod tests {
                 "Click <a href=\"https://evil.example/x\">here</a> now",
                 Some("Click here now"),
             ),
-            ("Visit https://evil.example/login today", Some("Visit today")),
+            (
+                "Visit https://evil.example/login today",
+                Some("Visit today"),
+            ),
             ("see www.evil.example or EVIL.COM/x", Some("see or")),
             ("mail me: bob@evil.example", Some("mail me:")),
-            ("evil\u{3002}com and v1.2 of e.g. wallet", Some("and v1.2 of e.g. wallet")),
+            (
+                "evil\u{3002}com and v1.2 of e.g. wallet",
+                Some("and v1.2 of e.g. wallet"),
+            ),
             ("quote \"break\" out", Some("quote 'break' out")),
             ("<script>alert(1)</script>", Some("alert(1)")),
             ("<unclosed http", None),

@@ -38,7 +38,8 @@ impl Server {
 
     /// Find an escrow by id and open it (at rest layer only).
     pub(super) fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String, Vec<u8>)> {
-        self.load_escrow_created(id, now).map(|(k, b, s, _)| (k, b, s))
+        self.load_escrow_created(id, now)
+            .map(|(k, b, s, _)| (k, b, s))
     }
 
     /// [`Server::load_escrow`], and when the escrow was stored (unix time;

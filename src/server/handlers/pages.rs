@@ -106,9 +106,7 @@ impl Server {
                 return html(
                     200,
                     "Already stopped",
-                    &format!(
-                        "<p>This server sends nothing more to this address.</p>\n{undo}"
-                    ),
+                    &format!("<p>This server sends nothing more to this address.</p>\n{undo}"),
                 );
             }
             return html(
@@ -127,9 +125,7 @@ impl Server {
                 html(
                     200,
                     "Stopped",
-                    &format!(
-                        "<p>This server will send nothing more to this address.</p>\n{undo}"
-                    ),
+                    &format!("<p>This server will send nothing more to this address.</p>\n{undo}"),
                 )
             }
             Err(e) => {

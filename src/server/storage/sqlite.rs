@@ -726,9 +726,10 @@ impl Storage for SqliteStorage {
     fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool> {
         let r = *recipient;
         self.read(move |c| {
-            Ok(c
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
-                .query_row(params![&r[..]], |row| row.get(0))?)
+            Ok(
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
+                    .query_row(params![&r[..]], |row| row.get(0))?,
+            )
         })
     }
 }
