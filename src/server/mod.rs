@@ -16,7 +16,8 @@
 //! (one file each), answers and their errors in `answer.rs`, method names
 //! in `method.rs`, sealing at rest and keyed hashes in `seal.rs`, the
 //! master key file in `keyfile.rs`, `init` in `init.rs`, identity hints in
-//! `hints.rs`, escrow ids in `escrow_id.rs`.
+//! `hints.rs`, escrow ids in `escrow_id.rs`, delivery budgets, SMS
+//! countries and opt-out tokens in `budgets.rs`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), passcrow::server::ServerError> {
@@ -28,6 +29,7 @@
 //! ```
 
 mod answer;
+mod budgets;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
@@ -49,8 +51,9 @@ use crate::crypto::{Key32, SecretString};
 use crate::proto;
 
 pub use answer::{Answer, ApiError, ErrorKind};
+pub use budgets::{calling_code, country_calling_code, recipient_name, MessageClass};
 pub use config::Config;
-pub use delivery::{Deliver, Notice, Outgoing};
+pub use delivery::{Contact, Deliver, Notice, Outgoing};
 pub use error::{ServerError, ServerResult};
 pub use hints::{email_hint, hint_for, tel_hint};
 pub use http::{serve, spawn, Handle};

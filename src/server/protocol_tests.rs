@@ -1457,6 +1457,22 @@ impl Storage for CountingScans {
         self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.counts()
     }
+    fn charge_delivery(
+        &self,
+        charge: &storage::Charge,
+        now: i64,
+    ) -> storage::StorageResult<storage::Charged> {
+        self.inner.charge_delivery(charge, now)
+    }
+    fn refund_delivery(&self, counted: &[storage::Counted]) -> storage::StorageResult<()> {
+        self.inner.refund_delivery(counted)
+    }
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> storage::StorageResult<bool> {
+        self.inner.suppress(recipient, now)
+    }
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> storage::StorageResult<bool> {
+        self.inner.is_suppressed(recipient)
+    }
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub(crate) struct Keys {
     seal: Key32,
     code: Key32,
     token: Key32,
+    recipient: Key32,
+    optout: Key32,
 }
 
 /// HMAC-SHA256 of `parts`, each preceded by its length (so parts cannot
@@ -51,6 +53,8 @@ impl Keys {
             seal: d("passcrow-server escrow seal v1"),
             code: d("passcrow-server code mac v1"),
             token: d("passcrow-server spent token v1"),
+            recipient: d("passcrow-server recipient v1"),
+            optout: d("passcrow-server opt-out link v1"),
         }
     }
 
@@ -131,4 +135,28 @@ impl Keys {
             ],
         )
     }
+
+    /// The keyed hash a recipient is known by in the delivery budgets and
+    /// the suppression list: of its normalised address (see
+    /// [`super::budgets::recipient_name`]), never the address itself.
+    pub(crate) fn recipient(&self, normalised: &str) -> [u8; RECIPIENT_LEN] {
+        let full = hmac(self.recipient.expose_secret(), &[normalised.as_bytes()]);
+        let mut out = [0u8; RECIPIENT_LEN];
+        out.copy_from_slice(&full[..RECIPIENT_LEN]);
+        out
+    }
+
+    /// The tag of an opt-out link for a recipient hash: only the server
+    /// can make it, so only someone who received a message can opt out.
+    pub(crate) fn optout_tag(&self, recipient: &[u8; RECIPIENT_LEN]) -> [u8; OPTOUT_TAG_LEN] {
+        let full = hmac(self.optout.expose_secret(), &[b"opt-out", recipient]);
+        let mut out = [0u8; OPTOUT_TAG_LEN];
+        out.copy_from_slice(&full[..OPTOUT_TAG_LEN]);
+        out
+    }
 }
+
+/// Bytes of a recipient hash (128 bits: collisions need 2^64 addresses).
+pub(crate) const RECIPIENT_LEN: usize = 16;
+/// Bytes of an opt-out link's tag (96 bits: forging one takes 2^96 tries).
+pub(crate) const OPTOUT_TAG_LEN: usize = 12;

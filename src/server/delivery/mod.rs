@@ -55,6 +55,18 @@ pub struct Outgoing {
     pub about_url: String,
     /// What it says.
     pub notice: Notice,
+    /// Who to contact about it and how to opt out (filled in by
+    /// `Server::send`; leave it `Default::default()`).
+    pub contact: Contact,
+}
+
+/// The footer facts of a message: where to complain, how to stop them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// The abuse contact (or where to find the operator).
+    pub abuse: String,
+    /// The opt-out link, when the server's public URL is known.
+    pub optout_url: Option<String>,
 }
 
 impl Outgoing {
@@ -126,6 +138,10 @@ mod tests {
             notice: Notice::Code {
                 code: SecretString::from("A123456"),
                 timeout_seconds: 1800,
+            },
+            contact: Contact {
+                abuse: "abuse@x.example".into(),
+                optout_url: Some("https://x.example/passcrow/optout/TOKEN".into()),
             },
         }
     }

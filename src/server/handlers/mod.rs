@@ -6,6 +6,7 @@
 mod deletion;
 mod escrow;
 mod info;
+pub(super) mod pages;
 mod recovery;
 mod verification;
 
@@ -37,11 +38,27 @@ impl Server {
 
     /// Find an escrow by id and open it (at rest layer only).
     pub(super) fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String, Vec<u8>)> {
+        self.load_escrow_created(id, now)
+            .map(|(k, b, s, _)| (k, b, s))
+    }
+
+    /// [`Server::load_escrow`], and when the escrow was stored (unix time;
+    /// 0 for escrows stored before that was recorded).
+    pub(super) fn load_escrow_created(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> ApiResult<(String, String, Vec<u8>, i64)> {
         let (key, exp) = parse_id(id)?;
         match self.storage.get_escrow(&key, now)? {
             Lookup::Found(row) => {
                 let raw = self.keys.open(&key, &row.sealed)?;
-                Ok((key, crypto::b64encode(raw.expose_secret()), row.sealed))
+                Ok((
+                    key,
+                    crypto::b64encode(raw.expose_secret()),
+                    row.sealed,
+                    row.created,
+                ))
             }
             Lookup::Expired => Err(ApiError::new(ErrorKind::Expired, "This escrow has expired")),
             Lookup::Missing => match exp {

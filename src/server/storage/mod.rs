@@ -40,6 +40,8 @@ pub type StorageResult<T> = std::result::Result<T, StorageError>;
 pub struct EscrowRow {
     /// Unix time it expires.
     pub expires: i64,
+    /// Unix time it was stored (0: before schema 4 recorded it, i.e. old).
+    pub created: i64,
     /// The escrow data, sealed under the server's master key.
     pub sealed: Vec<u8>,
 }
@@ -48,8 +50,9 @@ impl std::fmt::Debug for EscrowRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EscrowRow {{ expires: {}, sealed: {} bytes }}",
+            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes }}",
             self.expires,
+            self.created,
             self.sealed.len()
         )
     }
@@ -140,6 +143,63 @@ pub struct Counts {
     pub codes: u64,
 }
 
+// ---- Delivery budgets (schema 4) ----
+
+/// One budget a message is counted against: at most `limit` messages in a
+/// window of `window` seconds (starting at the first message counted in
+/// it), plus `reserve` more for charges that may use the reserve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetLimit {
+    /// What is counted: `rcpt:HEX` (a recipient's keyed hash) or
+    /// `kind:NAME` (server-wide, per kind); never an address.
+    pub scope: String,
+    /// Window length in seconds.
+    pub window: i64,
+    /// Messages in a window.
+    pub limit: u32,
+    /// Extra messages in a window, for charges with `reserve_ok`.
+    pub reserve: u32,
+}
+
+/// A message to count ([`Storage::charge_delivery`]).
+#[derive(Clone, Debug)]
+pub struct Charge {
+    /// The recipient's keyed hash (checked against the suppression list).
+    pub recipient: [u8; 16],
+    /// Every budget it is counted against.
+    pub limits: Vec<BudgetLimit>,
+    /// May draw on the reserves (an old escrow).
+    pub reserve_ok: bool,
+    /// Counted even when over every budget (alerts).
+    pub force: bool,
+}
+
+/// One count [`Storage::charge_delivery`] made, for a refund.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// The budget's scope.
+    pub scope: String,
+    /// Its window length.
+    pub window: i64,
+    /// The start of the window it was counted in.
+    pub start: i64,
+    /// Counted in the reserve (not the budget).
+    pub reserve: bool,
+    /// Messages counted in the budget's window (reserve aside) after this one.
+    pub used: u32,
+}
+
+/// What [`Storage::charge_delivery`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Charged {
+    /// Counted against every budget, in order.
+    Counted(Vec<Counted>),
+    /// The recipient opted out: nothing counted.
+    Suppressed,
+    /// The budget of this index in `limits` is spent: nothing counted.
+    Over(usize),
+}
+
 /// The operations the protocol needs.
 pub trait Storage: Send + Sync {
     /// Store an escrow under `id` unless a live one has it; returns whether
@@ -219,4 +279,17 @@ pub trait Storage: Send + Sync {
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.
     fn counts(&self) -> StorageResult<Counts>;
+    /// Count a message against every budget of `charge`, in one
+    /// transaction: refused, changing nothing, when the recipient is
+    /// suppressed, or (unless `force`) when any budget, and its reserve if
+    /// `reserve_ok`, is spent. Durable before it returns.
+    fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged>;
+    /// Give back counts of [`Storage::charge_delivery`] (the message did
+    /// not go out); counts of windows that have ended are left alone.
+    fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()>;
+    /// Put a recipient's keyed hash on the suppression list; returns
+    /// whether it was not on it yet. Durable before it returns.
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool>;
+    /// Whether a recipient's keyed hash is on the suppression list.
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool>;
 }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::{StorageError, StorageResult};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: escrows (with their verification window), codes, spent
 /// tokens.
@@ -36,6 +36,25 @@ pub(super) const SCHEMA_V2: &str = "
 ALTER TABLE escrow ADD COLUMN vfail INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 4: delivery budgets (by keyed hash of the recipient, or kind),
+/// the suppression list (keyed hashes of recipients who opted out), and
+/// when each escrow was made (0 for older rows: they count as old).
+pub(super) const SCHEMA_V4: &str = "
+ALTER TABLE escrow ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS delivery_budget (
+    scope   TEXT NOT NULL,
+    win     INTEGER NOT NULL,
+    start   INTEGER NOT NULL,
+    used    INTEGER NOT NULL,
+    reserve INTEGER NOT NULL,
+    PRIMARY KEY (scope, win)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suppressed (
+    hash  BLOB PRIMARY KEY,
+    since INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Bring the database `conn` to [`SCHEMA_VERSION`], from any older
 /// version; refuse a newer one. Runs inside the caller's transaction.
 pub(super) fn migrate(conn: &Connection) -> StorageResult<()> {
@@ -51,7 +70,10 @@ pub(super) fn migrate(conn: &Connection) -> StorageResult<()> {
     if version < 2 {
         conn.execute_batch(SCHEMA_V2)?;
     }
-    // Later migrations go here: `if version < 3 { ... }`.
+    // Version 3 is another branch's (escrow ids hashed at rest).
+    if version < 4 {
+        conn.execute_batch(SCHEMA_V4)?;
+    }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }

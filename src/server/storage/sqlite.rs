@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema;
 use super::{
-    CodeCheck, Counts, EscrowRow, Inserted, Lookup, Spend, Started, Storage, StorageError,
-    StorageResult, Swept,
+    Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, Inserted, Lookup, Spend, Started,
+    Storage, StorageError, StorageResult, Swept,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -178,9 +178,67 @@ fn insert_row(
     )?
     .execute(params![id])?;
     let n = c
-        .prepare_cached("INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, expires, sealed])?;
+        .prepare_cached(
+            "INSERT OR IGNORE INTO escrow (id, expires, data, created) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, expires, sealed, now])?;
     Ok(n == 1)
+}
+
+/// [`Storage::charge_delivery`] inside a transaction: decide every budget
+/// first, then write them all (or nothing).
+fn charge_in(c: &Connection, charge: &Charge, now: i64) -> StorageResult<Charged> {
+    let suppressed: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
+        .query_row(params![&charge.recipient[..]], |r| r.get(0))?;
+    if suppressed {
+        return Ok(Charged::Suppressed);
+    }
+    let mut counted = Vec::with_capacity(charge.limits.len());
+    for (i, l) in charge.limits.iter().enumerate() {
+        let row: Option<(i64, u32, u32)> = c
+            .prepare_cached(
+                "SELECT start, used, reserve FROM delivery_budget WHERE scope = ?1 AND win = ?2",
+            )?
+            .query_row(params![l.scope, l.window], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        // A window starts with the first message counted in it.
+        let (start, used, reserve) = match row {
+            Some((start, used, reserve)) if start + l.window > now && start <= now => {
+                (start, used, reserve)
+            }
+            _ => (now, 0, 0),
+        };
+        let (reserve_hit, used, reserve) = if used < l.limit {
+            (false, used + 1, reserve)
+        } else if charge.reserve_ok && reserve < l.reserve {
+            (true, used, reserve + 1)
+        } else if charge.force {
+            (false, used.saturating_add(1), reserve)
+        } else {
+            return Ok(Charged::Over(i));
+        };
+        counted.push((
+            Counted {
+                scope: l.scope.clone(),
+                window: l.window,
+                start,
+                reserve: reserve_hit,
+                used,
+            },
+            reserve,
+        ));
+    }
+    let mut st = c.prepare_cached(
+        "INSERT OR REPLACE INTO delivery_budget (scope, win, start, used, reserve)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (k, reserve) in &counted {
+        st.execute(params![k.scope, k.window, k.start, k.used, reserve])?;
+    }
+    Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
 }
 
 /// How long a statement waits for another process holding the file.
@@ -428,15 +486,15 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], _now: i64) -> StorageResult<usize> {
+    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
         let rows = rows.to_vec();
         self.write_durable(move |c| {
             let mut st = c.prepare_cached(
-                "INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO escrow (id, expires, data, created) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut n = 0;
             for (id, expires, sealed) in &rows {
-                n += st.execute(params![id, expires, sealed])?;
+                n += st.execute(params![id, expires, sealed, now])?;
             }
             Ok(n)
         })
@@ -444,16 +502,16 @@ impl Storage for SqliteStorage {
 
     fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup> {
         let key = id.to_string();
-        let row: Option<(i64, Vec<u8>)> = self.read(move |c| {
+        let row: Option<(i64, Vec<u8>, i64)> = self.read(move |c| {
             Ok(
-                c.prepare_cached("SELECT expires, data FROM escrow WHERE id = ?1")?
-                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                c.prepare_cached("SELECT expires, data, created FROM escrow WHERE id = ?1")?
+                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?,
             )
         })?;
         Ok(match row {
             None => Lookup::Missing,
-            Some((expires, _)) if expires <= now => {
+            Some((expires, _, _)) if expires <= now => {
                 let id = id.to_string();
                 self.write(move |c| {
                     c.execute(
@@ -468,7 +526,11 @@ impl Storage for SqliteStorage {
                 })?;
                 Lookup::Expired
             }
-            Some((expires, sealed)) => Lookup::Found(EscrowRow { expires, sealed }),
+            Some((expires, sealed, created)) => Lookup::Found(EscrowRow {
+                expires,
+                created,
+                sealed,
+            }),
         })
     }
 
@@ -603,6 +665,10 @@ impl Storage for SqliteStorage {
                 [],
             )?;
             let tokens = c.execute("DELETE FROM token WHERE expires <= ?1", params![now])?;
+            c.execute(
+                "DELETE FROM delivery_budget WHERE start + win <= ?1",
+                params![now],
+            )?;
             Ok(Swept {
                 escrows: 0,
                 codes: codes as u64,
@@ -621,6 +687,49 @@ impl Storage for SqliteStorage {
                 escrows: escrows.max(0) as u64,
                 codes: codes.max(0) as u64,
             })
+        })
+    }
+
+    fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged> {
+        let charge = charge.clone();
+        self.write_durable(move |c| charge_in(c, &charge, now))
+    }
+
+    fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()> {
+        let counted = counted.to_vec();
+        self.write_durable(move |c| {
+            for k in &counted {
+                let col = if k.reserve { "reserve" } else { "used" };
+                c.execute(
+                    &format!(
+                        "UPDATE delivery_budget SET {col} = {col} - 1
+                         WHERE scope = ?1 AND win = ?2 AND start = ?3 AND {col} > 0"
+                    ),
+                    params![k.scope, k.window, k.start],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool> {
+        let r = *recipient;
+        self.write_durable(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO suppressed (hash, since) VALUES (?1, ?2)",
+                params![&r[..], now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool> {
+        let r = *recipient;
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
+                    .query_row(params![&r[..]], |row| row.get(0))?,
+            )
         })
     }
 }

@@ -164,10 +164,11 @@ fn a_version_1_database_is_migrated() {
         .unwrap();
     }
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    // An escrow from before schema 4 counts as old (created 0).
     assert!(matches!(
         s.get_escrow("a", 10_010).unwrap(),
-        Lookup::Found(_)
+        Lookup::Found(EscrowRow { created: 0, .. })
     ));
     // The old window's count is kept, and no failure was forgiven in it.
     assert_eq!(s.start_verification("a", 10_010, 100, 2).unwrap(), None);
@@ -177,7 +178,70 @@ fn a_version_1_database_is_migrated() {
     // Opening it again (as a second process would) finds it migrated.
     drop(s);
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+/// Schema 4: budgets count, refuse without counting, refund, reset with
+/// their window; the suppression list refuses even forced charges.
+#[test]
+fn delivery_budgets_in_one_transaction() {
+    use crate::server::storage::{BudgetLimit, Charge, Charged};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(&dir.path().join("b.sqlite")).unwrap();
+    let lim = |scope: &str, window, limit, reserve| BudgetLimit {
+        scope: scope.into(),
+        window,
+        limit,
+        reserve,
+    };
+    let charge = |reserve_ok, force| Charge {
+        recipient: [7; 16],
+        limits: vec![lim("rcpt:a", 3600, 2, 1), lim("kind:sms", 3600, 3, 0)],
+        reserve_ok,
+        force,
+    };
+    let counted = |c: Charged| match c {
+        Charged::Counted(v) => v,
+        other => panic!("{other:?}"),
+    };
+    counted(s.charge_delivery(&charge(false, false), 100).unwrap());
+    let second = counted(s.charge_delivery(&charge(false, false), 101).unwrap());
+    assert_eq!(second[0].used, 2);
+    // Over the first budget: nothing counted, in either budget.
+    assert_eq!(
+        s.charge_delivery(&charge(false, false), 102).unwrap(),
+        Charged::Over(0)
+    );
+    // The reserve, for those allowed: then the second budget is spent.
+    let r = counted(s.charge_delivery(&charge(true, false), 103).unwrap());
+    assert!(r[0].reserve && !r[1].reserve && r[1].used == 3);
+    assert_eq!(
+        s.charge_delivery(&charge(true, false), 104).unwrap(),
+        Charged::Over(0)
+    );
+    // A refund gives one back.
+    s.refund_delivery(&r).unwrap();
+    let again = counted(s.charge_delivery(&charge(true, false), 105).unwrap());
+    assert!(again[0].reserve);
+    // Forced charges pass (and count) over every budget.
+    let f = counted(s.charge_delivery(&charge(false, true), 106).unwrap());
+    assert_eq!(f[1].used, 4);
+    // A new window starts afresh.
+    assert_eq!(
+        counted(s.charge_delivery(&charge(false, false), 3700).unwrap())[0].used,
+        1
+    );
+    // Suppressed: refused, even forced.
+    assert!(!s.is_suppressed(&[7; 16]).unwrap());
+    assert!(s.suppress(&[7; 16], 3701).unwrap());
+    assert!(!s.suppress(&[7; 16], 3702).unwrap());
+    assert!(s.is_suppressed(&[7; 16]).unwrap());
+    assert_eq!(
+        s.charge_delivery(&charge(true, true), 3703).unwrap(),
+        Charged::Suppressed
+    );
+    // Sweeping removes ended windows.
+    s.sweep(100_000).unwrap();
 }
 
 #[test]
