@@ -285,7 +285,10 @@ fn a_version_1_database_opened_by_several_at_once_is_migrated_once() {
             })
             .collect();
         for o in opens {
-            assert_eq!(o.join().unwrap().unwrap(), 2);
+            assert_eq!(
+                o.join().unwrap().unwrap(),
+                crate::server::storage::SCHEMA_VERSION
+            );
         }
     });
 }
