@@ -7,7 +7,6 @@ use crate::crypto::SecretString;
 use crate::proto::{VerificationRequest, VerificationResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::delivery::{Notice, Outgoing};
-use crate::server::escrow_id::short_id;
 use crate::server::hints::hint_for;
 use crate::server::Server;
 
@@ -25,17 +24,18 @@ impl Server {
             }
         };
         let now = self.now();
-        let (key, blob, sealed) = self.load_escrow(&req.escrow_data_id, now)?;
-        let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
+        let found = self.load_escrow(&req.escrow_data_id, now)?;
+        let sid = found.sid;
+        let esd = self.open_client_data(&found.blob, &req.escrow_data_key)?;
         let dlv = self.deliverer(esd.verify.kind())?.clone();
         let max = self.cfg.max_timeout_seconds;
         let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
         let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
-        let mac = self.keys.code_mac(&key, code.expose_secret());
+        let mac = self.keys.code_mac(&found.key, code.expose_secret());
         let per_hour = self.cfg.verifications_per_hour;
-        let Some(started) = self.storage.start_verification(&key, now, 3600, per_hour)? else {
+        let Some(started) = self.storage.start_verification(&sid, now, 3600, per_hour)? else {
             let mut e = ApiError::rate_limited();
             e.message = format!(
                 "Sorry, rate limited. At most {per_hour} verification requests per hour for one escrow."
@@ -59,30 +59,33 @@ impl Server {
         if let Err(e) = dlv.deliver(&msg) {
             tracing::warn!(
                 via = dlv.name(),
-                id = short_id(&key),
+                id = %sid,
                 "delivery failed: {e}"
             );
             // The user got nothing, so this hour's count is given back, up
             // to as many failures as deliveries allowed (a bound on the
             // messages an outage or a flaky provider can make us send).
-            if let Err(e) = self.storage.verification_failed(&key, started, per_hour) {
-                tracing::error!(id = short_id(&key), "recording the failed delivery: {e}");
+            if let Err(e) = self.storage.verification_failed(&sid, started, per_hour) {
+                tracing::error!(id = %sid, "recording the failed delivery: {e}");
             }
             return Err(ApiError::new(
                 ErrorKind::Internal,
                 "Could not deliver the verification code; try again later",
             ));
         }
-        if !self
-            .storage
-            .set_code(&key, &sealed, &mac, expiration, self.cfg.code_attempts)?
-        {
+        if !self.storage.set_code(
+            &sid,
+            &found.sealed,
+            &mac,
+            expiration,
+            self.cfg.code_attempts,
+        )? {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
                 "Not found: the escrow was deleted or expired while its code was being sent",
             ));
         }
-        tracing::info!(via = dlv.name(), id = short_id(&key), "code sent");
+        tracing::info!(via = dlv.name(), id = %sid, "code sent");
         if let Some(watcher) = &esd.notify {
             match self.deliverers.get(watcher.kind()) {
                 Some(d) => {
@@ -96,11 +99,11 @@ impl Server {
                         },
                     };
                     if let Err(e) = d.deliver(&n) {
-                        tracing::warn!(via = d.name(), id = short_id(&key), "notice failed: {e}");
+                        tracing::warn!(via = d.name(), id = %sid, "notice failed: {e}");
                     }
                 }
                 None => tracing::warn!(
-                    id = short_id(&key),
+                    id = %sid,
                     "cannot notify {} identities",
                     watcher.kind()
                 ),
