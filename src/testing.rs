@@ -9,3 +9,20 @@ pub use crate::crypto::kdf::{derive_key_2_20, scrypt};
 pub use crate::crypto::{
     b64decode, b64encode, ct_eq, key_from_b64, random_bytes, random_key, random_pack_key, shamir,
 };
+
+/// Write, at `path`, a database as the server wrote it before escrow ids
+/// were hashed (schema `version`, 1 or 2: clear TEXT ids, escrows sealed
+/// in format 1 under their clear storage key with keys derived from
+/// `master`): `escrows` as `(storage key, expires, data as the server
+/// stores it)`, pending `codes` as `(storage key, code, expires,
+/// attempts)`. For tests of the migration to hashed ids.
+#[cfg(feature = "server")]
+pub fn old_server_database(
+    path: &std::path::Path,
+    master: &crate::Key32,
+    version: i64,
+    escrows: &[(&str, i64, &[u8])],
+    codes: &[(&str, &str, i64, u32)],
+) -> crate::server::ServerResult<()> {
+    crate::server::write_old_database(path, master, version, escrows, codes)
+}

@@ -547,6 +547,26 @@ about_url = "https://passcrow.example.org/"
 #   { bits = 15, seconds = 316224000 },
 # ]
 
+# What goes out, to whom, and how much (see "Delivery budgets" in
+# docs/server.md). The values shown are the defaults.
+[outbound]
+# Who to write to about unwanted messages: printed in every message.
+# abuse_contact = "abuse@passcrow.example.org"
+# Where this server is reached, for the opt-out link in every message.
+# public_url = "https://passcrow.example.org"
+# SMS goes only to these calling codes; unset: the calling code of
+# country_code above ("??": no SMS at all until you set one). "*" = any.
+# sms_countries = ["354"]
+# per_recipient_per_hour = 10         # messages to one address, all escrows
+# per_recipient_per_day = 30
+# reserve_after_seconds = 604800      # escrows older than this (a week) ...
+# reserve_per_hour = 3                # ... may also use these extra messages
+# reserve_per_day = 6
+# per_kind_per_hour = { sms = 100, email = 1000 }   # server-wide
+# other_kinds_per_hour = 1000
+# kind_reserve_percent = 10           # on top, for older escrows only
+# warn_percent = 80                   # log a warning when this much is spent
+
 [delivery]
 mail_from = "Passcrow <noreply@passcrow.example.org>"
 
@@ -574,26 +594,6 @@ mail_from = "Passcrow <noreply@passcrow.example.org>"
 
 # For tests and demos only: append "identity<TAB>code" lines to a file.
 # file = "{DATA_DIR}/codes.txt"
-
-# What goes out, to whom, and how much (see "Delivery budgets" in
-# docs/server.md). The values shown are the defaults.
-[outbound]
-# Who to write to about unwanted messages: printed in every message.
-# abuse_contact = "abuse@passcrow.example.org"
-# Where this server is reached, for the opt-out link in every message.
-# public_url = "https://passcrow.example.org"
-# SMS goes only to these calling codes; unset: the calling code of
-# country_code above ("??": no SMS at all until you set one). "*" = any.
-# sms_countries = ["354"]
-# per_recipient_per_hour = 10         # messages to one address, all escrows
-# per_recipient_per_day = 30
-# reserve_after_seconds = 604800      # escrows older than this (a week) ...
-# reserve_per_hour = 3                # ... may also use these extra messages
-# reserve_per_day = 6
-# per_kind_per_hour = { sms = 100, email = 1000 }   # server-wide
-# other_kinds_per_hour = 1000
-# kind_reserve_percent = 10           # on top, for older escrows only
-# warn_percent = 80                   # log a warning when this much is spent
 "#;
 
 /// The sample configuration for `data_dir`.

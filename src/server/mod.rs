@@ -9,7 +9,7 @@
 //! reference's weaknesses are fixed (see `docs/server.md`): codes are kept
 //! only as keyed hashes, compared in constant time, voided after a few
 //! wrong guesses and consumed on use; escrows are sealed at rest under a
-//! master key; hashcash tokens cannot be replayed; verification requests
+//! master key and stored under a keyed hash of their id; hashcash tokens cannot be replayed; verification requests
 //! are limited per escrow; `notify` is honoured.
 //!
 //! Here: the [`Server`] and its wiring. The operations are in `handlers/`
@@ -233,7 +233,9 @@ impl Server {
                 key_path.display()
             )));
         };
-        let storage = SqliteStorage::open(&db_path)?;
+        // A database from before schema 3 holds clear escrow ids: they are
+        // re-keyed (and the escrows re-sealed) now, before serving.
+        let storage = SqliteStorage::open_migrating(&db_path, &Keys::derive(&master))?;
         let deliverers = deliverers_from_config(&cfg)?;
         if deliverers.is_empty() {
             tracing::warn!("no delivery configured: every escrow will be refused");
@@ -339,6 +341,29 @@ impl Server {
             None => method::unsupported(name).to_answer(),
         }
     }
+}
+
+/// See `crate::testing::old_server_database`.
+#[cfg(feature = "testing")]
+pub(crate) fn write_old_database(
+    path: &std::path::Path,
+    master: &Key32,
+    version: i64,
+    escrows: &[(&str, i64, &[u8])],
+    codes: &[(&str, &str, i64, u32)],
+) -> ServerResult<()> {
+    let keys = Keys::derive(master);
+    let escrows: Vec<storage::OldEscrow> = escrows
+        .iter()
+        .map(|(k, exp, raw)| (k.to_string(), *exp, keys.seal_v1(k, raw)))
+        .collect();
+    let codes: Vec<storage::OldCode> = codes
+        .iter()
+        .map(|(k, code, exp, att)| (k.to_string(), keys.code_mac(k, code), *exp, *att))
+        .collect();
+    Ok(storage::write_old_database(
+        path, version, &escrows, &codes,
+    )?)
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@ use crate::payment;
 use crate::proto::{EscrowParameters, EscrowRequest, EscrowResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::error::{ServerError, ServerResult};
-use crate::server::escrow_id::short_id;
-use crate::server::storage::{Inserted, Spend};
+use crate::server::storage::{Inserted, Spend, StoredId};
 use crate::server::Server;
 
 impl Server {
@@ -64,14 +63,14 @@ impl Server {
 
         // The escrow is stored and its token spent in one transaction: a
         // store that fails spends nothing, and a token pays once.
-        let store = |key: &str| -> ApiResult<Inserted> {
-            let sealed = self.keys.seal(key, &raw);
+        let store = |sid: &StoredId| -> ApiResult<Inserted> {
+            let sealed = self.keys.seal(sid, &raw);
             Ok(match &spend {
                 Some(sp) => self
                     .storage
-                    .insert_escrow_paid(key, expiration, &sealed, sp, now)?,
+                    .insert_escrow_paid(sid, expiration, &sealed, sp, now)?,
                 None => {
-                    if self.storage.insert_escrow(key, expiration, &sealed, now)? {
+                    if self.storage.insert_escrow(sid, expiration, &sealed, now)? {
                         Inserted::Stored
                     } else {
                         Inserted::IdTaken
@@ -86,9 +85,10 @@ impl Server {
             )
         };
         if let Some(pref) = &params.prefer_id {
-            match store(pref)? {
+            let sid = self.keys.stored_id(pref);
+            match store(&sid)? {
                 Inserted::Stored => {
-                    tracing::info!(kind = %params.kind, id = short_id(pref), expiration, "escrowed (preferred id)");
+                    tracing::info!(kind = %params.kind, id = %sid, expiration, "escrowed (preferred id)");
                     return Ok(EscrowResponse {
                         version: Version,
                         expiration,
@@ -102,9 +102,10 @@ impl Server {
         loop {
             let r: u128 = rand::rngs::OsRng.gen();
             let key = format!("{r:032x}");
-            match store(&key)? {
+            let sid = self.keys.stored_id(&key);
+            match store(&sid)? {
                 Inserted::Stored => {
-                    tracing::info!(kind = %params.kind, id = short_id(&key), expiration, "escrowed");
+                    tracing::info!(kind = %params.kind, id = %sid, expiration, "escrowed");
                     return Ok(EscrowResponse {
                         version: Version,
                         expiration,
@@ -185,7 +186,8 @@ impl Server {
             })?;
             let r: u128 = rand::rngs::OsRng.gen();
             let key = format!("{r:032x}");
-            rows.push((key.clone(), *expiration, self.keys.seal(&key, &raw)));
+            let sid = self.keys.stored_id(&key);
+            rows.push((sid, *expiration, self.keys.seal(&sid, &raw)));
             ids.push(format!("{expiration:x}-{key}"));
         }
         let n = self.storage.insert_escrows(&rows, now)?;

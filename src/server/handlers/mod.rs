@@ -15,10 +15,25 @@ use std::sync::Arc;
 use super::answer::{ApiError, ApiResult, ErrorKind};
 use super::delivery::Deliver;
 use super::escrow_id::parse_id;
-use super::storage::Lookup;
+use super::storage::{Lookup, StoredId};
 use super::Server;
 use crate::crypto::{self, SecretString};
 use crate::proto::{self, EscrowData};
+
+/// An escrow found and opened by [`Server::load_escrow`].
+pub(super) struct Loaded {
+    /// The clear storage key (from the request; never stored or logged).
+    pub key: String,
+    /// What storage knows it by.
+    pub sid: StoredId,
+    /// The client's escrow data blob.
+    pub blob: String,
+    /// The data as stored (sealed), to tell this escrow from a later one.
+    pub sealed: Vec<u8>,
+    /// When it was stored (unix time; 0 for escrows stored before that was
+    /// recorded: they count as old).
+    pub created: i64,
+}
 
 impl Server {
     /// Parse a request body, answering `bad-request` (or `unsupported`
@@ -36,29 +51,22 @@ impl Server {
         Ok(v)
     }
 
-    /// Find an escrow by id and open it (at rest layer only).
-    pub(super) fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String, Vec<u8>)> {
-        self.load_escrow_created(id, now)
-            .map(|(k, b, s, _)| (k, b, s))
-    }
-
-    /// [`Server::load_escrow`], and when the escrow was stored (unix time;
-    /// 0 for escrows stored before that was recorded).
-    pub(super) fn load_escrow_created(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> ApiResult<(String, String, Vec<u8>, i64)> {
+    /// Find an escrow by id and open it (at rest layer only): its clear
+    /// storage key, its stored id, the client's blob, and the data as
+    /// stored.
+    pub(super) fn load_escrow(&self, id: &str, now: i64) -> ApiResult<Loaded> {
         let (key, exp) = parse_id(id)?;
-        match self.storage.get_escrow(&key, now)? {
+        let sid = self.keys.stored_id(&key);
+        match self.storage.get_escrow(&sid, now)? {
             Lookup::Found(row) => {
-                let raw = self.keys.open(&key, &row.sealed)?;
-                Ok((
+                let raw = self.keys.open(&sid, &row.sealed)?;
+                Ok(Loaded {
                     key,
-                    crypto::b64encode(raw.expose_secret()),
-                    row.sealed,
-                    row.created,
-                ))
+                    sid,
+                    blob: crypto::b64encode(raw.expose_secret()),
+                    sealed: row.sealed,
+                    created: row.created,
+                })
             }
             Lookup::Expired => Err(ApiError::new(ErrorKind::Expired, "This escrow has expired")),
             Lookup::Missing => match exp {

@@ -3,7 +3,6 @@
 
 use crate::proto::{RecoveryRequest, RecoveryResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
-use crate::server::escrow_id::short_id;
 use crate::server::storage::CodeCheck;
 use crate::server::Server;
 
@@ -12,11 +11,12 @@ impl Server {
     pub(in crate::server) fn recovery(&self, body: &[u8]) -> ApiResult<RecoveryResponse> {
         let req: RecoveryRequest = Self::parse(body, "recovery request")?;
         let now = self.now();
-        let (key, blob, _) = self.load_escrow(&req.escrow_data_id, now)?;
+        let found = self.load_escrow(&req.escrow_data_id, now)?;
+        let (key, sid, blob) = (&found.key, found.sid, &found.blob);
         // The key first: without it nobody can spend this code's attempts.
-        let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
-        let given = self.keys.code_mac(&key, req.verification.expose_secret());
-        match self.storage.check_code(&key, &given, now)? {
+        let esd = self.open_client_data(blob, &req.escrow_data_key)?;
+        let given = self.keys.code_mac(key, req.verification.expose_secret());
+        match self.storage.check_code(&sid, &given, now)? {
             CodeCheck::NoCode => Err(ApiError::new(
                 ErrorKind::NotFound,
                 "No verification code is pending for this escrow; ask for one first",
@@ -33,7 +33,7 @@ impl Server {
                 attempts_left: Some(0),
             }),
             CodeCheck::Right => {
-                tracing::info!(id = short_id(&key), "recovered");
+                tracing::info!(id = %sid, "recovered");
                 Ok(RecoveryResponse {
                     version: Version,
                     escrow_secret: esd.secret.clone(),

@@ -15,7 +15,6 @@ use crate::proto::{VerificationRequest, VerificationResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::budgets::MessageClass;
 use crate::server::delivery::{Notice, Outgoing};
-use crate::server::escrow_id::short_id;
 use crate::server::hints::hint_for;
 use crate::server::Server;
 
@@ -33,20 +32,21 @@ impl Server {
             }
         };
         let now = self.now();
-        let (key, blob, sealed, created) = self.load_escrow_created(&req.escrow_data_id, now)?;
-        let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
+        let found = self.load_escrow(&req.escrow_data_id, now)?;
+        let sid = found.sid;
+        let esd = self.open_client_data(&found.blob, &req.escrow_data_key)?;
         let dlv_name = self.deliverer(esd.verify.kind())?.name().to_string();
         let max = self.cfg.max_timeout_seconds;
         let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
         let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
-        let mac = self.keys.code_mac(&key, code.expose_secret());
+        let mac = self.keys.code_mac(&found.key, code.expose_secret());
         // Opt-out, SMS country and delivery budgets: a refusal counts
         // nothing, here or below.
-        let charged = self.charge(&esd.verify, created, MessageClass::Code)?;
+        let charged = self.charge(&esd.verify, found.created, MessageClass::Code)?;
         let per_hour = self.cfg.verifications_per_hour;
-        let Some(started) = self.storage.start_verification(&key, now, 3600, per_hour)? else {
+        let Some(started) = self.storage.start_verification(&sid, now, 3600, per_hour)? else {
             self.refund(charged);
             let mut e = ApiError::rate_limited();
             e.message = format!(
@@ -73,24 +73,27 @@ impl Server {
             // The user got nothing, so this hour's count is given back, up
             // to as many failures as deliveries allowed (a bound on the
             // messages an outage or a flaky provider can make us send).
-            if let Err(e) = self.storage.verification_failed(&key, started, per_hour) {
-                tracing::error!(id = short_id(&key), "recording the failed delivery: {e}");
+            if let Err(e) = self.storage.verification_failed(&sid, started, per_hour) {
+                tracing::error!(id = %sid, "recording the failed delivery: {e}");
             }
             return Err(ApiError::new(
                 ErrorKind::Internal,
                 "Could not deliver the verification code; try again later",
             ));
         }
-        if !self
-            .storage
-            .set_code(&key, &sealed, &mac, expiration, self.cfg.code_attempts)?
-        {
+        if !self.storage.set_code(
+            &sid,
+            &found.sealed,
+            &mac,
+            expiration,
+            self.cfg.code_attempts,
+        )? {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
                 "Not found: the escrow was deleted or expired while its code was being sent",
             ));
         }
-        tracing::info!(via = dlv_name, id = short_id(&key), "code sent");
+        tracing::info!(via = dlv_name, id = %sid, "code sent");
         if let Some(watcher) = &esd.notify {
             let n = Outgoing {
                 to: watcher.clone(),
@@ -104,9 +107,9 @@ impl Server {
             };
             // The watcher's budgets count notices too; one refused (or
             // failed) is logged, the code is out already.
-            if let Err(e) = self.send(&n, created, MessageClass::Notice) {
+            if let Err(e) = self.send(&n, found.created, MessageClass::Notice) {
                 tracing::warn!(
-                    id = short_id(&key),
+                    id = %sid,
                     kind = e.kind.as_str(),
                     "recovery notice not sent: {}",
                     e.message

@@ -4,7 +4,11 @@
 //! beside `sqlite.rs`; [`SqliteStorage`] is the one we ship (its schema
 //! and migrations in `schema.rs`). Everything handed to storage is
 //! already sealed or hashed by the protocol layer: storage never sees an
-//! escrow in clear, a verification code, or a key.
+//! escrow in clear, a verification code, a key, or an escrow id (escrows
+//! and codes are stored under a [`StoredId`], a keyed hash of the id).
+//! The one exception is the migration of a database from before schema
+//! 3, which held clear ids: [`SqliteStorage::open_migrating`] reads them
+//! once to re-key them through a [`Rekey`] the server hands it.
 //!
 //! Every operation that must not race (checking a code and spending an
 //! attempt, counting a verification and issuing its code, storing a paid
@@ -18,7 +22,61 @@ mod schema;
 mod sqlite;
 
 pub use schema::SCHEMA_VERSION;
+#[cfg(feature = "testing")]
+pub(crate) use schema::{write_old_database, OldCode, OldEscrow};
 pub use sqlite::SqliteStorage;
+
+/// The id an escrow (and its pending code) is stored under: a keyed hash
+/// (HMAC-SHA256, under a key derived from the master key) of its clear
+/// storage key, so the database, its WAL and its backups can neither name
+/// an escrow nor be searched for one without the master key. Debug and
+/// Display show only the first 8 hex digits of the hash (what logs carry).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoredId([u8; 32]);
+
+impl StoredId {
+    /// A stored id from its 32 bytes (as the server derives them, or as
+    /// read back from storage).
+    pub fn from_bytes(b: [u8; 32]) -> StoredId {
+        StoredId(b)
+    }
+
+    /// Its 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 8 hex digits of the hash: enough to tell escrows apart
+    /// in logs; it names no escrow (the clear id cannot be found from it
+    /// without the master key).
+    pub fn short(&self) -> String {
+        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for StoredId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredId({}…)", self.short())
+    }
+}
+
+impl std::fmt::Display for StoredId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+/// What migrating a database that held clear escrow ids (schema 1 or 2)
+/// needs from the server: the stored id of a clear storage key, and the
+/// escrow re-sealed for it. Given to [`SqliteStorage::open_migrating`].
+pub trait Rekey {
+    /// The stored id of the clear storage key `key` (lower-case hex).
+    fn stored_id(&self, key: &str) -> StoredId;
+    /// `sealed` (sealed in format 1 under the clear key `key`) opened and
+    /// sealed again in the current format under `id`; `Err` says why not
+    /// (naming no secret).
+    fn reseal(&self, key: &str, id: &StoredId, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
 
 /// A storage failure (always answered as an internal error).
 #[derive(Debug)]
@@ -204,8 +262,13 @@ pub enum Charged {
 pub trait Storage: Send + Sync {
     /// Store an escrow under `id` unless a live one has it; returns whether
     /// it was stored. Durable before it returns.
-    fn insert_escrow(&self, id: &str, expires: i64, sealed: &[u8], now: i64)
-        -> StorageResult<bool>;
+    fn insert_escrow(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        now: i64,
+    ) -> StorageResult<bool>;
     /// Store an escrow paid with a token, and spend the token, in one
     /// transaction: either both happen or neither does. Refused, changing
     /// nothing, when the token was spent before (and its record has not
@@ -214,7 +277,7 @@ pub trait Storage: Send + Sync {
     /// a failed store spend a token, or one token pay twice.
     fn insert_escrow_paid(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         spend: &Spend,
@@ -223,7 +286,7 @@ pub trait Storage: Send + Sync {
     /// Store many escrows at once (bulk import, benchmarks): ids must be
     /// new; rows whose id is taken are skipped. Returns how many were
     /// stored. The default inserts one by one.
-    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
+    fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
         let mut n = 0;
         for (id, expires, sealed) in rows {
             if self.insert_escrow(id, *expires, sealed, now)? {
@@ -233,9 +296,9 @@ pub trait Storage: Send + Sync {
         Ok(n)
     }
     /// Look an escrow up.
-    fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup>;
+    fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup>;
     /// Remove an escrow and its code; returns whether it existed.
-    fn delete_escrow(&self, id: &str) -> StorageResult<bool>;
+    fn delete_escrow(&self, id: &StoredId) -> StorageResult<bool>;
     /// Count a verification of `id` in a fixed window of `window` seconds,
     /// before its code is sent. Returns `None`, changing nothing, when
     /// `max` were already counted in the window (or there is no such
@@ -244,7 +307,7 @@ pub trait Storage: Send + Sync {
     /// received can never be guessed at or displace one somebody did.
     fn start_verification(
         &self,
-        id: &str,
+        id: &StoredId,
         now: i64,
         window: i64,
         max: u32,
@@ -258,7 +321,7 @@ pub trait Storage: Send + Sync {
     /// the same id while the code was on its way).
     fn set_code(
         &self,
-        id: &str,
+        id: &StoredId,
         sealed: &[u8],
         mac: &[u8],
         expires: i64,
@@ -270,11 +333,16 @@ pub trait Storage: Send + Sync {
     /// uncounted (returns true); past that, failures count like
     /// deliveries, so an escrow never gets more than `max + forgive`
     /// delivery attempts in a window.
-    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool>;
+    fn verification_failed(
+        &self,
+        id: &StoredId,
+        started: Started,
+        forgive: u32,
+    ) -> StorageResult<bool>;
     /// Try `mac` (the keyed hash of a code the user typed) against the
     /// pending code of `id`, compared in constant time, in one
     /// transaction: a match consumes the code, a mismatch spends an attempt.
-    fn check_code(&self, id: &str, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
+    fn check_code(&self, id: &StoredId, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
     /// Remove everything expired.
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.

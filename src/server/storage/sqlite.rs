@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema;
 use super::{
-    Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, Inserted, Lookup, Spend, Started,
-    Storage, StorageError, StorageResult, Swept,
+    Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, Inserted, Lookup, Rekey, Spend,
+    Started, Storage, StorageError, StorageResult, StoredId, Swept,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -33,6 +33,14 @@ type Done = Box<dyn FnOnce(bool) + Send>;
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
         StorageError(e.to_string())
+    }
+}
+
+impl rusqlite::ToSql for StoredId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Blob(self.as_bytes()),
+        ))
     }
 }
 
@@ -166,7 +174,7 @@ fn writer_loop(
 /// inside the caller's transaction.
 fn insert_row(
     c: &Connection,
-    id: &str,
+    id: &StoredId,
     expires: i64,
     sealed: &[u8],
     now: i64,
@@ -245,18 +253,35 @@ fn charge_in(c: &Connection, charge: &Charge, now: i64) -> StorageResult<Charged
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SqliteStorage {
-    /// Open (creating and migrating as needed) the database at `path`.
+    /// Open (creating and migrating as needed) the database at `path`. A
+    /// database from before schema 3 that holds escrows is refused: its
+    /// clear ids can be re-keyed only with the master key
+    /// ([`SqliteStorage::open_migrating`], what the server uses).
     pub fn open(path: &Path) -> StorageResult<SqliteStorage> {
-        Self::open_waiting(path, BUSY_TIMEOUT)
+        Self::open_waiting(path, BUSY_TIMEOUT, None)
     }
 
-    /// [`SqliteStorage::open`], waiting at most `busy` for another process
-    /// holding the file.
-    fn open_waiting(path: &Path, busy: std::time::Duration) -> StorageResult<SqliteStorage> {
+    /// [`SqliteStorage::open`], migrating a database from before schema 3
+    /// with `rekey`: in one transaction every escrow and pending code is
+    /// re-keyed from its clear id to its stored id and every escrow
+    /// re-sealed (a row that cannot be fails it all, leaving the file as
+    /// it was); then the file is vacuumed and the WAL truncated, so the
+    /// clear ids linger in no free page and no WAL frame.
+    pub fn open_migrating(path: &Path, rekey: &dyn Rekey) -> StorageResult<SqliteStorage> {
+        Self::open_waiting(path, BUSY_TIMEOUT, Some(rekey))
+    }
+
+    /// [`SqliteStorage::open_migrating`], waiting at most `busy` for
+    /// another process holding the file.
+    fn open_waiting(
+        path: &Path,
+        busy: std::time::Duration,
+        rekey: Option<&dyn Rekey>,
+    ) -> StorageResult<SqliteStorage> {
         let conn = Connection::open(path)
             .map_err(|e| StorageError(format!("opening {}: {e}", path.display())))?;
         let _ = crate::util::files::restrict_to_owner(path);
-        Self::setup(&conn, busy)?;
+        Self::setup(&conn, busy, rekey)?;
         let mut readers = vec![];
         for _ in 0..2 {
             let r = Connection::open_with_flags(
@@ -265,7 +290,7 @@ impl SqliteStorage {
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             r.busy_timeout(busy)?;
-            r.execute_batch("PRAGMA cache_size=-2048;")?;
+            r.execute_batch("PRAGMA cache_size=-2048; PRAGMA secure_delete=ON;")?;
             readers.push(Mutex::new(r));
         }
         Self::start(conn, readers)
@@ -274,31 +299,84 @@ impl SqliteStorage {
     /// A private in-memory database (for tests).
     pub fn in_memory() -> StorageResult<SqliteStorage> {
         let conn = Connection::open_in_memory()?;
-        Self::setup(&conn, BUSY_TIMEOUT)?;
+        Self::setup(&conn, BUSY_TIMEOUT, None)?;
         // Another connection would see another database: reads go
         // through the writer.
         Self::start(conn, vec![])
     }
 
-    fn setup(conn: &Connection, busy: std::time::Duration) -> StorageResult<()> {
+    fn setup(
+        conn: &Connection,
+        busy: std::time::Duration,
+        rekey: Option<&dyn Rekey>,
+    ) -> StorageResult<()> {
         conn.busy_timeout(busy)?;
         // journal_mode answers with a row; read and ignore it.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // secure_delete: what is deleted (a deleted escrow, a used code,
+        // the rows a migration replaced) is overwritten with zeros, not
+        // left in free pages.
         conn.execute_batch(
-            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;",
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;
+             PRAGMA secure_delete=ON;",
         )?;
         // The version is read and the migrations run under the write lock,
         // so two processes opening an old file (the server and a `sweep`
         // from cron) migrate it once: the second finds it done.
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let migrated = schema::migrate(conn);
+        let migrated = schema::migrate(conn, rekey);
         let end = if migrated.is_ok() {
             "COMMIT"
         } else {
             "ROLLBACK"
         };
         conn.execute_batch(end)?;
-        migrated
+        migrated?;
+        Self::wipe_old_pages(conn)
+    }
+
+    /// After the ids were re-keyed (the migration left the marker table
+    /// `wipe_pending`): rebuild the file (no free page keeps an old row),
+    /// then truncate the WAL to nothing (no old frame keeps one either; a
+    /// WAL is otherwise reused from its start, never cut). The marker goes
+    /// only once both are done, so a server stopped or refused in between
+    /// wipes at its next start.
+    fn wipe_old_pages(conn: &Connection) -> StorageResult<()> {
+        let pending: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wipe_pending')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !pending {
+            return Ok(());
+        }
+        let wipe = |conn: &Connection| -> StorageResult<bool> {
+            conn.execute_batch("VACUUM")?;
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            Ok(busy == 0)
+        };
+        match wipe(conn) {
+            Ok(true) => {
+                conn.execute_batch("DROP TABLE IF EXISTS wipe_pending")?;
+                Ok(())
+            }
+            // Another process (a `sweep` from cron) holds the file or an
+            // old snapshot: serve anyway, and wipe at the next start.
+            Ok(false) => {
+                tracing::warn!(
+                    "after migrating to hashed ids the WAL could not be truncated \
+                     (another process is using the database); retried at the next start"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "after migrating to hashed ids the file could not be vacuumed ({e}); \
+                     retried at the next start"
+                );
+                Ok(())
+            }
+        }
     }
 
     fn start(conn: Connection, readers: Vec<Mutex<Connection>>) -> StorageResult<SqliteStorage> {
@@ -448,24 +526,24 @@ impl Drop for SqliteStorage {
 impl Storage for SqliteStorage {
     fn insert_escrow(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         now: i64,
     ) -> StorageResult<bool> {
-        let (id, sealed) = (id.to_string(), sealed.to_vec());
+        let (id, sealed) = (*id, sealed.to_vec());
         self.write_durable(move |c| insert_row(c, &id, expires, &sealed, now))
     }
 
     fn insert_escrow_paid(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         spend: &Spend,
         now: i64,
     ) -> StorageResult<Inserted> {
-        let (id, sealed, spend) = (id.to_string(), sealed.to_vec(), *spend);
+        let (id, sealed, spend) = (*id, sealed.to_vec(), *spend);
         // One job, so one savepoint of one transaction: the token row and
         // the escrow row are committed (and synced) together or not at all.
         self.write_durable(move |c| {
@@ -486,7 +564,7 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
+    fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
         let rows = rows.to_vec();
         self.write_durable(move |c| {
             let mut st = c.prepare_cached(
@@ -500,8 +578,8 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup> {
-        let key = id.to_string();
+    fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup> {
+        let key = *id;
         let row: Option<(i64, Vec<u8>, i64)> = self.read(move |c| {
             Ok(
                 c.prepare_cached("SELECT expires, data, created FROM escrow WHERE id = ?1")?
@@ -512,7 +590,7 @@ impl Storage for SqliteStorage {
         Ok(match row {
             None => Lookup::Missing,
             Some((expires, _, _)) if expires <= now => {
-                let id = id.to_string();
+                let id = *id;
                 self.write(move |c| {
                     c.execute(
                         "DELETE FROM escrow WHERE id = ?1 AND expires <= ?2",
@@ -534,8 +612,8 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn delete_escrow(&self, id: &str) -> StorageResult<bool> {
-        let id = id.to_string();
+    fn delete_escrow(&self, id: &StoredId) -> StorageResult<bool> {
+        let id = *id;
         self.write_durable(move |c| {
             let n = c.execute("DELETE FROM escrow WHERE id = ?1", params![id])?;
             c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
@@ -545,12 +623,12 @@ impl Storage for SqliteStorage {
 
     fn start_verification(
         &self,
-        id: &str,
+        id: &StoredId,
         now: i64,
         window: i64,
         max: u32,
     ) -> StorageResult<Option<Started>> {
-        let id = id.to_string();
+        let id = *id;
         self.write_durable(move |c| {
             // Start a new window, or count in the current one while under max.
             let window: Option<i64> = c
@@ -570,13 +648,13 @@ impl Storage for SqliteStorage {
 
     fn set_code(
         &self,
-        id: &str,
+        id: &StoredId,
         sealed: &[u8],
         mac: &[u8],
         expires: i64,
         attempts: u32,
     ) -> StorageResult<bool> {
-        let (id, sealed, mac) = (id.to_string(), sealed.to_vec(), mac.to_vec());
+        let (id, sealed, mac) = (*id, sealed.to_vec(), mac.to_vec());
         self.write_durable(move |c| {
             // The data is sealed at rest with a fresh nonce: it tells this
             // escrow from a later one that took its id.
@@ -597,8 +675,13 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
-        let id = id.to_string();
+    fn verification_failed(
+        &self,
+        id: &StoredId,
+        started: Started,
+        forgive: u32,
+    ) -> StorageResult<bool> {
+        let id = *id;
         self.write_durable(move |c| {
             let n = c.execute(
                 "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
@@ -609,8 +692,8 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
-        let (id, given) = (id.to_string(), given.to_vec());
+    fn check_code(&self, id: &StoredId, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
+        let (id, given) = (*id, given.to_vec());
         self.write_durable(move |c| {
             let row: Option<(Vec<u8>, i64, u32)> = c
                 .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
