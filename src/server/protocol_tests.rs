@@ -1409,6 +1409,18 @@ impl Storage for CountingScans {
         self.inner
             .insert_escrow_paid(id, expires, sealed, spend, now)
     }
+    fn insert_escrow_capped(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&storage::Spend>,
+        caps: &storage::Caps,
+        now: i64,
+    ) -> storage::StorageResult<storage::Inserted> {
+        self.inner
+            .insert_escrow_capped(id, expires, sealed, spend, caps, now)
+    }
     fn get_escrow(&self, id: &str, now: i64) -> storage::StorageResult<storage::Lookup> {
         self.inner.get_escrow(id, now)
     }
@@ -1447,8 +1459,9 @@ impl Storage for CountingScans {
         id: &str,
         mac: &[u8],
         now: i64,
+        limits: &storage::GuessLimits,
     ) -> storage::StorageResult<storage::CodeCheck> {
-        self.inner.check_code(id, mac, now)
+        self.inner.check_code(id, mac, now, limits)
     }
     fn sweep(&self, now: i64) -> storage::StorageResult<storage::Swept> {
         self.inner.sweep(now)

@@ -26,6 +26,12 @@ fn minutes(secs: i64) -> i64 {
     (secs.max(60) + 59) / 60
 }
 
+/// `HH:MM` of unix time `t`, in UTC.
+fn utc_hhmm(t: i64) -> String {
+    let s = t.rem_euclid(86_400);
+    format!("{:02}:{:02}", s / 3600, s % 3600 / 60)
+}
+
 /// The subject line (the reference's: "DESCRIPTION Verification Code").
 pub fn subject(m: &Outgoing) -> String {
     let d = clean(&m.description);
@@ -34,6 +40,16 @@ pub fn subject(m: &Outgoing) -> String {
         (Notice::Code { .. }, true) => format!("{d} Staðfestingarkóði"),
         (Notice::RecoveryStarted { .. }, false) => format!("{d} Recovery Started"),
         (Notice::RecoveryStarted { .. }, true) => format!("{d} Endurheimt hafin"),
+        (Notice::TooManyWrongCodes { paused_until: Some(_) }, false) => {
+            format!("{d} Too Many Wrong Codes")
+        }
+        (Notice::TooManyWrongCodes { paused_until: Some(_) }, true) => {
+            format!("{d} Of margir rangir kóðar")
+        }
+        (Notice::TooManyWrongCodes { paused_until: None }, false) => {
+            format!("{d} Recovery Frozen")
+        }
+        (Notice::TooManyWrongCodes { paused_until: None }, true) => format!("{d} Endurheimt fryst"),
     }
 }
 
@@ -82,6 +98,40 @@ pub fn long(m: &Outgoing) -> String {
              Ef það varst þú eða einhver sem þú treystir er allt í lagi.\n\
              Ef ekki, gæti einhver verið að reyna að komast yfir gögnin:\n\
              láttu eigandann vita."
+        ),
+        (Notice::TooManyWrongCodes { paused_until: Some(t) }, false) => format!(
+            "Too many wrong codes were tried for {d};\n\
+             no code will be checked until {} UTC.\n\n\
+             If that was not you, someone holding the recovery data may\n\
+             be trying to guess the code. After a few more wrong codes\n\
+             this server will freeze its part of the data for good. If\n\
+             this is your data, protect it again (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (Notice::TooManyWrongCodes { paused_until: Some(t) }, true) => format!(
+            "Of margir rangir kóðar voru reyndir fyrir {d};\n\
+             enginn kóði verður athugaður fyrr en kl. {} (UTC).\n\n\
+             Ef þetta varst ekki þú gæti einhver sem hefur\n\
+             endurheimtargögnin verið að reyna að giska á kóðann. Eftir\n\
+             fáeina ranga kóða til viðbótar frystir þessi þjónn sinn hluta\n\
+             gagnanna fyrir fullt og allt. Ef þú átt gögnin skaltu vernda\n\
+             þau upp á nýtt (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, false) => format!(
+            "Too many wrong codes were tried for {d};\n\
+             this server has frozen its part of the recovery data for\n\
+             good: it will never release it, and sends no more codes.\n\n\
+             If this is your data, protect it again (passcrow renew) so\n\
+             that it can be recovered."
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, true) => format!(
+            "Of margir rangir kóðar voru reyndir fyrir {d};\n\
+             þessi þjónn hefur fryst sinn hluta endurheimtargagnanna\n\
+             fyrir fullt og allt: hann lætur hann aldrei af hendi og\n\
+             sendir enga fleiri kóða.\n\n\
+             Ef þú átt gögnin skaltu vernda þau upp á nýtt\n\
+             (passcrow renew) svo að hægt sé að endurheimta þau."
         ),
     };
     let sig = if is {
@@ -134,5 +184,23 @@ pub fn short(m: &Outgoing) -> String {
         (Notice::RecoveryStarted { code_sent_to }, true) => {
             format!("{d}: endurheimt hafin, kóði sendur á {code_sent_to}.")
         }
+        (Notice::TooManyWrongCodes { paused_until: Some(t) }, false) => format!(
+            "{d}: too many wrong codes were tried; none is checked until {} UTC. \
+             If not you, re-protect (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (Notice::TooManyWrongCodes { paused_until: Some(t) }, true) => format!(
+            "{d}: of margir rangir kóðar reyndir; enginn athugaður fyrr en kl. {} (UTC). \
+             Ef ekki þú, verndaðu upp á nýtt (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, false) => format!(
+            "{d}: too many wrong codes were tried; this escrow is frozen for good. \
+             Re-protect it (passcrow renew)."
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, true) => format!(
+            "{d}: of margir rangir kóðar reyndir; varslan er fryst fyrir fullt og allt. \
+             Verndaðu upp á nýtt (passcrow renew)."
+        ),
     }
 }

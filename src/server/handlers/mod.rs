@@ -12,9 +12,10 @@ mod verification;
 use std::sync::Arc;
 
 use super::answer::{ApiError, ApiResult, ErrorKind};
-use super::delivery::Deliver;
+use super::delivery::{Deliver, Outgoing};
+use super::error::{ServerError, ServerResult};
 use super::escrow_id::parse_id;
-use super::storage::Lookup;
+use super::storage::{Caps, EscrowRow, GuessLimits, Lookup};
 use super::Server;
 use crate::crypto::{self, SecretString};
 use crate::proto::{self, EscrowData};
@@ -35,13 +36,14 @@ impl Server {
         Ok(v)
     }
 
-    /// Find an escrow by id and open it (at rest layer only).
-    pub(super) fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String, Vec<u8>)> {
+    /// Find an escrow by id and open it (at rest layer only): its storage
+    /// key, its escrow-data blob, and its row (sealed data, guessing state).
+    pub(super) fn load_escrow(&self, id: &str, now: i64) -> ApiResult<(String, String, EscrowRow)> {
         let (key, exp) = parse_id(id)?;
         match self.storage.get_escrow(&key, now)? {
             Lookup::Found(row) => {
                 let raw = self.keys.open(&key, &row.sealed)?;
-                Ok((key, crypto::b64encode(raw.expose_secret()), row.sealed))
+                Ok((key, crypto::b64encode(raw.expose_secret()), row))
             }
             Lookup::Expired => Err(ApiError::new(ErrorKind::Expired, "This escrow has expired")),
             Lookup::Missing => match exp {
@@ -71,6 +73,36 @@ impl Server {
         })?;
         proto::parse::<EscrowData>(plain.expose_secret(), "escrow data")
             .map_err(|e| ApiError::bad(format!("The escrow data is not valid: {e}")))
+    }
+
+    /// The guessing budget of every escrow (`[limits]`): per hour, per life.
+    pub(super) fn guess_limits(&self) -> GuessLimits {
+        GuessLimits {
+            window: 3600,
+            per_window: self.cfg.limits.wrong_guesses_per_hour,
+            lifetime: self.cfg.limits.wrong_guesses_lifetime,
+        }
+    }
+
+    /// What escrow requests may fill (`[limits]`).
+    pub(super) fn caps(&self) -> Caps {
+        Caps {
+            max_escrows: self.cfg.limits.max_escrows,
+            max_free_per_day: self.cfg.limits.max_free_escrows_per_day,
+        }
+    }
+
+    /// Send an alert (a notice about an escrow's safety, such as too many
+    /// wrong codes) to its identity. Alerts are sent whatever else limits
+    /// messages: the one place they go out, so that policy lives here.
+    pub(super) fn send_alert(&self, msg: &Outgoing) -> ServerResult<()> {
+        match self.deliverers.get(msg.to.kind()) {
+            Some(d) => d.deliver(msg),
+            None => Err(ServerError::delivery(
+                "none",
+                format!("cannot deliver to {} identities", msg.to.kind()),
+            )),
+        }
     }
 
     /// The deliverer for identities of `kind`, or `unsupported`.

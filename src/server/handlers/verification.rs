@@ -25,8 +25,18 @@ impl Server {
             }
         };
         let now = self.now();
-        let (key, blob, sealed) = self.load_escrow(&req.escrow_data_id, now)?;
+        let (key, blob, row) = self.load_escrow(&req.escrow_data_id, now)?;
         let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
+        // No code for an escrow that could not check it: frozen for good,
+        // or its hour of wrong guesses spent (the code would expire unused
+        // and only bother its owner).
+        if row.frozen {
+            return Err(self.frozen_error(""));
+        }
+        if let Some(until) = row.guesses.paused_until(&self.guess_limits(), now) {
+            return Err(self.paused_error(until, now));
+        }
+        let sealed = row.sealed;
         let dlv = self.deliverer(esd.verify.kind())?.clone();
         let max = self.cfg.max_timeout_seconds;
         let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
@@ -79,7 +89,7 @@ impl Server {
         {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
-                "Not found: the escrow was deleted or expired while its code was being sent",
+                "Not found: the escrow was deleted, expired or frozen while its code was being sent",
             ));
         }
         tracing::info!(via = dlv.name(), id = short_id(&key), "code sent");
