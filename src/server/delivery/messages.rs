@@ -40,10 +40,20 @@ pub fn subject(m: &Outgoing) -> String {
         (Notice::Code { .. }, true) => format!("{d} Staðfestingarkóði"),
         (Notice::RecoveryStarted { .. }, false) => format!("{d} Recovery Started"),
         (Notice::RecoveryStarted { .. }, true) => format!("{d} Endurheimt hafin"),
-        (Notice::TooManyWrongCodes { paused_until: Some(_) }, false) => {
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(_),
+            },
+            false,
+        ) => {
             format!("{d} Too Many Wrong Codes")
         }
-        (Notice::TooManyWrongCodes { paused_until: Some(_) }, true) => {
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(_),
+            },
+            true,
+        ) => {
             format!("{d} Of margir rangir kóðar")
         }
         (Notice::TooManyWrongCodes { paused_until: None }, false) => {
@@ -99,7 +109,12 @@ pub fn long(m: &Outgoing) -> String {
              Ef ekki, gæti einhver verið að reyna að komast yfir gögnin:\n\
              láttu eigandann vita."
         ),
-        (Notice::TooManyWrongCodes { paused_until: Some(t) }, false) => format!(
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            false,
+        ) => format!(
             "Too many wrong codes were tried for {d};\n\
              no code will be checked until {} UTC.\n\n\
              If that was not you, someone holding the recovery data may\n\
@@ -108,7 +123,12 @@ pub fn long(m: &Outgoing) -> String {
              this is your data, protect it again (passcrow renew).",
             utc_hhmm(*t)
         ),
-        (Notice::TooManyWrongCodes { paused_until: Some(t) }, true) => format!(
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            true,
+        ) => format!(
             "Of margir rangir kóðar voru reyndir fyrir {d};\n\
              enginn kóði verður athugaður fyrr en kl. {} (UTC).\n\n\
              Ef þetta varst ekki þú gæti einhver sem hefur\n\
@@ -120,8 +140,8 @@ pub fn long(m: &Outgoing) -> String {
         ),
         (Notice::TooManyWrongCodes { paused_until: None }, false) => format!(
             "Too many wrong codes were tried for {d};\n\
-             this server has frozen its part of the recovery data for\n\
-             good: it will never release it, and sends no more codes.\n\n\
+             this server has frozen its part of the data for good:\n\
+             it will never release it, and sends no more codes.\n\n\
              If this is your data, protect it again (passcrow renew) so\n\
              that it can be recovered."
         ),
@@ -184,12 +204,22 @@ pub fn short(m: &Outgoing) -> String {
         (Notice::RecoveryStarted { code_sent_to }, true) => {
             format!("{d}: endurheimt hafin, kóði sendur á {code_sent_to}.")
         }
-        (Notice::TooManyWrongCodes { paused_until: Some(t) }, false) => format!(
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            false,
+        ) => format!(
             "{d}: too many wrong codes were tried; none is checked until {} UTC. \
              If not you, re-protect (passcrow renew).",
             utc_hhmm(*t)
         ),
-        (Notice::TooManyWrongCodes { paused_until: Some(t) }, true) => format!(
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            true,
+        ) => format!(
             "{d}: of margir rangir kóðar reyndir; enginn athugaður fyrr en kl. {} (UTC). \
              Ef ekki þú, verndaðu upp á nýtt (passcrow renew).",
             utc_hhmm(*t)

@@ -157,7 +157,11 @@ mod tests {
         // 2027-01-15 14:05:00 UTC.
         let t = 1_799_935_500;
         for (lang, until, frozen) in [
-            ("en", "until 14:05 UTC", "frozen for good"),
+            (
+                "en",
+                "until 14:05 UTC",
+                "frozen its part of the data for good",
+            ),
             ("is", "fyrr en kl. 14:05 (UTC)", "fryst"),
         ] {
             let mut n = out(lang);

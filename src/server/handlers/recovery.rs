@@ -17,7 +17,11 @@ pub(super) fn until_text(until: i64, now: i64) -> String {
     let s = until.rem_euclid(86_400);
     let mins = ((until - now).max(1) + 59) / 60;
     let unit = if mins == 1 { "minute" } else { "minutes" };
-    format!("{:02}:{:02} UTC (in {mins} {unit})", s / 3600, s % 3600 / 60)
+    format!(
+        "{:02}:{:02} UTC (in {mins} {unit})",
+        s / 3600,
+        s % 3600 / 60
+    )
 }
 
 impl Server {
@@ -124,7 +128,10 @@ impl Server {
                     return Err(self.frozen_error("Incorrect verification code. "));
                 }
                 if guesses.in_window == 0 {
-                    tracing::warn!(id = short_id(&key), "paused: too many wrong codes this hour");
+                    tracing::warn!(
+                        id = short_id(&key),
+                        "paused: too many wrong codes this hour"
+                    );
                     self.alert_guessing(&key, &esd, Some(guesses.window_ends));
                     return Err(ApiError {
                         kind: ErrorKind::WrongCode,

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema;
 use super::{
-    Caps, CodeCheck, Counts, EscrowRow, GuessLimits, Guesses, GuessesLeft, Inserted, Lookup,
-    Spend, Started, Storage, StorageError, StorageResult, Swept,
+    Caps, CodeCheck, Counts, EscrowRow, GuessLimits, Guesses, GuessesLeft, Inserted, Lookup, Spend,
+    Started, Storage, StorageError, StorageResult, Swept,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -215,11 +215,12 @@ fn day_of(now: i64) -> i64 {
 
 /// Escrows held, by the counter the triggers keep.
 fn escrows_held(c: &Connection) -> StorageResult<i64> {
-    Ok(c
-        .prepare_cached("SELECT n FROM tally WHERE name = 'escrows'")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+    Ok(
+        c.prepare_cached("SELECT n FROM tally WHERE name = 'escrows'")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
 }
 
 /// How long a statement waits for another process holding the file.
@@ -685,18 +686,16 @@ impl Storage for SqliteStorage {
                             .execute(params![id])?;
                         CodeCheck::Right
                     } else {
-                        c.prepare_cached(
-                            "UPDATE code SET attempts = attempts - 1 WHERE id = ?1",
-                        )?
-                        .execute(params![id])?;
+                        c.prepare_cached("UPDATE code SET attempts = attempts - 1 WHERE id = ?1")?
+                            .execute(params![id])?;
                         // A new window opens with the first wrong guess
                         // after the last one ended.
-                        let (window, in_window) = if g.window.saturating_add(limits.window) <= now
-                        {
-                            (now, 1)
-                        } else {
-                            (g.window, g.in_window.saturating_add(1))
-                        };
+                        let (window, in_window) =
+                            if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+                                (now, 1)
+                            } else {
+                                (g.window, g.in_window.saturating_add(1))
+                            };
                         let total = g.total.saturating_add(1);
                         let freeze = total >= limits.lifetime;
                         c.prepare_cached(

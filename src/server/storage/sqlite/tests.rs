@@ -59,7 +59,10 @@ fn escrows_codes_tokens() {
     assert_eq!(s.check_code("a", b"m4", 31, &L).unwrap(), CodeCheck::Right);
     assert_eq!(s.check_code("a", b"m4", 31, &L).unwrap(), CodeCheck::NoCode);
     assert!(s.set_code("a", b"x", b"m5", 60, 3).unwrap());
-    assert_eq!(s.check_code("a", b"m5", 60, &L).unwrap(), CodeCheck::Expired);
+    assert_eq!(
+        s.check_code("a", b"m5", 60, &L).unwrap(),
+        CodeCheck::Expired
+    );
     assert_eq!(s.check_code("a", b"m5", 60, &L).unwrap(), CodeCheck::NoCode);
 
     assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
@@ -144,7 +147,10 @@ fn failed_deliveries_are_forgiven_up_to_a_bound() {
     assert!(failed(x));
     let y = v(10_023).unwrap();
     assert!(failed(y));
-    assert_eq!(s.check_code("a", b"m1", 10_024, &L).unwrap(), CodeCheck::Right);
+    assert_eq!(
+        s.check_code("a", b"m1", 10_024, &L).unwrap(),
+        CodeCheck::Right
+    );
     // The bound is reached: a third failure counts like a delivery.
     let z = v(10_025).unwrap();
     assert!(!failed(z));
@@ -265,7 +271,11 @@ fn sweep_in_slices_and_bulk_insert() {
     let sw = s.sweep(100).unwrap();
     assert_eq!((sw.escrows, sw.codes), (6_173, 1));
     assert_eq!(s.counts().unwrap().escrows, 6_172);
-    assert_eq!(s.escrows_held().unwrap(), 6_172, "the counter kept by the sweep");
+    assert_eq!(
+        s.escrows_held().unwrap(),
+        6_172,
+        "the counter kept by the sweep"
+    );
 }
 
 /// (synced, unsynced) commits so far.
@@ -313,7 +323,10 @@ fn code_bookkeeping_is_synced_before_the_answer() {
     });
     synced("check_code (expired)", &|| {
         assert!(s.set_code("a", b"x", b"m2", 1000, 3).unwrap());
-        assert_eq!(s.check_code("a", b"m2", 1000, &L).unwrap(), CodeCheck::Expired)
+        assert_eq!(
+            s.check_code("a", b"m2", 1000, &L).unwrap(),
+            CodeCheck::Expired
+        )
     });
     // Housekeeping may stay unsynced (it is redone if lost).
     let (_, n0) = commits(&s);
@@ -440,9 +453,18 @@ fn the_guessing_budget_pauses_then_freezes() {
             window_ends,
         },
     };
-    assert_eq!(s.check_code("a", b"w", 1000, &l).unwrap(), left(8, 2, 4, 1100));
-    assert_eq!(s.check_code("a", b"w", 1050, &l).unwrap(), left(7, 1, 3, 1100));
-    assert_eq!(s.check_code("a", b"w", 1099, &l).unwrap(), left(6, 0, 2, 1100));
+    assert_eq!(
+        s.check_code("a", b"w", 1000, &l).unwrap(),
+        left(8, 2, 4, 1100)
+    );
+    assert_eq!(
+        s.check_code("a", b"w", 1050, &l).unwrap(),
+        left(7, 1, 3, 1100)
+    );
+    assert_eq!(
+        s.check_code("a", b"w", 1099, &l).unwrap(),
+        left(6, 0, 2, 1100)
+    );
     // The window is spent: nothing compared, not even the right code,
     // and nothing changes.
     for now in [1099, 1099] {
@@ -469,8 +491,14 @@ fn the_guessing_budget_pauses_then_freezes() {
     assert_eq!(r.guesses.paused_until(&l, 1100), None);
     // A new window opens with the next wrong guess; the 5th of its life
     // freezes it and voids its code.
-    assert_eq!(s.check_code("a", b"w", 1100, &l).unwrap(), left(5, 2, 1, 1200));
-    assert_eq!(s.check_code("a", b"w", 1101, &l).unwrap(), left(0, 1, 0, 1200));
+    assert_eq!(
+        s.check_code("a", b"w", 1100, &l).unwrap(),
+        left(5, 2, 1, 1200)
+    );
+    assert_eq!(
+        s.check_code("a", b"w", 1101, &l).unwrap(),
+        left(0, 1, 0, 1200)
+    );
     assert_eq!(s.counts().unwrap().codes, 0, "the code is void");
     for now in [1102, 5000, 99_999] {
         assert_eq!(s.check_code("a", b"m", now, &l).unwrap(), CodeCheck::Frozen);
@@ -487,7 +515,10 @@ fn the_guessing_budget_pauses_then_freezes() {
     assert!(matches!(s.get_escrow("b", 1000).unwrap(),
         Lookup::Found(r) if r.guesses == Guesses::default()));
     // Nothing pending is not a guess either.
-    assert_eq!(s.check_code("b", b"m", 1000, &l).unwrap(), CodeCheck::NoCode);
+    assert_eq!(
+        s.check_code("b", b"m", 1000, &l).unwrap(),
+        CodeCheck::NoCode
+    );
     assert!(matches!(s.get_escrow("b", 1000).unwrap(),
         Lookup::Found(r) if r.guesses == Guesses::default()));
 }
@@ -527,7 +558,11 @@ fn caps_on_escrows_held_and_free_escrows_a_day() {
     assert_eq!(free("b", day + 1), Inserted::Stored);
     assert_eq!(free("c", day + 2), Inserted::FreeCapReached);
     assert_eq!(free_today(day), 2, "refusals and taken ids are not counted");
-    assert_eq!(paid("c", 1, day + 3), Inserted::Stored, "paid: not a free one");
+    assert_eq!(
+        paid("c", 1, day + 3),
+        Inserted::Stored,
+        "paid: not a free one"
+    );
     assert_eq!(paid("d", 1, day + 3), Inserted::TokenSpent);
     assert_eq!(free("d", day + 86_400), Inserted::Stored, "a new day");
     assert_eq!(s.escrows_held().unwrap(), 4);
@@ -538,18 +573,28 @@ fn caps_on_escrows_held_and_free_escrows_a_day() {
     assert!(s.delete_escrow("a").unwrap());
     assert!(!s.delete_escrow("a").unwrap());
     assert_eq!(s.escrows_held().unwrap(), 3);
-    assert_eq!(paid("e", 2, day + 86_402), Inserted::Stored, "its token was not spent");
+    assert_eq!(
+        paid("e", 2, day + 86_402),
+        Inserted::Stored,
+        "its token was not spent"
+    );
     assert_eq!(s.escrows_held().unwrap(), 4);
     // Expired escrows removed on reading, on reuse of their id, by the
     // sweep and by bulk import: the counter follows every path.
     let later = day + 86_400 + 1000;
     assert!(matches!(s.get_escrow("b", later).unwrap(), Lookup::Expired));
     assert_eq!(s.escrows_held().unwrap(), 3);
-    assert_eq!(free("c", later + 1), Inserted::Stored, "the expired c replaced");
+    assert_eq!(
+        free("c", later + 1),
+        Inserted::Stored,
+        "the expired c replaced"
+    );
     assert_eq!(s.escrows_held().unwrap(), 3);
     assert_eq!(s.sweep(later + 5000).unwrap().escrows, 3);
     assert_eq!(s.escrows_held().unwrap(), 0);
-    let rows: Vec<_> = (0..7).map(|i| (format!("r{i}"), later + 9000, vec![1])).collect();
+    let rows: Vec<_> = (0..7)
+        .map(|i| (format!("r{i}"), later + 9000, vec![1]))
+        .collect();
     assert_eq!(s.insert_escrows(&rows, later).unwrap(), 7);
     assert_eq!(s.escrows_held().unwrap(), 7);
     assert_eq!(s.counts().unwrap().escrows, 7);
@@ -589,7 +634,8 @@ fn a_version_2_database_is_migrated_with_its_escrows_counted() {
         max_free_per_day: 10,
     };
     assert_eq!(
-        s.insert_escrow_capped("d", 100_000, b"x", None, &caps, 10).unwrap(),
+        s.insert_escrow_capped("d", 100_000, b"x", None, &caps, 10)
+            .unwrap(),
         Inserted::Full
     );
 }
