@@ -35,6 +35,61 @@ pub const DEFAULT_BODY_READ_TIMEOUT: u64 = 10;
 /// Open connections per client address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 32;
 
+/// Wrong codes one escrow may take in an hour.
+pub const DEFAULT_WRONG_GUESSES_PER_HOUR: u32 = 10;
+/// Wrong codes one escrow may take over its life, then it is frozen.
+pub const DEFAULT_WRONG_GUESSES_LIFETIME: u32 = 30;
+/// Escrows held at most.
+pub const DEFAULT_MAX_ESCROWS: u64 = 1_000_000;
+/// Free escrows stored per UTC day at most.
+pub const DEFAULT_MAX_FREE_ESCROWS_PER_DAY: u32 = 10_000;
+
+/// Limits on guessing codes and on what escrow requests may fill
+/// (`[limits]`; see "Guessing and filling limits" in docs/server.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Wrong codes one escrow may take in a fixed hour (opened by the
+    /// first wrong code); then none is compared until the hour ends.
+    pub wrong_guesses_per_hour: u32,
+    /// Wrong codes one escrow may take over its life; then it is frozen
+    /// for good (its owner re-protects with `renew`).
+    pub wrong_guesses_lifetime: u32,
+    /// Escrows held at most (expired ones not yet swept included).
+    pub max_escrows: u64,
+    /// Free escrows stored per UTC day at most.
+    pub max_free_escrows_per_day: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            wrong_guesses_per_hour: DEFAULT_WRONG_GUESSES_PER_HOUR,
+            wrong_guesses_lifetime: DEFAULT_WRONG_GUESSES_LIFETIME,
+            max_escrows: DEFAULT_MAX_ESCROWS,
+            max_free_escrows_per_day: DEFAULT_MAX_FREE_ESCROWS_PER_DAY,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> ServerResult<()> {
+        let l = self;
+        if l.wrong_guesses_per_hour == 0
+            || l.wrong_guesses_lifetime == 0
+            || l.max_escrows == 0
+            || l.max_free_escrows_per_day == 0
+        {
+            return Err(ServerError::config(
+                "limits.wrong_guesses_per_hour, limits.wrong_guesses_lifetime, \
+                 limits.max_escrows and limits.max_free_escrows_per_day must be at least 1 \
+                 (to give no free escrow, set payment.free_seconds = 0)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One hashcash offer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +387,8 @@ pub struct Config {
     pub stats_cache_seconds: u64,
     /// Payment.
     pub payment: PaymentConfig,
+    /// Guessing and filling limits.
+    pub limits: LimitsConfig,
     /// Delivery.
     pub delivery: DeliveryConfig,
     /// Delivery budgets, SMS countries, opt-out and abuse contact.
@@ -379,6 +436,7 @@ impl Default for Config {
             sweep_interval_seconds: 600,
             stats_cache_seconds: 60,
             payment: PaymentConfig::default(),
+            limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
             outbound: OutboundConfig::default(),
             header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT,
@@ -481,6 +539,7 @@ impl Config {
                 "rate_limit_max_clients must be at least 1",
             ));
         }
+        self.limits.validate()?;
         super::http::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header)?;
         if self.country_code.is_empty() || self.country_code.len() > 8 {
             return Err(ServerError::config(
@@ -547,6 +606,12 @@ about_url = "https://passcrow.example.org/"
 #   { bits = 15, seconds = 316224000 },
 # ]
 
+# Guessing and filling (see "Guessing and filling limits" in docs/server.md).
+# [limits]
+# wrong_guesses_per_hour = 10          # per escrow; then no code is checked until the hour ends
+# wrong_guesses_lifetime = 30          # per escrow; then it is frozen for good (owner: renew)
+# max_escrows = 1000000                # escrows held; more are refused
+# max_free_escrows_per_day = 10000     # free escrows made per UTC day
 # What goes out, to whom, and how much (see "Delivery budgets" in
 # docs/server.md). The values shown are the defaults.
 [outbound]
@@ -643,6 +708,24 @@ mod tests {
         assert!(bad("forwarded_header = \"x-real-ip\"").contains("x-real-ip"));
         assert!(bad("body_read_timeout_seconds = 0").contains("body_read_timeout_seconds"));
         assert!(bad("rate_limit_max_clients = 0").contains("rate_limit_max_clients"));
+    }
+
+    #[test]
+    fn limits_settings() {
+        let c = Config::from_toml("[limits]\nmax_escrows = 5\n").unwrap();
+        assert_eq!(c.limits.max_escrows, 5);
+        assert_eq!(c.limits.wrong_guesses_lifetime, 30);
+        c.validate().unwrap();
+        for t in [
+            "[limits]\nwrong_guesses_per_hour = 0",
+            "[limits]\nwrong_guesses_lifetime = 0",
+            "[limits]\nmax_escrows = 0",
+            "[limits]\nmax_free_escrows_per_day = 0",
+        ] {
+            let e = Config::from_toml(t).unwrap().validate().unwrap_err();
+            assert!(e.to_string().contains("limits."), "{e}");
+        }
+        assert!(Config::from_toml("[limits]\nwrong_guesses = 3").is_err());
     }
 
     #[test]

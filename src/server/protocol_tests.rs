@@ -1417,6 +1417,18 @@ impl Storage for CountingScans {
         self.inner
             .insert_escrow_paid(id, expires, sealed, spend, now)
     }
+    fn insert_escrow_capped(
+        &self,
+        id: &storage::StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&storage::Spend>,
+        caps: &storage::Caps,
+        now: i64,
+    ) -> storage::StorageResult<storage::Inserted> {
+        self.inner
+            .insert_escrow_capped(id, expires, sealed, spend, caps, now)
+    }
     fn get_escrow(
         &self,
         id: &storage::StoredId,
@@ -1459,8 +1471,9 @@ impl Storage for CountingScans {
         id: &storage::StoredId,
         mac: &[u8],
         now: i64,
+        limits: &storage::GuessLimits,
     ) -> storage::StorageResult<storage::CodeCheck> {
-        self.inner.check_code(id, mac, now)
+        self.inner.check_code(id, mac, now, limits)
     }
     fn sweep(&self, now: i64) -> storage::StorageResult<storage::Swept> {
         self.inner.sweep(now)

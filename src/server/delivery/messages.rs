@@ -142,6 +142,12 @@ fn minutes(secs: i64) -> i64 {
     (secs.max(60) + 59) / 60
 }
 
+/// `HH:MM` of unix time `t`, in UTC.
+fn utc_hhmm(t: i64) -> String {
+    let s = t.rem_euclid(86_400);
+    format!("{:02}:{:02}", s / 3600, s % 3600 / 60)
+}
+
 /// The subject line: fixed text (no part of it is the requester's).
 pub fn subject(m: &Outgoing) -> String {
     match (&m.notice, is_icelandic(&m.language)) {
@@ -149,6 +155,24 @@ pub fn subject(m: &Outgoing) -> String {
         (Notice::Code { .. }, true) => "Passcrow staðfestingarkóði".into(),
         (Notice::RecoveryStarted { .. }, false) => "Passcrow Recovery Started".into(),
         (Notice::RecoveryStarted { .. }, true) => "Passcrow endurheimt hafin".into(),
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(_),
+            },
+            false,
+        ) => "Passcrow: Too Many Wrong Codes".into(),
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(_),
+            },
+            true,
+        ) => "Passcrow: of margir rangir kóðar".into(),
+        (Notice::TooManyWrongCodes { paused_until: None }, false) => {
+            "Passcrow: Recovery Frozen".into()
+        }
+        (Notice::TooManyWrongCodes { paused_until: None }, true) => {
+            "Passcrow: endurheimt fryst".into()
+        }
     }
 }
 
@@ -198,6 +222,54 @@ pub fn long(m: &Outgoing) -> String {
              Ef ekki, gæti einhver verið að reyna að komast yfir gögnin:\n\
              láttu eigandann vita."
         ),
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            false,
+        ) => format!(
+            "Too many wrong codes were tried for your Passcrow\n\
+             recovery data.\n{l}\n\
+             No code will be checked until {} UTC.\n\n\
+             If that was not you, someone holding the recovery data may\n\
+             be trying to guess the code. After a few more wrong codes\n\
+             this server will freeze its part of the data for good. If\n\
+             this is your data, protect it again (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            true,
+        ) => format!(
+            "Of margir rangir kóðar voru reyndir fyrir Passcrow\n\
+             endurheimtargögnin þín.\n{l}\n\
+             Enginn kóði verður athugaður fyrr en kl. {} (UTC).\n\n\
+             Ef þetta varst ekki þú gæti einhver sem hefur\n\
+             endurheimtargögnin verið að reyna að giska á kóðann. Eftir\n\
+             fáeina ranga kóða til viðbótar frystir þessi þjónn sinn hluta\n\
+             gagnanna fyrir fullt og allt. Ef þú átt gögnin skaltu vernda\n\
+             þau upp á nýtt (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, false) => format!(
+            "Too many wrong codes were tried for your Passcrow\n\
+             recovery data.\n{l}\n\
+             This server has frozen its part of the data for good:\n\
+             it will never release it, and sends no more codes.\n\n\
+             If this is your data, protect it again (passcrow renew) so\n\
+             that it can be recovered."
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, true) => format!(
+            "Of margir rangir kóðar voru reyndir fyrir Passcrow\n\
+             endurheimtargögnin þín.\n{l}\n\
+             Þessi þjónn hefur fryst sinn hluta endurheimtargagnanna\n\
+             fyrir fullt og allt: hann lætur hann aldrei af hendi og\n\
+             sendir enga fleiri kóða.\n\n\
+             Ef þú átt gögnin skaltu vernda þau upp á nýtt\n\
+             (passcrow renew) svo að hægt sé að endurheimta þau."
+        ),
     };
     format!("{body}\n\n-- \n{}\n", footer(m, is))
 }
@@ -241,6 +313,34 @@ pub fn short(m: &Outgoing) -> String {
         (Notice::RecoveryStarted { code_sent_to }, true) => {
             format!("Passcrow: endurheimt hafin, kóði sendur á {code_sent_to}.{l}")
         }
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            false,
+        ) => format!(
+            "Passcrow: too many wrong codes were tried; none is checked until {} UTC. \
+             If not you, re-protect (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (
+            Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            },
+            true,
+        ) => format!(
+            "Passcrow: of margir rangir kóðar reyndir; enginn athugaður fyrr en kl. {} (UTC). \
+             Ef ekki þú, verndaðu upp á nýtt (passcrow renew).",
+            utc_hhmm(*t)
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, false) => format!(
+            "Passcrow: too many wrong codes were tried; this escrow is frozen for good. \
+             Re-protect it (passcrow renew).{l}"
+        ),
+        (Notice::TooManyWrongCodes { paused_until: None }, true) => format!(
+            "Passcrow: of margir rangir kóðar reyndir; varslan er fryst fyrir fullt og allt. \
+             Verndaðu upp á nýtt (passcrow renew).{l}"
+        ),
     };
     format!("{text}{}", sms_tail(m, is))
 }

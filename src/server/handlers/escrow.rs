@@ -63,26 +63,49 @@ impl Server {
 
         // The escrow is stored and its token spent in one transaction: a
         // store that fails spends nothing, and a token pays once.
+        // The caps on escrows held and free escrows a day are checked in
+        // that same transaction: a refused escrow stores nothing, counts
+        // nothing and spends no token.
+        let caps = self.caps();
         let store = |sid: &StoredId| -> ApiResult<Inserted> {
             let sealed = self.keys.seal(sid, &raw);
-            Ok(match &spend {
-                Some(sp) => self
-                    .storage
-                    .insert_escrow_paid(sid, expiration, &sealed, sp, now)?,
-                None => {
-                    if self.storage.insert_escrow(sid, expiration, &sealed, now)? {
-                        Inserted::Stored
-                    } else {
-                        Inserted::IdTaken
-                    }
-                }
-            })
+            Ok(self.storage.insert_escrow_capped(
+                sid,
+                expiration,
+                &sealed,
+                spend.as_ref(),
+                &caps,
+                now,
+            )?)
         };
-        let spent = || {
-            ApiError::new(
-                ErrorKind::Payment,
-                "Invalid payment: this hashcash token was already used",
-            )
+        // The refusals after which no other id is tried.
+        let refusal = |r: Inserted| -> ApiError {
+            match r {
+                Inserted::TokenSpent => ApiError::new(
+                    ErrorKind::Payment,
+                    "Invalid payment: this hashcash token was already used",
+                ),
+                Inserted::Full => {
+                    tracing::warn!(max = caps.max_escrows, "refused: the server is full");
+                    ApiError::new(
+                        ErrorKind::Payment,
+                        "This server is full: it holds as many escrows as its operator \
+                         allows. Nothing was stored and no payment was spent; use another \
+                         server, or try again later.",
+                    )
+                }
+                Inserted::FreeCapReached => ApiError::new(
+                    ErrorKind::Payment,
+                    format!(
+                        "This server has made all its free escrows for today (at most {} a \
+                         day); nothing was stored. Ask for a longer expiration (paid with \
+                         hashcash), or try again after 00:00 UTC.",
+                        caps.max_free_per_day
+                    ),
+                ),
+                // Not refusals (handled by the callers).
+                Inserted::Stored | Inserted::IdTaken => ApiError::internal(),
+            }
         };
         if let Some(pref) = &params.prefer_id {
             let sid = self.keys.stored_id(pref);
@@ -95,8 +118,8 @@ impl Server {
                         escrow_data_id: pref.clone(),
                     });
                 }
-                Inserted::TokenSpent => return Err(spent()),
                 Inserted::IdTaken => tracing::info!("preferred id taken; assigning another"),
+                r => return Err(refusal(r)),
             }
         }
         loop {
@@ -112,8 +135,8 @@ impl Server {
                         escrow_data_id: format!("{expiration:x}-{key}"),
                     });
                 }
-                Inserted::TokenSpent => return Err(spent()),
                 Inserted::IdTaken => {}
+                r => return Err(refusal(r)),
             }
         }
     }

@@ -13,9 +13,10 @@ mod verification;
 use std::sync::Arc;
 
 use super::answer::{ApiError, ApiResult, ErrorKind};
-use super::delivery::Deliver;
+use super::budgets::MessageClass;
+use super::delivery::{Deliver, Outgoing};
 use super::escrow_id::parse_id;
-use super::storage::{Lookup, StoredId};
+use super::storage::{Caps, EscrowRow, GuessLimits, Lookup, StoredId};
 use super::Server;
 use crate::crypto::{self, SecretString};
 use crate::proto::{self, EscrowData};
@@ -28,11 +29,9 @@ pub(super) struct Loaded {
     pub sid: StoredId,
     /// The client's escrow data blob.
     pub blob: String,
-    /// The data as stored (sealed), to tell this escrow from a later one.
-    pub sealed: Vec<u8>,
-    /// When it was stored (unix time; 0 for escrows stored before that was
-    /// recorded: they count as old).
-    pub created: i64,
+    /// The row as stored: the sealed data (which tells this escrow from a
+    /// later one), when it was stored, its guessing budget.
+    pub row: EscrowRow,
 }
 
 impl Server {
@@ -64,8 +63,7 @@ impl Server {
                     key,
                     sid,
                     blob: crypto::b64encode(raw.expose_secret()),
-                    sealed: row.sealed,
-                    created: row.created,
+                    row,
                 })
             }
             Lookup::Expired => Err(ApiError::new(ErrorKind::Expired, "This escrow has expired")),
@@ -96,6 +94,31 @@ impl Server {
         })?;
         proto::parse::<EscrowData>(plain.expose_secret(), "escrow data")
             .map_err(|e| ApiError::bad(format!("The escrow data is not valid: {e}")))
+    }
+
+    /// The guessing budget of every escrow (`[limits]`): per hour, per life.
+    pub(super) fn guess_limits(&self) -> GuessLimits {
+        GuessLimits {
+            window: 3600,
+            per_window: self.cfg.limits.wrong_guesses_per_hour,
+            lifetime: self.cfg.limits.wrong_guesses_lifetime,
+        }
+    }
+
+    /// What escrow requests may fill (`[limits]`).
+    pub(super) fn caps(&self) -> Caps {
+        Caps {
+            max_escrows: self.cfg.limits.max_escrows,
+            max_free_per_day: self.cfg.limits.max_free_escrows_per_day,
+        }
+    }
+
+    /// Send an alert (a notice about an escrow's safety, such as too many
+    /// wrong codes) to one of its identities: not blocked by a spent
+    /// delivery budget (it is still counted), but the opt-out and the SMS
+    /// countries still hold ([`MessageClass::Alert`]).
+    pub(super) fn send_alert(&self, msg: &Outgoing, escrow_created: i64) -> ApiResult<()> {
+        self.send(msg, escrow_created, MessageClass::Alert)
     }
 
     /// The deliverer for identities of `kind`, or `unsupported`.

@@ -35,6 +35,15 @@ impl Server {
         let found = self.load_escrow(&req.escrow_data_id, now)?;
         let sid = found.sid;
         let esd = self.open_client_data(&found.blob, &req.escrow_data_key)?;
+        // No code for an escrow that could not check it: frozen for good,
+        // or its hour of wrong guesses spent (the code would expire unused
+        // and only bother its owner).
+        if found.row.frozen {
+            return Err(self.frozen_error(""));
+        }
+        if let Some(until) = found.row.guesses.paused_until(&self.guess_limits(), now) {
+            return Err(self.paused_error(until, now));
+        }
         let dlv_name = self.deliverer(esd.verify.kind())?.name().to_string();
         let max = self.cfg.max_timeout_seconds;
         let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
@@ -44,7 +53,7 @@ impl Server {
         let mac = self.keys.code_mac(&found.key, code.expose_secret());
         // Opt-out, SMS country and delivery budgets: a refusal counts
         // nothing, here or below.
-        let charged = self.charge(&esd.verify, found.created, MessageClass::Code)?;
+        let charged = self.charge(&esd.verify, found.row.created, MessageClass::Code)?;
         let per_hour = self.cfg.verifications_per_hour;
         let Some(started) = self.storage.start_verification(&sid, now, 3600, per_hour)? else {
             self.refund(charged);
@@ -83,14 +92,14 @@ impl Server {
         }
         if !self.storage.set_code(
             &sid,
-            &found.sealed,
+            &found.row.sealed,
             &mac,
             expiration,
             self.cfg.code_attempts,
         )? {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
-                "Not found: the escrow was deleted or expired while its code was being sent",
+                "Not found: the escrow was deleted, expired or frozen while its code was being sent",
             ));
         }
         tracing::info!(via = dlv_name, id = %sid, "code sent");
@@ -107,7 +116,7 @@ impl Server {
             };
             // The watcher's budgets count notices too; one refused (or
             // failed) is logged, the code is out already.
-            if let Err(e) = self.send(&n, found.created, MessageClass::Notice) {
+            if let Err(e) = self.send(&n, found.row.created, MessageClass::Notice) {
                 tracing::warn!(
                     id = %sid,
                     kind = e.kind.as_str(),

@@ -102,16 +102,81 @@ pub struct EscrowRow {
     pub created: i64,
     /// The escrow data, sealed under the server's master key.
     pub sealed: Vec<u8>,
+    /// Frozen for good: too many wrong codes were tried over its life. No
+    /// code is sent for it or compared any more (its owner re-protects).
+    pub frozen: bool,
+    /// Its wrong guesses so far.
+    pub guesses: Guesses,
+}
+
+/// The wrong guesses counted for one escrow (see [`GuessLimits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guesses {
+    /// Start (unix time) of the current guessing window, 0 before the
+    /// first wrong guess.
+    pub window: i64,
+    /// Wrong guesses in that window.
+    pub in_window: u32,
+    /// Wrong guesses over the escrow's whole life.
+    pub total: u32,
+}
+
+impl Guesses {
+    /// While the window of `limits` that started at `self.window` is
+    /// still open at `now` and has had its `per_window` wrong guesses: when
+    /// it ends (no code is compared before then).
+    pub fn paused_until(&self, limits: &GuessLimits, now: i64) -> Option<i64> {
+        let ends = self.window.saturating_add(limits.window);
+        (ends > now && self.in_window >= limits.per_window).then_some(ends)
+    }
+}
+
+/// How many wrong codes an escrow may take: at most `per_window` in a
+/// fixed window of `window` seconds (opened by the first wrong guess after
+/// the last window ended), and `lifetime` over its whole life, after which
+/// it is frozen for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuessLimits {
+    /// Window length in seconds.
+    pub window: i64,
+    /// Wrong guesses allowed per window.
+    pub per_window: u32,
+    /// Wrong guesses allowed over the escrow's life.
+    pub lifetime: u32,
+}
+
+/// What an escrow may still take after a wrong guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuessesLeft {
+    /// Wrong guesses left in the current window (0: no code is compared
+    /// until `window_ends`).
+    pub in_window: u32,
+    /// Wrong guesses left over the escrow's life (0: it is now frozen).
+    pub lifetime: u32,
+    /// When the current window ends.
+    pub window_ends: i64,
+}
+
+/// Caps on what escrow requests may fill, checked in the transaction that
+/// stores the escrow ([`Storage::insert_escrow_capped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Escrows held at most (expired ones not yet swept included).
+    pub max_escrows: u64,
+    /// Free escrows stored per UTC day at most.
+    pub max_free_per_day: u32,
 }
 
 impl std::fmt::Debug for EscrowRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes }}",
+            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes, frozen: {}, guesses: {:?} }}",
             self.expires,
             self.created,
-            self.sealed.len()
+            self.sealed.len(),
+            self.frozen,
+            self.guesses
         )
     }
 }
@@ -138,10 +203,22 @@ pub enum CodeCheck {
     Void,
     /// It matched: the code is consumed (removed).
     Right,
-    /// It did not match; one attempt was spent and `left` remain.
+    /// It did not match; one attempt of the code, one wrong guess of the
+    /// window and one of the escrow's life were spent.
     Wrong {
-        /// Attempts left (0: the code is now void).
+        /// Attempts left on this code (0: the code is now void).
         left: u32,
+        /// Wrong guesses the escrow may still take (lifetime 0: it is now
+        /// frozen and its code void).
+        guesses: GuessesLeft,
+    },
+    /// The escrow is frozen: nothing was compared, nothing changed.
+    Frozen,
+    /// The window's wrong guesses are spent: nothing was compared, nothing
+    /// changed, until `until`.
+    Paused {
+        /// When the window ends (unix time).
+        until: i64,
     },
 }
 
@@ -190,6 +267,11 @@ pub enum Inserted {
     TokenSpent,
     /// A live escrow has the id: nothing changed (the token is not spent).
     IdTaken,
+    /// [`Caps::max_escrows`] are held: nothing changed (no token spent).
+    Full,
+    /// [`Caps::max_free_per_day`] free escrows were stored today (UTC):
+    /// nothing changed.
+    FreeCapReached,
 }
 
 /// Counts for `stats`.
@@ -283,6 +365,25 @@ pub trait Storage: Send + Sync {
         spend: &Spend,
         now: i64,
     ) -> StorageResult<Inserted>;
+    /// Store an escrow as an escrow request does: free (`spend` None) or
+    /// paid with a token, within `caps`, in one transaction. Refused,
+    /// changing nothing (no token spent, no count), when
+    /// [`Caps::max_escrows`] are held ([`Inserted::Full`]), or for a free
+    /// one when [`Caps::max_free_per_day`] free escrows were stored this
+    /// UTC day ([`Inserted::FreeCapReached`]); otherwise as
+    /// [`Storage::insert_escrow`] (free) or [`Storage::insert_escrow_paid`],
+    /// a stored free escrow counted in its day. The escrows held are a
+    /// counter kept with every insert, deletion and sweep, not a count.
+    /// Durable before it returns.
+    fn insert_escrow_capped(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&Spend>,
+        caps: &Caps,
+        now: i64,
+    ) -> StorageResult<Inserted>;
     /// Store many escrows at once (bulk import, benchmarks): ids must be
     /// new; rows whose id is taken are skipped. Returns how many were
     /// stored. The default inserts one by one.
@@ -302,7 +403,7 @@ pub trait Storage: Send + Sync {
     /// Count a verification of `id` in a fixed window of `window` seconds,
     /// before its code is sent. Returns `None`, changing nothing, when
     /// `max` were already counted in the window (or there is no such
-    /// escrow). The pending code is left as it is: the new one replaces it
+    /// escrow, or it is frozen). The pending code is left as it is: the new one replaces it
     /// only once delivered ([`Storage::set_code`]), so a code nobody
     /// received can never be guessed at or displace one somebody did.
     fn start_verification(
@@ -318,7 +419,7 @@ pub trait Storage: Send + Sync {
     /// two codes delivered at once, the one requested last stays pending,
     /// whichever arrived last. Returns false, storing nothing, if that
     /// escrow is gone (deleted, swept, or replaced by another escrow with
-    /// the same id while the code was on its way).
+    /// the same id while the code was on its way) or frozen.
     fn set_code(
         &self,
         id: &StoredId,
@@ -340,9 +441,20 @@ pub trait Storage: Send + Sync {
         forgive: u32,
     ) -> StorageResult<bool>;
     /// Try `mac` (the keyed hash of a code the user typed) against the
-    /// pending code of `id`, compared in constant time, in one
-    /// transaction: a match consumes the code, a mismatch spends an attempt.
-    fn check_code(&self, id: &StoredId, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
+    /// pending code of `id`, compared in constant time, in one durable
+    /// transaction with the escrow's guessing budget (`limits`): a frozen
+    /// escrow, or one whose window's wrong guesses are spent, compares
+    /// nothing and changes nothing; a match consumes the code; a mismatch
+    /// spends an attempt of the code and a wrong guess of the window and
+    /// of the escrow's life, and the last of its life freezes the escrow
+    /// for good (voiding its code).
+    fn check_code(
+        &self,
+        id: &StoredId,
+        mac: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck>;
     /// Remove everything expired.
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use super::{Rekey, StorageError, StorageResult};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1: escrows (with their verification window), codes, spent
 /// tokens.
@@ -165,6 +165,33 @@ CREATE TABLE IF NOT EXISTS suppressed (
 ) WITHOUT ROWID;
 ";
 
+/// Version 5: the guessing budget of each escrow (wrong guesses in the
+/// current window and over its life, and whether that froze it), the
+/// escrows held as a counter kept by triggers (so the cap on escrows held
+/// costs no `COUNT(*)` per insert), and free escrows stored per UTC day.
+/// The triggers see every insert and deletion, whoever makes it (requests,
+/// sweeps, bulk imports, `sweep` from cron); a later migration that
+/// rebuilds the `escrow` table must create them again and recount.
+pub(super) const SCHEMA_V5: &str = "
+ALTER TABLE escrow ADD COLUMN gwin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE escrow ADD COLUMN gcount INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE escrow ADD COLUMN gtotal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE escrow ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS tally (
+    name TEXT PRIMARY KEY,
+    n    INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR REPLACE INTO tally (name, n) SELECT 'escrows', COUNT(*) FROM escrow;
+CREATE TRIGGER IF NOT EXISTS escrow_tally_insert AFTER INSERT ON escrow
+BEGIN UPDATE tally SET n = n + 1 WHERE name = 'escrows'; END;
+CREATE TRIGGER IF NOT EXISTS escrow_tally_delete AFTER DELETE ON escrow
+BEGIN UPDATE tally SET n = n - 1 WHERE name = 'escrows'; END;
+CREATE TABLE IF NOT EXISTS free_day (
+    day INTEGER PRIMARY KEY,
+    n   INTEGER NOT NULL
+);
+";
+
 /// Bring the database `conn` to [`SCHEMA_VERSION`], from any older
 /// version; refuse a newer one. Runs inside the caller's transaction.
 /// `rekey` is needed only to migrate a schema 1 or 2 database that holds
@@ -197,7 +224,10 @@ pub(super) fn migrate(conn: &Connection, rekey: Option<&dyn Rekey>) -> StorageRe
     if version < 4 {
         conn.execute_batch(SCHEMA_V4)?;
     }
-    // Later migrations go here: `if version < 5 { ... }`.
+    if version < 5 {
+        conn.execute_batch(SCHEMA_V5)?;
+    }
+    // Later migrations go here: `if version < 6 { ... }`.
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }

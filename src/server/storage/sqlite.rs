@@ -10,8 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema;
 use super::{
-    Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, Inserted, Lookup, Rekey, Spend,
-    Started, Storage, StorageError, StorageResult, StoredId, Swept,
+    Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
+    GuessesLeft, Inserted, Lookup, Rekey, Spend, Started, Storage, StorageError, StorageResult,
+    StoredId, Swept,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -247,6 +248,46 @@ fn charge_in(c: &Connection, charge: &Charge, now: i64) -> StorageResult<Charged
         st.execute(params![k.scope, k.window, k.start, k.used, reserve])?;
     }
     Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
+}
+
+/// Store an escrow paid with `spend` and spend the token, unless it was
+/// spent before or a live escrow has the id. Runs inside the caller's
+/// transaction; changes nothing when refused.
+fn insert_paid_row(
+    c: &Connection,
+    id: &StoredId,
+    expires: i64,
+    sealed: &[u8],
+    spend: &Spend,
+    now: i64,
+) -> StorageResult<Inserted> {
+    let spent: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM token WHERE hash = ?1 AND expires > ?2)")?
+        .query_row(params![&spend.hash[..], now], |r| r.get(0))?;
+    if spent {
+        return Ok(Inserted::TokenSpent);
+    }
+    if !insert_row(c, id, expires, sealed, now)? {
+        return Ok(Inserted::IdTaken);
+    }
+    c.prepare_cached("INSERT OR REPLACE INTO token (hash, expires) VALUES (?1, ?2)")?
+        .execute(params![&spend.hash[..], spend.expires])?;
+    Ok(Inserted::Stored)
+}
+
+/// The UTC day of `now` (free escrows are counted per day).
+fn day_of(now: i64) -> i64 {
+    now.div_euclid(86_400)
+}
+
+/// Escrows held, by the counter the triggers keep.
+fn escrows_held(c: &Connection) -> StorageResult<i64> {
+    Ok(
+        c.prepare_cached("SELECT n FROM tally WHERE name = 'escrows'")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
 }
 
 /// How long a statement waits for another process holding the file.
@@ -508,6 +549,12 @@ impl SqliteStorage {
         f(&c)
     }
 
+    /// Escrows held, by the counter kept with every insert and deletion
+    /// (what the cap on escrows held is checked against).
+    pub fn escrows_held(&self) -> StorageResult<u64> {
+        self.read(|c| Ok(escrows_held(c)?.max(0) as u64))
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> StorageResult<i64> {
         self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
@@ -546,21 +593,51 @@ impl Storage for SqliteStorage {
         let (id, sealed, spend) = (*id, sealed.to_vec(), *spend);
         // One job, so one savepoint of one transaction: the token row and
         // the escrow row are committed (and synced) together or not at all.
+        self.write_durable(move |c| insert_paid_row(c, &id, expires, &sealed, &spend, now))
+    }
+
+    fn insert_escrow_capped(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&Spend>,
+        caps: &Caps,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let (id, sealed, spend, caps) = (*id, sealed.to_vec(), spend.copied(), *caps);
+        // The caps are read and the escrow stored in one job of one
+        // transaction (the writer runs jobs one after another), so two
+        // requests at once cannot both take the last place. Every refusal
+        // comes before the first change.
         self.write_durable(move |c| {
-            let spent: bool = c
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM token WHERE hash = ?1 AND expires > ?2)",
-                )?
-                .query_row(params![&spend.hash[..], now], |r| r.get(0))?;
-            if spent {
-                return Ok(Inserted::TokenSpent);
+            let held = escrows_held(c)?;
+            if held >= i64::try_from(caps.max_escrows).unwrap_or(i64::MAX) {
+                return Ok(Inserted::Full);
             }
-            if !insert_row(c, &id, expires, &sealed, now)? {
-                return Ok(Inserted::IdTaken);
+            match spend {
+                Some(sp) => insert_paid_row(c, &id, expires, &sealed, &sp, now),
+                None => {
+                    let day = day_of(now);
+                    let made: i64 = c
+                        .prepare_cached("SELECT n FROM free_day WHERE day = ?1")?
+                        .query_row(params![day], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0);
+                    if made >= i64::from(caps.max_free_per_day) {
+                        return Ok(Inserted::FreeCapReached);
+                    }
+                    if !insert_row(c, &id, expires, &sealed, now)? {
+                        return Ok(Inserted::IdTaken);
+                    }
+                    c.prepare_cached(
+                        "INSERT INTO free_day (day, n) VALUES (?1, 1)
+                         ON CONFLICT (day) DO UPDATE SET n = n + 1",
+                    )?
+                    .execute(params![day])?;
+                    Ok(Inserted::Stored)
+                }
             }
-            c.prepare_cached("INSERT OR REPLACE INTO token (hash, expires) VALUES (?1, ?2)")?
-                .execute(params![&spend.hash[..], spend.expires])?;
-            Ok(Inserted::Stored)
         })
     }
 
@@ -580,16 +657,28 @@ impl Storage for SqliteStorage {
 
     fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup> {
         let key = *id;
-        let row: Option<(i64, Vec<u8>, i64)> = self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT expires, data, created FROM escrow WHERE id = ?1")?
-                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?,
-            )
+        let row: Option<EscrowRow> = self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created FROM escrow WHERE id = ?1",
+            )?
+            .query_row(params![key], |r| {
+                Ok(EscrowRow {
+                    expires: r.get(0)?,
+                    sealed: r.get(1)?,
+                    created: r.get(6)?,
+                    frozen: r.get(2)?,
+                    guesses: Guesses {
+                        window: r.get(3)?,
+                        in_window: r.get(4)?,
+                        total: r.get(5)?,
+                    },
+                })
+            })
+            .optional()?)
         })?;
         Ok(match row {
             None => Lookup::Missing,
-            Some((expires, _, _)) if expires <= now => {
+            Some(row) if row.expires <= now => {
                 let id = *id;
                 self.write(move |c| {
                     c.execute(
@@ -604,11 +693,7 @@ impl Storage for SqliteStorage {
                 })?;
                 Lookup::Expired
             }
-            Some((expires, sealed, created)) => Lookup::Found(EscrowRow {
-                expires,
-                created,
-                sealed,
-            }),
+            Some(row) => Lookup::Found(row),
         })
     }
 
@@ -637,7 +722,7 @@ impl Storage for SqliteStorage {
                          vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
                          vfail  = CASE WHEN vwin + ?3 <= ?2 THEN 0 ELSE vfail END,
                          vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
-                     WHERE id = ?1 AND (vwin + ?3 <= ?2 OR vcount < ?4)
+                     WHERE id = ?1 AND frozen = 0 AND (vwin + ?3 <= ?2 OR vcount < ?4)
                      RETURNING vwin",
                 )?
                 .query_row(params![id, now, window, max], |r| r.get(0))
@@ -659,7 +744,9 @@ impl Storage for SqliteStorage {
             // The data is sealed at rest with a fresh nonce: it tells this
             // escrow from a later one that took its id.
             let same: bool = c
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM escrow WHERE id = ?1 AND data = ?2)")?
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM escrow WHERE id = ?1 AND data = ?2 AND frozen = 0)",
+                )?
                 .query_row(params![id, sealed], |r| r.get(0))?;
             if same {
                 // Codes of one escrow share a timeout, so the later
@@ -692,9 +779,39 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn check_code(&self, id: &StoredId, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
-        let (id, given) = (*id, given.to_vec());
+    fn check_code(
+        &self,
+        id: &StoredId,
+        given: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck> {
+        let (id, given, limits) = (*id, given.to_vec(), *limits);
         self.write_durable(move |c| {
+            // The budget first: a frozen escrow, or one whose window is
+            // spent, compares nothing (not even the right code).
+            let state: Option<(bool, Guesses)> = c
+                .prepare_cached("SELECT frozen, gwin, gcount, gtotal FROM escrow WHERE id = ?1")?
+                .query_row(params![id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Guesses {
+                            window: r.get(1)?,
+                            in_window: r.get(2)?,
+                            total: r.get(3)?,
+                        },
+                    ))
+                })
+                .optional()?;
+            let Some((frozen, g)) = state else {
+                return Ok(CodeCheck::NoCode);
+            };
+            if frozen {
+                return Ok(CodeCheck::Frozen);
+            }
+            if let Some(until) = g.paused_until(&limits, now) {
+                return Ok(CodeCheck::Paused { until });
+            }
             let row: Option<(Vec<u8>, i64, u32)> = c
                 .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -712,11 +829,36 @@ impl Storage for SqliteStorage {
                             .execute(params![id])?;
                         CodeCheck::Right
                     } else {
-                        c.execute(
-                            "UPDATE code SET attempts = attempts - 1 WHERE id = ?1",
-                            params![id],
-                        )?;
-                        CodeCheck::Wrong { left: attempts - 1 }
+                        c.prepare_cached("UPDATE code SET attempts = attempts - 1 WHERE id = ?1")?
+                            .execute(params![id])?;
+                        // A new window opens with the first wrong guess
+                        // after the last one ended.
+                        let (window, in_window) =
+                            if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+                                (now, 1)
+                            } else {
+                                (g.window, g.in_window.saturating_add(1))
+                            };
+                        let total = g.total.saturating_add(1);
+                        let freeze = total >= limits.lifetime;
+                        c.prepare_cached(
+                            "UPDATE escrow SET gwin = ?2, gcount = ?3, gtotal = ?4, frozen = ?5
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, window, in_window, total, freeze])?;
+                        if freeze {
+                            // Frozen for good: its code is void too.
+                            c.prepare_cached("DELETE FROM code WHERE id = ?1")?
+                                .execute(params![id])?;
+                        }
+                        CodeCheck::Wrong {
+                            left: if freeze { 0 } else { attempts - 1 },
+                            guesses: GuessesLeft {
+                                in_window: limits.per_window.saturating_sub(in_window),
+                                lifetime: limits.lifetime.saturating_sub(total),
+                                window_ends: window.saturating_add(limits.window),
+                            },
+                        }
                     }
                 }
             })
@@ -751,6 +893,12 @@ impl Storage for SqliteStorage {
             c.execute(
                 "DELETE FROM delivery_budget WHERE start + win <= ?1",
                 params![now],
+            )?;
+            // Yesterday's count is kept (a clock a little behind must not
+            // find it gone); older days are of no use.
+            c.execute(
+                "DELETE FROM free_day WHERE day < ?1",
+                params![day_of(now) - 1],
             )?;
             Ok(Swept {
                 escrows: 0,

@@ -13,6 +13,25 @@ fn id(name: &str) -> StoredId {
     StoredId::from_bytes(b)
 }
 
+/// A guessing budget the tests of other things never reach.
+const L: GuessLimits = GuessLimits {
+    window: 3600,
+    per_window: 1000,
+    lifetime: 1000,
+};
+
+/// The code check's answer to a wrong code when the budget `L` is far.
+fn wrong(left: u32, in_window: u32, total: u32, window: i64) -> CodeCheck {
+    CodeCheck::Wrong {
+        left,
+        guesses: GuessesLeft {
+            in_window: L.per_window - in_window,
+            lifetime: L.lifetime - total,
+            window_ends: window + L.window,
+        },
+    }
+}
+
 #[test]
 fn escrows_codes_tokens() {
     let s = SqliteStorage::in_memory().unwrap();
@@ -36,28 +55,34 @@ fn escrows_codes_tokens() {
     );
     // m2 replaced m1.
     assert_eq!(
-        s.check_code(&id("a"), b"m1", 25).unwrap(),
-        CodeCheck::Wrong { left: 1 }
+        s.check_code(&id("a"), b"m1", 25, &L).unwrap(),
+        wrong(1, 1, 1, 25)
     );
     assert_eq!(
-        s.check_code(&id("a"), b"m3", 25).unwrap(),
-        CodeCheck::Wrong { left: 0 }
+        s.check_code(&id("a"), b"m3", 25, &L).unwrap(),
+        wrong(0, 2, 2, 25)
     );
-    assert_eq!(s.check_code(&id("a"), b"m2", 25).unwrap(), CodeCheck::Void);
+    assert_eq!(
+        s.check_code(&id("a"), b"m2", 25, &L).unwrap(),
+        CodeCheck::Void
+    );
     assert_eq!(v("a", 30), Some(Started { window: 30 }));
     assert!(s.set_code(&id("a"), b"x", b"m4", 60, 3).unwrap());
-    assert_eq!(s.check_code(&id("a"), b"m4", 31).unwrap(), CodeCheck::Right);
     assert_eq!(
-        s.check_code(&id("a"), b"m4", 31).unwrap(),
+        s.check_code(&id("a"), b"m4", 31, &L).unwrap(),
+        CodeCheck::Right
+    );
+    assert_eq!(
+        s.check_code(&id("a"), b"m4", 31, &L).unwrap(),
         CodeCheck::NoCode
     );
     assert!(s.set_code(&id("a"), b"x", b"m5", 60, 3).unwrap());
     assert_eq!(
-        s.check_code(&id("a"), b"m5", 60).unwrap(),
+        s.check_code(&id("a"), b"m5", 60, &L).unwrap(),
         CodeCheck::Expired
     );
     assert_eq!(
-        s.check_code(&id("a"), b"m5", 60).unwrap(),
+        s.check_code(&id("a"), b"m5", 60, &L).unwrap(),
         CodeCheck::NoCode
     );
 
@@ -72,7 +97,10 @@ fn escrows_codes_tokens() {
     assert!(s.insert_escrow(&id("b"), 100, b"x", 10).unwrap());
     assert!(s.set_code(&id("b"), b"x", b"m", 200, 3).unwrap());
     assert!(s.delete_escrow(&id("b")).unwrap());
-    assert_eq!(s.check_code(&id("b"), b"m", 50).unwrap(), CodeCheck::NoCode);
+    assert_eq!(
+        s.check_code(&id("b"), b"m", 50, &L).unwrap(),
+        CodeCheck::NoCode
+    );
     assert!(s.insert_escrow(&id("c"), 100, b"x", 10).unwrap());
     let sw = s.sweep(100).unwrap();
     assert_eq!(sw.escrows, 1);
@@ -153,7 +181,7 @@ fn failed_deliveries_are_forgiven_up_to_a_bound() {
     let y = v(10_023).unwrap();
     assert!(failed(y));
     assert_eq!(
-        s.check_code(&id("a"), b"m1", 10_024).unwrap(),
+        s.check_code(&id("a"), b"m1", 10_024, &L).unwrap(),
         CodeCheck::Right
     );
     // The bound is reached: a third failure counts like a delivery.
@@ -323,12 +351,12 @@ fn a_version_1_database_is_migrated_to_hashed_ids() {
     assert!(s.verification_failed(&a, st, 1).unwrap());
     // The pending code moved with its escrow, its hash unchanged.
     assert_eq!(
-        s.check_code(&a, &keys.code_mac("a0", "7123457"), 10_020)
+        s.check_code(&a, &keys.code_mac("a0", "7123457"), 10_020, &L)
             .unwrap(),
-        CodeCheck::Wrong { left: 2 }
+        wrong(2, 1, 1, 10_020)
     );
     assert_eq!(
-        s.check_code(&a, &keys.code_mac("a0", "7123456"), 10_020)
+        s.check_code(&a, &keys.code_mac("a0", "7123456"), 10_020, &L)
             .unwrap(),
         CodeCheck::Right
     );
@@ -546,6 +574,11 @@ fn sweep_in_slices_and_bulk_insert() {
     let sw = s.sweep(100).unwrap();
     assert_eq!((sw.escrows, sw.codes), (6_173, 1));
     assert_eq!(s.counts().unwrap().escrows, 6_172);
+    assert_eq!(
+        s.escrows_held().unwrap(),
+        6_172,
+        "the counter kept by the sweep"
+    );
 }
 
 /// (synced, unsynced) commits so far.
@@ -581,12 +614,15 @@ fn code_bookkeeping_is_synced_before_the_answer() {
     });
     synced("check_code (wrong)", &|| {
         assert_eq!(
-            s.check_code(&id("a"), b"zz", 30).unwrap(),
-            CodeCheck::Wrong { left: 2 }
+            s.check_code(&id("a"), b"zz", 30, &L).unwrap(),
+            wrong(2, 1, 1, 30)
         )
     });
     synced("check_code (right)", &|| {
-        assert_eq!(s.check_code(&id("a"), b"m1", 30).unwrap(), CodeCheck::Right)
+        assert_eq!(
+            s.check_code(&id("a"), b"m1", 30, &L).unwrap(),
+            CodeCheck::Right
+        )
     });
     synced("verification_failed", &|| {
         assert!(s
@@ -596,7 +632,7 @@ fn code_bookkeeping_is_synced_before_the_answer() {
     synced("check_code (expired)", &|| {
         assert!(s.set_code(&id("a"), b"x", b"m2", 1000, 3).unwrap());
         assert_eq!(
-            s.check_code(&id("a"), b"m2", 1000).unwrap(),
+            s.check_code(&id("a"), b"m2", 1000, &L).unwrap(),
             CodeCheck::Expired
         )
     });
@@ -714,4 +750,216 @@ fn a_panicking_job_fails_alone() {
     assert!(!e.to_string().contains("again"), "{e}");
     assert!(s.insert_escrow(&id("d"), 100, b"x", 10).unwrap());
     assert_eq!(s.counts().unwrap().escrows, 3);
+}
+
+#[test]
+fn the_guessing_budget_pauses_then_freezes() {
+    let s = SqliteStorage::in_memory().unwrap();
+    let l = GuessLimits {
+        window: 100,
+        per_window: 3,
+        lifetime: 5,
+    };
+    assert!(s.insert_escrow(&id("a"), 100_000, b"x", 10).unwrap());
+    assert!(s.set_code(&id("a"), b"x", b"m", 100_000, 9).unwrap());
+    let left = |left, in_window, lifetime, window_ends| CodeCheck::Wrong {
+        left,
+        guesses: GuessesLeft {
+            in_window,
+            lifetime,
+            window_ends,
+        },
+    };
+    assert_eq!(
+        s.check_code(&id("a"), b"w", 1000, &l).unwrap(),
+        left(8, 2, 4, 1100)
+    );
+    assert_eq!(
+        s.check_code(&id("a"), b"w", 1050, &l).unwrap(),
+        left(7, 1, 3, 1100)
+    );
+    assert_eq!(
+        s.check_code(&id("a"), b"w", 1099, &l).unwrap(),
+        left(6, 0, 2, 1100)
+    );
+    // The window is spent: nothing compared, not even the right code,
+    // and nothing changes.
+    for now in [1099, 1099] {
+        assert_eq!(
+            s.check_code(&id("a"), b"m", now, &l).unwrap(),
+            CodeCheck::Paused { until: 1100 }
+        );
+    }
+    let Lookup::Found(r) = s.get_escrow(&id("a"), 1099).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (r.frozen, r.guesses),
+        (
+            false,
+            Guesses {
+                window: 1000,
+                in_window: 3,
+                total: 3
+            }
+        )
+    );
+    assert_eq!(r.guesses.paused_until(&l, 1099), Some(1100));
+    assert_eq!(r.guesses.paused_until(&l, 1100), None);
+    // A new window opens with the next wrong guess; the 5th of its life
+    // freezes it and voids its code.
+    assert_eq!(
+        s.check_code(&id("a"), b"w", 1100, &l).unwrap(),
+        left(5, 2, 1, 1200)
+    );
+    assert_eq!(
+        s.check_code(&id("a"), b"w", 1101, &l).unwrap(),
+        left(0, 1, 0, 1200)
+    );
+    assert_eq!(s.counts().unwrap().codes, 0, "the code is void");
+    for now in [1102, 5000, 99_999] {
+        assert_eq!(
+            s.check_code(&id("a"), b"m", now, &l).unwrap(),
+            CodeCheck::Frozen
+        );
+    }
+    assert!(matches!(s.get_escrow(&id("a"), 1200).unwrap(), Lookup::Found(r) if r.frozen));
+    // No verification is counted for it, no code stored.
+    assert_eq!(s.start_verification(&id("a"), 2000, 3600, 5).unwrap(), None);
+    assert!(!s.set_code(&id("a"), b"x", b"m", 100_000, 3).unwrap());
+    assert_eq!(s.counts().unwrap().codes, 0);
+    // The right code, before the budget is spent, is not a wrong guess.
+    assert!(s.insert_escrow(&id("b"), 100_000, b"x", 10).unwrap());
+    assert!(s.set_code(&id("b"), b"x", b"m", 100_000, 3).unwrap());
+    assert_eq!(
+        s.check_code(&id("b"), b"m", 1000, &l).unwrap(),
+        CodeCheck::Right
+    );
+    assert!(matches!(s.get_escrow(&id("b"), 1000).unwrap(),
+        Lookup::Found(r) if r.guesses == Guesses::default()));
+    // Nothing pending is not a guess either.
+    assert_eq!(
+        s.check_code(&id("b"), b"m", 1000, &l).unwrap(),
+        CodeCheck::NoCode
+    );
+    assert!(matches!(s.get_escrow(&id("b"), 1000).unwrap(),
+        Lookup::Found(r) if r.guesses == Guesses::default()));
+}
+
+#[test]
+fn caps_on_escrows_held_and_free_escrows_a_day() {
+    let s = SqliteStorage::in_memory().unwrap();
+    let caps = Caps {
+        max_escrows: 4,
+        max_free_per_day: 2,
+    };
+    let day = 20_000 * 86_400;
+    let free = |k: &str, now| {
+        s.insert_escrow_capped(&id(k), now + 1000, b"x", None, &caps, now)
+            .unwrap()
+    };
+    let t = |n: u8| Spend {
+        hash: [n; 32],
+        expires: day + 10 * 86_400,
+    };
+    let paid = |k: &str, n, now| {
+        s.insert_escrow_capped(&id(k), now + 1000, b"x", Some(&t(n)), &caps, now)
+            .unwrap()
+    };
+    let free_today = |now: i64| -> i64 {
+        s.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE((SELECT n FROM free_day WHERE day = ?1), 0)",
+                params![now / 86_400],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap()
+    };
+    assert_eq!(free("a", day), Inserted::Stored);
+    assert_eq!(free("a", day), Inserted::IdTaken);
+    assert_eq!(free("b", day + 1), Inserted::Stored);
+    assert_eq!(free("c", day + 2), Inserted::FreeCapReached);
+    assert_eq!(free_today(day), 2, "refusals and taken ids are not counted");
+    assert_eq!(
+        paid("c", 1, day + 3),
+        Inserted::Stored,
+        "paid: not a free one"
+    );
+    assert_eq!(paid("d", 1, day + 3), Inserted::TokenSpent);
+    assert_eq!(free("d", day + 86_400), Inserted::Stored, "a new day");
+    assert_eq!(s.escrows_held().unwrap(), 4);
+    // Full: refused before anything, the token not spent.
+    assert_eq!(paid("e", 2, day + 86_401), Inserted::Full);
+    assert_eq!(free("e", day + 86_401), Inserted::Full);
+    assert_eq!(free_today(day + 86_400), 1);
+    assert!(s.delete_escrow(&id("a")).unwrap());
+    assert!(!s.delete_escrow(&id("a")).unwrap());
+    assert_eq!(s.escrows_held().unwrap(), 3);
+    assert_eq!(
+        paid("e", 2, day + 86_402),
+        Inserted::Stored,
+        "its token was not spent"
+    );
+    assert_eq!(s.escrows_held().unwrap(), 4);
+    // Expired escrows removed on reading, on reuse of their id, by the
+    // sweep and by bulk import: the counter follows every path.
+    let later = day + 86_400 + 1000;
+    assert!(matches!(
+        s.get_escrow(&id("b"), later).unwrap(),
+        Lookup::Expired
+    ));
+    assert_eq!(s.escrows_held().unwrap(), 3);
+    assert_eq!(
+        free("c", later + 1),
+        Inserted::Stored,
+        "the expired c replaced"
+    );
+    assert_eq!(s.escrows_held().unwrap(), 3);
+    assert_eq!(s.sweep(later + 5000).unwrap().escrows, 3);
+    assert_eq!(s.escrows_held().unwrap(), 0);
+    let rows: Vec<_> = (0..7)
+        .map(|i| (id(&format!("r{i}")), later + 9000, vec![1]))
+        .collect();
+    assert_eq!(s.insert_escrows(&rows, later).unwrap(), 7);
+    assert_eq!(s.escrows_held().unwrap(), 7);
+    assert_eq!(s.counts().unwrap().escrows, 7);
+    assert_eq!(free("z", later + 5000), Inserted::Full);
+    // Old days are swept, yesterday's kept.
+    assert_eq!(s.sweep(day + 3 * 86_400).unwrap().escrows, 7);
+    assert_eq!(s.escrows_held().unwrap(), 0);
+    let days: i64 = s
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM free_day", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(days, 0);
+}
+
+#[test]
+fn a_version_2_database_is_migrated_with_its_escrows_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    let keys = Keys::derive(&Key32::from_bytes([3; 32]));
+    old_database(
+        &path,
+        2,
+        &keys,
+        &[
+            ("a", 100_000, b"x"),
+            ("b", 100_000, b"x"),
+            ("c", 100_000, b"x"),
+        ],
+        &[],
+    );
+    let s = SqliteStorage::open_migrating(&path, &keys).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.escrows_held().unwrap(), 3);
+    let caps = Caps {
+        max_escrows: 3,
+        max_free_per_day: 10,
+    };
+    assert_eq!(
+        s.insert_escrow_capped(&id("d"), 100_000, b"x", None, &caps, 10)
+            .unwrap(),
+        Inserted::Full
+    );
 }
