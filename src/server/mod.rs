@@ -315,6 +315,8 @@ impl Server {
             Method::Verification => self.verification(body).map(|r| Answer::ok(&r)),
             Method::Recovery => self.recovery(body).map(|r| Answer::ok(&r)),
             Method::Deletion => self.deletion(body).map(|r| Answer::ok(&r)),
+            Method::Extensions => Ok(Answer::ok(&self.extensions())),
+            Method::Status => self.status(body).map(|r| Answer::ok(&r)),
         };
         let m = method.as_str();
         self.count(m, r.is_ok());

@@ -1457,6 +1457,15 @@ impl Storage for CountingScans {
         self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.counts()
     }
+    fn count_status(
+        &self,
+        id: &str,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> storage::StorageResult<bool> {
+        self.inner.count_status(id, now, window, max)
+    }
 }
 
 #[test]

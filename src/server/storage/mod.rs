@@ -42,15 +42,18 @@ pub struct EscrowRow {
     pub expires: i64,
     /// The escrow data, sealed under the server's master key.
     pub sealed: Vec<u8>,
+    /// No more recovery attempts allowed (the guessing budget's freeze).
+    pub frozen: bool,
 }
 
 impl std::fmt::Debug for EscrowRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EscrowRow {{ expires: {}, sealed: {} bytes }}",
+            "EscrowRow {{ expires: {}, sealed: {} bytes, frozen: {} }}",
             self.expires,
-            self.sealed.len()
+            self.sealed.len(),
+            self.frozen
         )
     }
 }
@@ -219,4 +222,9 @@ pub trait Storage: Send + Sync {
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.
     fn counts(&self) -> StorageResult<Counts>;
+    /// Count a `status` call on the escrow `id` in a fixed window of
+    /// `window` seconds; returns false, changing nothing, when `max` were
+    /// already counted in the window. Durable before it returns (a limit
+    /// depends on it).
+    fn count_status(&self, id: &str, now: i64, window: i64, max: u32) -> StorageResult<bool>;
 }

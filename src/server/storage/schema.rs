@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::{StorageError, StorageResult};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1: escrows (with their verification window), codes, spent
 /// tokens.
@@ -36,6 +36,17 @@ pub(super) const SCHEMA_V2: &str = "
 ALTER TABLE escrow ADD COLUMN vfail INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 6 (the health check): `status` calls counted per escrow in a
+/// fixed window that ends at `until`. Self-contained: it touches no other
+/// table, so it applies after whatever versions 3 to 5 add.
+pub(super) const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS status_count (
+    id    TEXT PRIMARY KEY,
+    until INTEGER NOT NULL,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Bring the database `conn` to [`SCHEMA_VERSION`], from any older
 /// version; refuse a newer one. Runs inside the caller's transaction.
 pub(super) fn migrate(conn: &Connection) -> StorageResult<()> {
@@ -51,7 +62,10 @@ pub(super) fn migrate(conn: &Connection) -> StorageResult<()> {
     if version < 2 {
         conn.execute_batch(SCHEMA_V2)?;
     }
-    // Later migrations go here: `if version < 3 { ... }`.
+    // Versions 3 to 5 go here.
+    if version < 6 {
+        conn.execute_batch(SCHEMA_V6)?;
+    }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }

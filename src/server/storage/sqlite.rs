@@ -468,7 +468,12 @@ impl Storage for SqliteStorage {
                 })?;
                 Lookup::Expired
             }
-            Some((expires, sealed)) => Lookup::Found(EscrowRow { expires, sealed }),
+            Some((expires, sealed)) => Lookup::Found(EscrowRow {
+                expires,
+                sealed,
+                // set by the guessing budget (issue 12)
+                frozen: false,
+            }),
         })
     }
 
@@ -603,6 +608,8 @@ impl Storage for SqliteStorage {
                 [],
             )?;
             let tokens = c.execute("DELETE FROM token WHERE expires <= ?1", params![now])?;
+            // Status counts whose window is over count nothing any more.
+            c.execute("DELETE FROM status_count WHERE until <= ?1", params![now])?;
             Ok(Swept {
                 escrows: 0,
                 codes: codes as u64,
@@ -621,6 +628,23 @@ impl Storage for SqliteStorage {
                 escrows: escrows.max(0) as u64,
                 codes: codes.max(0) as u64,
             })
+        })
+    }
+
+    fn count_status(&self, id: &str, now: i64, window: i64, max: u32) -> StorageResult<bool> {
+        let id = id.to_string();
+        self.write_durable(move |c| {
+            // A new window, or one more in the current one while under max.
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO status_count (id, until, count) VALUES (?1, ?2 + ?3, 1)
+                     ON CONFLICT (id) DO UPDATE SET
+                         count = CASE WHEN until <= ?2 THEN 1 ELSE count + 1 END,
+                         until = CASE WHEN until <= ?2 THEN ?2 + ?3 ELSE until END
+                     WHERE until <= ?2 OR count < ?4",
+                )?
+                .execute(params![id, now, window, max])?;
+            Ok(n == 1)
         })
     }
 }

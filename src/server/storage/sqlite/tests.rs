@@ -164,7 +164,7 @@ fn a_version_1_database_is_migrated() {
         .unwrap();
     }
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(matches!(
         s.get_escrow("a", 10_010).unwrap(),
         Lookup::Found(_)
@@ -177,7 +177,7 @@ fn a_version_1_database_is_migrated() {
     // Opening it again (as a second process would) finds it migrated.
     drop(s);
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn a_version_1_database_opened_by_several_at_once_is_migrated_once() {
             })
             .collect();
         for o in opens {
-            assert_eq!(o.join().unwrap().unwrap(), 2);
+            assert_eq!(o.join().unwrap().unwrap(), SCHEMA_VERSION);
         }
     });
 }
@@ -398,4 +398,52 @@ fn a_panicking_job_fails_alone() {
     assert!(!e.to_string().contains("again"), "{e}");
     assert!(s.insert_escrow("d", 100, b"x", 10).unwrap());
     assert_eq!(s.counts().unwrap().escrows, 3);
+}
+
+#[test]
+fn status_calls_are_counted_per_escrow_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let s = SqliteStorage::open(&path).unwrap();
+    for _ in 0..3 {
+        assert!(s.count_status("a", 1000, 3600, 3).unwrap());
+    }
+    assert!(!s.count_status("a", 1001, 3600, 3).unwrap());
+    // Another escrow has its own count.
+    assert!(s.count_status("b", 1001, 3600, 3).unwrap());
+    // Kept across a reopen (durable), then a new window starts afresh.
+    drop(s);
+    let s = SqliteStorage::open(&path).unwrap();
+    assert!(!s.count_status("a", 4599, 3600, 3).unwrap());
+    assert!(s.count_status("a", 4600, 3600, 3).unwrap());
+    // A sweep removes counts whose window is over, nothing else.
+    s.sweep(8200).unwrap();
+    assert!(s.count_status("a", 8200, 3600, 1).unwrap());
+    assert!(!s.count_status("a", 8201, 3600, 1).unwrap());
+}
+
+#[test]
+fn a_version_2_database_gains_the_status_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V1} {} PRAGMA user_version = 2; COMMIT;",
+            super::super::schema::SCHEMA_V2
+        ))
+        .unwrap();
+        c.execute(
+            "INSERT INTO escrow (id, expires, data) VALUES ('a', 100000, x'00')",
+            [],
+        )
+        .unwrap();
+    }
+    let s = SqliteStorage::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    match s.get_escrow("a", 10).unwrap() {
+        Lookup::Found(row) => assert!(!row.frozen),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.count_status("a", 10, 3600, 1).unwrap());
 }
