@@ -268,6 +268,10 @@ struct Proxy {
     methods: Arc<Mutex<Vec<String>>>,
 }
 
+/// What the digest-only server keeps of an escrow: id, SHA-256 of the
+/// data, expiration.
+type Kept = (String, Vec<u8>, i64);
+
 fn read_http(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut r = BufReader::new(s.try_clone().ok()?);
     let mut line = String::new();
@@ -301,7 +305,7 @@ impl Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let methods: Arc<Mutex<Vec<String>>> = Arc::default();
-        let kept: Arc<Mutex<Vec<(String, Vec<u8>, i64)>>> = Arc::default();
+        let kept: Arc<Mutex<Vec<Kept>>> = Arc::default();
         let m = methods.clone();
         std::thread::spawn(move || {
             for s in l.incoming() {
@@ -643,4 +647,43 @@ fn reference_servers_unknown_reachable_and_recoverable_by_the_reference_client()
     let (ok, out, err) = run(&mut cmd);
     assert!(ok, "reference recover: {out} {err}");
     assert_eq!(std::fs::read(&out_file).unwrap(), b"hunter2");
+}
+
+#[test]
+fn status_is_also_limited_per_client_address() {
+    // The per-address token bucket every method shares covers `status`:
+    // one address polling (here: ids that do not exist, which cost no
+    // per-escrow count) is cut off at the burst and served again once the
+    // bucket refills.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_testing(dir.path().join("s"), dir.path().join("codes.txt"));
+    cfg.rate_limit_burst = 3;
+    cfg.rate_limit_per_second = 4.0;
+    let h = server::spawn(cfg).unwrap();
+    let ask = |i: u32| -> (u16, serde_json::Value) {
+        let body = serde_json::json!({
+            "passcrow-status-request": "1.0",
+            "escrow-data-id": format!("{i:032x}"),
+            "challenge": passcrow::testing::b64encode(&[i as u8; 32]),
+        });
+        let (code, text) = match ureq::post(&format!("{}/passcrow/status", h.url()))
+            .send_string(&body.to_string())
+        {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        };
+        (code, serde_json::from_str(&text).unwrap())
+    };
+    for i in 0..3 {
+        assert_eq!(ask(i).1["state"], "missing");
+    }
+    let (code, r) = ask(3);
+    assert_eq!(
+        (code, r["error"].as_str()),
+        (429, Some("Sorry, rate limited."))
+    );
+    // The bucket refills (4 a second): the address is served again.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(ask(4).1["state"], "missing");
 }
