@@ -1,6 +1,7 @@
 //! Protect and renew: split a fresh pack key, escrow one share per
 //! identity (paying each server), write the pack; the ephemeral copy.
 
+use super::sidecar::{self, SideEscrow, SideFile};
 use super::{
     now, tasks, CallOptions, Client, Ephemeral, EphemeralInfo, Pacing, ProtectOptions, Protected,
     DEFAULT_PACK_DESCRIPTION,
@@ -22,8 +23,9 @@ impl Client {
         }
     }
 
-    /// Build and send one escrow request; returns the record for the pack.
-    fn escrow_one(&self, job: &EscrowJob<'_>) -> Result<EscrowRecord> {
+    /// Build and send one escrow request; returns the record for the pack
+    /// and the escrow-data blob as sent (for the side file).
+    fn escrow_one(&self, job: &EscrowJob<'_>) -> Result<(EscrowRecord, String)> {
         let idp = job.idp;
         let server = idp
             .server
@@ -37,6 +39,7 @@ impl Client {
                     sp.kinds.join(", ")
                 )));
             }
+            self.require_kind(server, k)?;
         }
         let lifetime = job.policy.expiration_days as i64 * 86400;
         let scheme = payment::choose(&sp, lifetime)?.clone();
@@ -77,7 +80,7 @@ impl Client {
             version: Version,
             parameters: crypto::seal(&pkey, proto::to_reference_json(&params).as_bytes())?,
             parameters_key: pkey.to_b64(),
-            escrow_data: vec![data_blob],
+            escrow_data: vec![data_blob.clone()],
         };
         let resp: EscrowResponse = self.rpc(server, "escrowrequest", &req)?;
         self.log(&format!(
@@ -86,12 +89,15 @@ impl Client {
             idp.id.kind(),
             scheme.scheme_id
         ));
-        Ok(EscrowRecord {
-            kind: idp.id.kind().to_string(),
-            server: server.to_string(),
-            recovery_key: SecretString::new(recovery_key.to_b64()),
-            response: resp,
-        })
+        Ok((
+            EscrowRecord {
+                kind: idp.id.kind().to_string(),
+                server: server.to_string(),
+                recovery_key: SecretString::new(recovery_key.to_b64()),
+                response: resp,
+            },
+            data_blob,
+        ))
     }
 
     /// Protect `secret` under `name` with `policy`.
@@ -152,6 +158,10 @@ impl Client {
         }
         policy.validate(reserve)?;
         let (n, m) = policy.absolute_ratio(reserve)?;
+        let warnings = super::warnings::policy_warnings(policy, reserve, n);
+        for w in &warnings {
+            self.log(&format!("warning: {w}"));
+        }
         // The ephemeral keys take seconds of scrypt: they are derived on
         // their own thread while the shares are escrowed.
         let user_key = (reserve == 1).then(ephemeral::new_user_key);
@@ -199,10 +209,14 @@ impl Client {
                 |j| self.escrow_one(j),
             );
             let mut records = vec![];
+            let mut blobs = vec![];
             let mut failures = vec![];
             for (j, r) in jobs.iter().zip(results) {
                 match r {
-                    Ok(rec) => records.push(rec),
+                    Ok((rec, blob)) => {
+                        records.push(rec);
+                        blobs.push(blob);
+                    }
                     Err(e) => failures.push(Failure {
                         server: j.idp.server.clone().unwrap_or_default(),
                         escrow_id: None,
@@ -248,7 +262,12 @@ impl Client {
                     self.escrow_ephemeral(&mut pack, policy, opts, &pacing, user_key, keys)
                 });
                 match eph {
-                    Ok(info) => eph_info = Some(info),
+                    Ok((info, blob)) => {
+                        if opts.ephemeral == Ephemeral::Both {
+                            blobs.push(blob);
+                        }
+                        eph_info = Some(info)
+                    }
                     Err(e) => {
                         self.delete_escrows(&pack.escrow, &pacing);
                         return Err(e);
@@ -264,6 +283,11 @@ impl Client {
                         return Err(e);
                     }
                 }
+                // The side file is ours alone: a failure to write it costs
+                // the health check its proof, never the pack.
+                if let Err(e) = self.write_side_file(name, &pack, &blobs) {
+                    self.log(&format!("could not write the health side file: {e}"));
+                }
             }
             let mut cleanup_failures = vec![];
             if let Some(old) = old {
@@ -275,8 +299,21 @@ impl Client {
                 path,
                 ephemeral: eph_info,
                 cleanup_failures,
+                warnings,
             })
         })
+    }
+
+    /// The side file of a pack just written: `blobs[i]` is what was sent
+    /// for `pack.escrow[i]`.
+    fn write_side_file(&self, name: &str, pack: &RecoveryPack, blobs: &[String]) -> Result<()> {
+        let entries = pack
+            .escrow
+            .iter()
+            .zip(blobs)
+            .map(|(r, b)| SideEscrow::new(&r.server, &r.response.escrow_data_id, b))
+            .collect::<Result<Vec<_>>>()?;
+        sidecar::save(&self.packs, name, &SideFile::new(now(), entries))
     }
 
     fn escrow_ephemeral(
@@ -287,7 +324,7 @@ impl Client {
         pacing: &Pacing,
         user_key: SecretString,
         (id, ekey, pkey): (String, Key32, Key32),
-    ) -> Result<EphemeralInfo> {
+    ) -> Result<(EphemeralInfo, String)> {
         let blob = ephemeral::seal_pack(pack, &pkey)?;
         let job = EscrowJob {
             idp: &policy.ids[0],
@@ -306,7 +343,7 @@ impl Client {
             |j| j.idp.server.clone().unwrap_or_default(),
             |j| self.escrow_one(j),
         );
-        let rec = results
+        let (rec, blob) = results
             .pop()
             .unwrap_or_else(|| Err(Error::Transport("not run".into())))?;
         let got = &rec.response.escrow_data_id;
@@ -328,12 +365,15 @@ impl Client {
                 user_key.expose_secret()
             )));
         }
-        Ok(EphemeralInfo {
-            server,
-            user_key,
-            expiration,
-            record: printed,
-        })
+        Ok((
+            EphemeralInfo {
+                server,
+                user_key,
+                expiration,
+                record: printed,
+            },
+            blob,
+        ))
     }
 
     /// Renew a pack: escrow `secret` afresh (under `policy`, or the

@@ -238,6 +238,7 @@ impl Client {
             return Ok(Recovered::Pack { name, pack: ep });
         }
         let secret = combine_and_open(pack, &got)?;
+        self.note_review(&pack.name);
         Ok(Recovered::Secret(secret))
     }
 }

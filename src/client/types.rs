@@ -105,6 +105,9 @@ pub struct Protected {
     pub ephemeral: Option<EphemeralInfo>,
     /// Old escrows that could not be deleted after a replace.
     pub cleanup_failures: Vec<Failure>,
+    /// Policy warnings: a threshold one server can meet alone (see
+    /// `docs/security.md`). The pack was made anyway.
+    pub warnings: Vec<String>,
 }
 
 /// One verification started: where the code went.

@@ -345,6 +345,12 @@ pub struct DeliveryConfig {
     pub file: Option<PathBuf>,
 }
 
+/// `status` calls per escrow per hour: a client checks a pack now and
+/// then (daily at most, an app on launch), so 6 leaves room for retries
+/// and several devices while bounding the work (an HMAC over the escrow)
+/// one escrow can cost.
+pub const DEFAULT_STATUS_PER_HOUR: u32 = 6;
+
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -374,6 +380,8 @@ pub struct Config {
     pub code_attempts: u32,
     /// Verification requests allowed per escrow per hour.
     pub verifications_per_hour: u32,
+    /// `status` calls (the health check) allowed per escrow per hour.
+    pub status_per_hour: u32,
     /// Seconds a request may take.
     pub request_timeout_seconds: u64,
     /// Per client address: requests allowed at once (0 = no rate limit).
@@ -430,6 +438,7 @@ impl Default for Config {
             max_timeout_seconds: DEFAULT_MAX_TIMEOUT,
             code_attempts: 3,
             verifications_per_hour: 5,
+            status_per_hour: DEFAULT_STATUS_PER_HOUR,
             request_timeout_seconds: 60,
             rate_limit_burst: 20,
             rate_limit_per_second: 2.0,
@@ -524,6 +533,9 @@ impl Config {
                 "code_attempts and verifications_per_hour must be at least 1",
             ));
         }
+        if self.status_per_hour == 0 {
+            return Err(ServerError::config("status_per_hour must be at least 1"));
+        }
         if self.rate_limit_per_second.is_nan() || self.rate_limit_per_second < 0.0 {
             return Err(ServerError::config(
                 "rate_limit_per_second must be 0 (off) or positive",
@@ -577,6 +589,7 @@ about_url = "https://passcrow.example.org/"
 # max_timeout_seconds = 1800           # how long a code stays valid
 # code_attempts = 3                    # wrong guesses per code, then it is void
 # verifications_per_hour = 5           # per escrow
+# status_per_hour = 6                  # health checks per escrow
 # request_timeout_seconds = 60
 # rate_limit_burst = 20                # per client address; 0 disables
 # rate_limit_per_second = 2.0

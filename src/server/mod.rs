@@ -320,6 +320,8 @@ impl Server {
             Method::Verification => self.verification(body).map(|r| Answer::ok(&r)),
             Method::Recovery => self.recovery(body).map(|r| Answer::ok(&r)),
             Method::Deletion => self.deletion(body).map(|r| Answer::ok(&r)),
+            Method::Extensions => Ok(Answer::ok(&self.extensions())),
+            Method::Status => self.status(body).map(|r| Answer::ok(&r)),
         };
         let m = method.as_str();
         self.count(m, r.is_ok());
@@ -344,6 +346,13 @@ impl Server {
 }
 
 /// See `crate::testing::old_server_database`.
+/// The bytes storage knows the escrow with storage key `key` by, under
+/// the master key `master` (tests that edit a database file directly).
+#[cfg(feature = "testing")]
+pub(crate) fn stored_id_bytes(master: &Key32, key: &str) -> [u8; 32] {
+    *Keys::derive(master).stored_id(key).as_bytes()
+}
+
 #[cfg(feature = "testing")]
 pub(crate) fn write_old_database(
     path: &std::path::Path,

@@ -1498,6 +1498,15 @@ impl Storage for CountingScans {
     fn is_suppressed(&self, recipient: &[u8; 16]) -> storage::StorageResult<bool> {
         self.inner.is_suppressed(recipient)
     }
+    fn count_status(
+        &self,
+        id: &storage::StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> storage::StorageResult<bool> {
+        self.inner.count_status(id, now, window, max)
+    }
 }
 
 #[test]

@@ -120,6 +120,12 @@ impl Keys {
         self.seal_as(SEAL_VERSION, &seal_aad(id), raw)
     }
 
+    /// Open what [`Keys::seal`] sealed under `id`, logging nothing: `None`
+    /// when it does not open (the status method's "altered").
+    pub(crate) fn try_open(&self, id: &StoredId, sealed: &[u8]) -> Option<SecretBytes> {
+        self.open_as(SEAL_VERSION, &seal_aad(id), sealed).ok()
+    }
+
     /// Open what [`Keys::seal`] sealed under `id`; a failure is logged (by
     /// the short stored id) and answered as an internal error.
     pub(crate) fn open(&self, id: &StoredId, sealed: &[u8]) -> ApiResult<SecretBytes> {

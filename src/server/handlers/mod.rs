@@ -1,13 +1,16 @@
 //! The protocol operations, one file each, as `impl Server` blocks:
 //! [`escrow`] (with payment), [`verification`], [`recovery`],
-//! [`deletion`], and [`info`] (policy and stats). Here: what they share,
+//! [`deletion`], [`info`] (policy and stats), and our extensions
+//! [`extensions`] (discovery) and [`status`] (the health check). Here: what they share,
 //! reading requests and finding escrows.
 
 mod deletion;
 mod escrow;
+mod extensions;
 mod info;
 pub(super) mod pages;
 mod recovery;
+mod status;
 mod verification;
 
 use std::sync::Arc;

@@ -472,4 +472,9 @@ pub trait Storage: Send + Sync {
     fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool>;
     /// Whether a recipient's keyed hash is on the suppression list.
     fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool>;
+    /// Count a `status` call on the escrow `id` in a fixed window of
+    /// `window` seconds; returns false, changing nothing, when `max` were
+    /// already counted in the window. Durable before it returns (a limit
+    /// depends on it).
+    fn count_status(&self, id: &StoredId, now: i64, window: i64, max: u32) -> StorageResult<bool>;
 }

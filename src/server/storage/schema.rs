@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use super::{Rekey, StorageError, StorageResult};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1: escrows (with their verification window), codes, spent
 /// tokens.
@@ -192,6 +192,17 @@ CREATE TABLE IF NOT EXISTS free_day (
 );
 ";
 
+/// Version 6 (the health check): `status` calls counted per escrow in a
+/// fixed window that ends at `until`. Self-contained: it touches no other
+/// table, so it applies after whatever versions 3 to 5 add.
+pub(super) const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS status_count (
+    id    BLOB PRIMARY KEY,
+    until INTEGER NOT NULL,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Bring the database `conn` to [`SCHEMA_VERSION`], from any older
 /// version; refuse a newer one. Runs inside the caller's transaction.
 /// `rekey` is needed only to migrate a schema 1 or 2 database that holds
@@ -227,7 +238,10 @@ pub(super) fn migrate(conn: &Connection, rekey: Option<&dyn Rekey>) -> StorageRe
     if version < 5 {
         conn.execute_batch(SCHEMA_V5)?;
     }
-    // Later migrations go here: `if version < 6 { ... }`.
+    if version < 6 {
+        conn.execute_batch(SCHEMA_V6)?;
+    }
+    // Later migrations go here: `if version < 7 { ... }`.
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }

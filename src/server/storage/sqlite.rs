@@ -900,6 +900,8 @@ impl Storage for SqliteStorage {
                 "DELETE FROM free_day WHERE day < ?1",
                 params![day_of(now) - 1],
             )?;
+            // Status counts whose window is over count nothing any more.
+            c.execute("DELETE FROM status_count WHERE until <= ?1", params![now])?;
             Ok(Swept {
                 escrows: 0,
                 codes: codes as u64,
@@ -961,6 +963,23 @@ impl Storage for SqliteStorage {
                 c.prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
                     .query_row(params![&r[..]], |row| row.get(0))?,
             )
+        })
+    }
+
+    fn count_status(&self, id: &StoredId, now: i64, window: i64, max: u32) -> StorageResult<bool> {
+        let id = *id;
+        self.write_durable(move |c| {
+            // A new window, or one more in the current one while under max.
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO status_count (id, until, count) VALUES (?1, ?2 + ?3, 1)
+                     ON CONFLICT (id) DO UPDATE SET
+                         count = CASE WHEN until <= ?2 THEN 1 ELSE count + 1 END,
+                         until = CASE WHEN until <= ?2 THEN ?2 + ?3 ELSE until END
+                     WHERE until <= ?2 OR count < ?4",
+                )?
+                .execute(params![id, now, window, max])?;
+            Ok(n == 1)
         })
     }
 }

@@ -963,3 +963,41 @@ fn a_version_2_database_is_migrated_with_its_escrows_counted() {
         Inserted::Full
     );
 }
+
+#[test]
+fn status_calls_are_counted_per_escrow_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let s = SqliteStorage::open(&path).unwrap();
+    for _ in 0..3 {
+        assert!(s.count_status(&id("a"), 1000, 3600, 3).unwrap());
+    }
+    assert!(!s.count_status(&id("a"), 1001, 3600, 3).unwrap());
+    // Another escrow has its own count.
+    assert!(s.count_status(&id("b"), 1001, 3600, 3).unwrap());
+    // Kept across a reopen (durable), then a new window starts afresh.
+    drop(s);
+    let s = SqliteStorage::open(&path).unwrap();
+    assert!(!s.count_status(&id("a"), 4599, 3600, 3).unwrap());
+    assert!(s.count_status(&id("a"), 4600, 3600, 3).unwrap());
+    // A sweep removes counts whose window is over, nothing else.
+    s.sweep(8200).unwrap();
+    assert!(s.count_status(&id("a"), 8200, 3600, 1).unwrap());
+    assert!(!s.count_status(&id("a"), 8201, 3600, 1).unwrap());
+}
+
+#[test]
+fn a_version_2_database_gains_the_status_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    let keys = Keys::derive(&Key32::from_bytes([3; 32]));
+    old_database(&path, 2, &keys, &[("a", 100_000, b"x")], &[]);
+    let s = SqliteStorage::open_migrating(&path, &keys).unwrap();
+    let a = keys.stored_id("a");
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    match s.get_escrow(&a, 10).unwrap() {
+        Lookup::Found(row) => assert!(!row.frozen),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.count_status(&a, 10, 3600, 1).unwrap());
+}
