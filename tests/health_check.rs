@@ -687,3 +687,76 @@ fn status_is_also_limited_per_client_address() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(ask(4).1["state"], "missing");
 }
+
+/// An escrow frozen by the guessing budget (someone holding the pack tried
+/// 30 wrong codes) is reported `frozen`, not held: the pack's margin
+/// drops, and the check itself delivers nothing.
+#[test]
+fn an_escrow_frozen_by_wrong_guesses_is_reported_frozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = three(dir.path());
+    let c = client(&dir.path().join("home"));
+    let pack = protect_2_of_3(&c, &[&s[0], &s[1], &s[2]], "wallet");
+    let e = &pack.escrow[0];
+    let post = |method: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = match ureq::post(&format!("{}/passcrow/{method}", s[0].url()))
+            .send_string(&body.to_string())
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method}: {e}"),
+        };
+        serde_json::from_str(&r.into_string().unwrap()).unwrap()
+    };
+    // The attacker: 10 wrong codes an hour (the most the hour allows),
+    // three hours running, a fresh code asked for when the last is void
+    // (3 attempts each, so 4 codes an hour, within the 5 allowed).
+    for hour in 0..3 {
+        for g in 0..10 {
+            if g % 3 == 0 {
+                let v = post(
+                    "verificationrequest",
+                    serde_json::json!({
+                        "passcrow-verification-request": "1.0",
+                        "escrow-data-id": e.response.escrow_data_id,
+                        "escrow-data-key": e.recovery_key.expose_secret(),
+                        "prefix": "1",
+                        "language": "en",
+                    }),
+                );
+                assert!(v.get("error").is_none(), "hour {hour}, guess {g}: {v}");
+            }
+            post(
+                "recoveryrequest",
+                serde_json::json!({
+                    "passcrow-recovery-request": "1.0",
+                    "escrow-data-id": e.response.escrow_data_id,
+                    "escrow-data-key": e.recovery_key.expose_secret(),
+                    "verification": "1000000",
+                }),
+            );
+        }
+        s[0].clock.fetch_add(3601, Ordering::SeqCst);
+    }
+    let r = post(
+        "recoveryrequest",
+        serde_json::json!({
+            "passcrow-recovery-request": "1.0",
+            "escrow-data-id": e.response.escrow_data_id,
+            "escrow-data-key": e.recovery_key.expose_secret(),
+            "verification": "1000000",
+        }),
+    );
+    assert_eq!(r["error-kind"], "frozen", "{r}");
+    let before = delivered_all(&s);
+    let h = c.check(&pack).unwrap();
+    assert_eq!(
+        states(&h),
+        [EscrowState::Frozen, EscrowState::Held, EscrowState::Held]
+    );
+    assert_eq!(
+        (h.recoverable, h.healthy, h.margin),
+        (Recoverable::Yes, 2, 0)
+    );
+    assert_eq!(delivered_all(&s), before, "the check delivered something");
+}
