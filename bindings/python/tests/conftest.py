@@ -33,8 +33,14 @@ class Server:
         subprocess.run([exe, "init", str(data)], check=True, capture_output=True)
         if unlimited:  # benchmarks: no per-address or per-escrow limits
             conf = data / "config.toml"
-            conf.write_text("rate_limit_burst = 0\nverifications_per_hour = 1000000\n"
-                            + conf.read_text())
+            # ... nor delivery budgets (every round mails the same people).
+            text = conf.read_text().replace(
+                "[outbound]\n",
+                "[outbound]\nper_recipient_per_hour = 1000000\n"
+                "per_recipient_per_day = 1000000\n"
+                "per_kind_per_hour = { email = 1000000000 }\n", 1)
+            assert "per_recipient_per_hour = 1000000" in text, "no [outbound] in the sample config"
+            conf.write_text("rate_limit_burst = 0\nverifications_per_hour = 1000000\n" + text)
         # Output goes to a file (no pipe to drain from this process).
         self.log_file = root / "server.log"
         with open(self.log_file, "wb") as log:

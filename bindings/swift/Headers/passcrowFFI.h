@@ -335,6 +335,21 @@ void uniffi_passcrow_fn_free_passcrowclient(uint64_t handle, RustCallStatus *_No
 uint64_t uniffi_passcrow_fn_constructor_passcrowclient_new(RustBuffer config_dir, RustBuffer data_dir, RustBuffer transport, RustBuffer log, int8_t create_dirs, RustBuffer language, uint32_t hashcash_threads, uint32_t retry_backoff_ms, uint32_t max_backoff_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_CHECK
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_CHECK
+RustBuffer uniffi_passcrow_fn_method_passcrowclient_check(uint64_t ptr, uint64_t pack, RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_MARK_REVIEWED
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_MARK_REVIEWED
+void uniffi_passcrow_fn_method_passcrowclient_mark_reviewed(uint64_t ptr, RustBuffer name, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RENEWAL_DUE
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_RENEWAL_DUE
+RustBuffer uniffi_passcrow_fn_method_passcrowclient_renewal_due(uint64_t ptr, uint64_t within_seconds, RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_CANCEL
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_PASSCROWCLIENT_CANCEL
 void uniffi_passcrow_fn_method_passcrowclient_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -779,6 +794,24 @@ uint16_t uniffi_passcrow_checksum_method_pack_min_shares(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PACK_NAME
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PACK_NAME
 uint16_t uniffi_passcrow_checksum_method_pack_name(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_CHECK
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_CHECK
+uint16_t uniffi_passcrow_checksum_method_passcrowclient_check(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_MARK_REVIEWED
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_MARK_REVIEWED
+uint16_t uniffi_passcrow_checksum_method_passcrowclient_mark_reviewed(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_RENEWAL_DUE
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_RENEWAL_DUE
+uint16_t uniffi_passcrow_checksum_method_passcrowclient_renewal_due(void
     
 );
 #endif

@@ -1298,6 +1298,26 @@ public func FfiConverterTypePack_lower(_ value: Pack) -> UInt64 {
 public protocol PasscrowClientProtocol: AnyObject, Sendable {
     
     /**
+     * Ask each escrow's server whether it still holds the escrow intact,
+     * sending no code and telling no one, with this call's `options`
+     * (none: no anonymity delay). Blocks.
+     */
+    func check(pack: Pack, options: CallOptions?) throws  -> PackCheck
+    
+    /**
+     * Record that the user reviewed the pack `name` now.
+     */
+    func markReviewed(name: String) throws 
+    
+    /**
+     * For every pack: whether to ask the user to review it now, and why
+     * (escrows expiring within `within_seconds`, an escrow missing or
+     * altered, margin zero, a year since protect or the last review).
+     * Checks every pack (network). Blocks.
+     */
+    func renewalDue(withinSeconds: UInt64, options: CallOptions?) throws  -> [RenewalAdvice]
+    
+    /**
      * Cancel hashcash work in progress (the call raises `Cancelled`).
      * Later calls work again once [`PasscrowClient::reset_cancel`] is
      * called.
@@ -1459,6 +1479,51 @@ public convenience init(configDir: String, dataDir: String, transport: HttpTrans
 
     
 
+    
+    /**
+     * Ask each escrow's server whether it still holds the escrow intact,
+     * sending no code and telling no one, with this call's `options`
+     * (none: no anonymity delay). Blocks.
+     */
+open func check(pack: Pack, options: CallOptions? = nil)throws  -> PackCheck  {
+    return try  FfiConverterTypePackCheck_lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_check(
+            self.uniffiCloneHandle(),
+        FfiConverterTypePack_lower(pack),
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Record that the user reviewed the pack `name` now.
+     */
+open func markReviewed(name: String)throws   {try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_mark_reviewed(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * For every pack: whether to ask the user to review it now, and why
+     * (escrows expiring within `within_seconds`, an escrow missing or
+     * altered, margin zero, a year since protect or the last review).
+     * Checks every pack (network). Blocks.
+     */
+open func renewalDue(withinSeconds: UInt64 = UInt64(2592000), options: CallOptions? = nil)throws  -> [RenewalAdvice]  {
+    return try  FfiConverterSequenceTypeRenewalAdvice.lift(try rustCallWithError(FfiConverterTypePasscrowError_lift) {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_passcrowclient_renewal_due(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(withinSeconds),
+        FfiConverterOptionTypeCallOptions.lower(options),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Cancel hashcash work in progress (the call raises `Cancelled`).
@@ -1924,6 +1989,125 @@ public func FfiConverterTypeEphemeralDetails_lower(_ value: EphemeralDetails) ->
 
 
 /**
+ * One escrow's health.
+ */
+public struct EscrowCheck: Equatable, Hashable {
+    /**
+     * Its code prefix (none for a pack's ephemeral copy).
+     */
+    public var prefix: String?
+    /**
+     * Identity kind.
+     */
+    public var kind: String
+    /**
+     * The server.
+     */
+    public var server: String
+    /**
+     * What the server says.
+     */
+    public var status: EscrowStatus
+    /**
+     * When it expires (unix time).
+     */
+    public var expires: Int64
+    /**
+     * Proven intact with a challenge never sent before.
+     */
+    public var proven: Bool
+    /**
+     * Why, for the states that need one.
+     */
+    public var detail: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its code prefix (none for a pack's ephemeral copy).
+         */prefix: String?, 
+        /**
+         * Identity kind.
+         */kind: String, 
+        /**
+         * The server.
+         */server: String, 
+        /**
+         * What the server says.
+         */status: EscrowStatus, 
+        /**
+         * When it expires (unix time).
+         */expires: Int64, 
+        /**
+         * Proven intact with a challenge never sent before.
+         */proven: Bool, 
+        /**
+         * Why, for the states that need one.
+         */detail: String?) {
+        self.prefix = prefix
+        self.kind = kind
+        self.server = server
+        self.status = status
+        self.expires = expires
+        self.proven = proven
+        self.detail = detail
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension EscrowCheck: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEscrowCheck: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EscrowCheck {
+        return
+            try EscrowCheck(
+                prefix: FfiConverterOptionString.read(from: &buf), 
+                kind: FfiConverterString.read(from: &buf), 
+                server: FfiConverterString.read(from: &buf), 
+                status: FfiConverterTypeEscrowStatus.read(from: &buf), 
+                expires: FfiConverterInt64.read(from: &buf), 
+                proven: FfiConverterBool.read(from: &buf), 
+                detail: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: EscrowCheck, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.prefix, into: &buf)
+        FfiConverterString.write(value.kind, into: &buf)
+        FfiConverterString.write(value.server, into: &buf)
+        FfiConverterTypeEscrowStatus.write(value.status, into: &buf)
+        FfiConverterInt64.write(value.expires, into: &buf)
+        FfiConverterBool.write(value.proven, into: &buf)
+        FfiConverterOptionString.write(value.detail, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEscrowCheck_lift(_ buf: RustBuffer) throws -> EscrowCheck {
+    return try FfiConverterTypeEscrowCheck.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEscrowCheck_lower(_ value: EscrowCheck) -> RustBuffer {
+    return FfiConverterTypeEscrowCheck.lower(value)
+}
+
+
+/**
  * One server that failed during an operation.
  */
 public struct FailureInfo: Equatable, Hashable {
@@ -2068,6 +2252,115 @@ public func FfiConverterTypeHttpResponse_lift(_ buf: RustBuffer) throws -> HttpR
 #endif
 public func FfiConverterTypeHttpResponse_lower(_ value: HttpResponse) -> RustBuffer {
     return FfiConverterTypeHttpResponse.lower(value)
+}
+
+
+/**
+ * A pack's health, from [`PasscrowClient::check`].
+ */
+public struct PackCheck: Equatable, Hashable {
+    /**
+     * The pack.
+     */
+    public var name: String
+    /**
+     * Escrows needed.
+     */
+    public var minShares: UInt32
+    /**
+     * Share escrows held.
+     */
+    public var healthy: UInt32
+    /**
+     * Held − needed: how many more escrows can be lost.
+     */
+    public var margin: Int64
+    /**
+     * Recoverable now.
+     */
+    public var recoverable: Recoverability
+    /**
+     * Every escrow, in pack order.
+     */
+    public var escrows: [EscrowCheck]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The pack.
+         */name: String, 
+        /**
+         * Escrows needed.
+         */minShares: UInt32, 
+        /**
+         * Share escrows held.
+         */healthy: UInt32, 
+        /**
+         * Held − needed: how many more escrows can be lost.
+         */margin: Int64, 
+        /**
+         * Recoverable now.
+         */recoverable: Recoverability, 
+        /**
+         * Every escrow, in pack order.
+         */escrows: [EscrowCheck]) {
+        self.name = name
+        self.minShares = minShares
+        self.healthy = healthy
+        self.margin = margin
+        self.recoverable = recoverable
+        self.escrows = escrows
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PackCheck: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePackCheck: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PackCheck {
+        return
+            try PackCheck(
+                name: FfiConverterString.read(from: &buf), 
+                minShares: FfiConverterUInt32.read(from: &buf), 
+                healthy: FfiConverterUInt32.read(from: &buf), 
+                margin: FfiConverterInt64.read(from: &buf), 
+                recoverable: FfiConverterTypeRecoverability.read(from: &buf), 
+                escrows: FfiConverterSequenceTypeEscrowCheck.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PackCheck, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterUInt32.write(value.minShares, into: &buf)
+        FfiConverterUInt32.write(value.healthy, into: &buf)
+        FfiConverterInt64.write(value.margin, into: &buf)
+        FfiConverterTypeRecoverability.write(value.recoverable, into: &buf)
+        FfiConverterSequenceTypeEscrowCheck.write(value.escrows, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePackCheck_lift(_ buf: RustBuffer) throws -> PackCheck {
+    return try FfiConverterTypePackCheck.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePackCheck_lower(_ value: PackCheck) -> RustBuffer {
+    return FfiConverterTypePackCheck.lower(value)
 }
 
 
@@ -2361,6 +2654,11 @@ public struct ProtectResult: Equatable, Hashable {
      * Old escrows that could not be deleted after a replace.
      */
     public var cleanupFailures: [FailureInfo]
+    /**
+     * Policy warnings (a threshold one server can meet alone); the pack
+     * was made anyway.
+     */
+    public var warnings: [String]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2385,7 +2683,11 @@ public struct ProtectResult: Equatable, Hashable {
          */ephemeral: EphemeralDetails?, 
         /**
          * Old escrows that could not be deleted after a replace.
-         */cleanupFailures: [FailureInfo]) {
+         */cleanupFailures: [FailureInfo], 
+        /**
+         * Policy warnings (a threshold one server can meet alone); the pack
+         * was made anyway.
+         */warnings: [String]) {
         self.name = name
         self.path = path
         self.minShares = minShares
@@ -2393,6 +2695,7 @@ public struct ProtectResult: Equatable, Hashable {
         self.expiresTs = expiresTs
         self.ephemeral = ephemeral
         self.cleanupFailures = cleanupFailures
+        self.warnings = warnings
     }
 
     
@@ -2417,7 +2720,8 @@ public struct FfiConverterTypeProtectResult: FfiConverterRustBuffer {
                 escrows: FfiConverterUInt32.read(from: &buf), 
                 expiresTs: FfiConverterInt64.read(from: &buf), 
                 ephemeral: FfiConverterOptionTypeEphemeralDetails.read(from: &buf), 
-                cleanupFailures: FfiConverterSequenceTypeFailureInfo.read(from: &buf)
+                cleanupFailures: FfiConverterSequenceTypeFailureInfo.read(from: &buf), 
+                warnings: FfiConverterSequenceString.read(from: &buf)
         )
     }
 
@@ -2429,6 +2733,7 @@ public struct FfiConverterTypeProtectResult: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.expiresTs, into: &buf)
         FfiConverterOptionTypeEphemeralDetails.write(value.ephemeral, into: &buf)
         FfiConverterSequenceTypeFailureInfo.write(value.cleanupFailures, into: &buf)
+        FfiConverterSequenceString.write(value.warnings, into: &buf)
     }
 }
 
@@ -2445,6 +2750,164 @@ public func FfiConverterTypeProtectResult_lift(_ buf: RustBuffer) throws -> Prot
 #endif
 public func FfiConverterTypeProtectResult_lower(_ value: ProtectResult) -> RustBuffer {
     return FfiConverterTypeProtectResult.lower(value)
+}
+
+
+/**
+ * Whether one pack is due for review, from [`PasscrowClient::renewal_due`].
+ */
+public struct RenewalAdvice: Equatable, Hashable {
+    /**
+     * The pack.
+     */
+    public var name: String
+    /**
+     * True when any reason applies: ask the user to review (`renew`).
+     */
+    public var due: Bool
+    /**
+     * Why.
+     */
+    public var reasons: [RenewalReasonInfo]
+    /**
+     * The check it is based on (none for an unreadable pack).
+     */
+    public var check: PackCheck?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The pack.
+         */name: String, 
+        /**
+         * True when any reason applies: ask the user to review (`renew`).
+         */due: Bool, 
+        /**
+         * Why.
+         */reasons: [RenewalReasonInfo], 
+        /**
+         * The check it is based on (none for an unreadable pack).
+         */check: PackCheck?) {
+        self.name = name
+        self.due = due
+        self.reasons = reasons
+        self.check = check
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RenewalAdvice: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRenewalAdvice: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RenewalAdvice {
+        return
+            try RenewalAdvice(
+                name: FfiConverterString.read(from: &buf), 
+                due: FfiConverterBool.read(from: &buf), 
+                reasons: FfiConverterSequenceTypeRenewalReasonInfo.read(from: &buf), 
+                check: FfiConverterOptionTypePackCheck.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RenewalAdvice, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterBool.write(value.due, into: &buf)
+        FfiConverterSequenceTypeRenewalReasonInfo.write(value.reasons, into: &buf)
+        FfiConverterOptionTypePackCheck.write(value.check, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRenewalAdvice_lift(_ buf: RustBuffer) throws -> RenewalAdvice {
+    return try FfiConverterTypeRenewalAdvice.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRenewalAdvice_lower(_ value: RenewalAdvice) -> RustBuffer {
+    return FfiConverterTypeRenewalAdvice.lower(value)
+}
+
+
+/**
+ * One reason, with a line for the user.
+ */
+public struct RenewalReasonInfo: Equatable, Hashable {
+    /**
+     * Which.
+     */
+    public var kind: RenewalReasonKind
+    /**
+     * A line for the user.
+     */
+    public var text: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Which.
+         */kind: RenewalReasonKind, 
+        /**
+         * A line for the user.
+         */text: String) {
+        self.kind = kind
+        self.text = text
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RenewalReasonInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRenewalReasonInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RenewalReasonInfo {
+        return
+            try RenewalReasonInfo(
+                kind: FfiConverterTypeRenewalReasonKind.read(from: &buf), 
+                text: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RenewalReasonInfo, into buf: inout [UInt8]) {
+        FfiConverterTypeRenewalReasonKind.write(value.kind, into: &buf)
+        FfiConverterString.write(value.text, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRenewalReasonInfo_lift(_ buf: RustBuffer) throws -> RenewalReasonInfo {
+    return try FfiConverterTypeRenewalReasonInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRenewalReasonInfo_lower(_ value: RenewalReasonInfo) -> RustBuffer {
+    return FfiConverterTypeRenewalReasonInfo.lower(value)
 }
 
 
@@ -2717,6 +3180,131 @@ public func FfiConverterTypeEphemeralMode_lift(_ buf: RustBuffer) throws -> Ephe
 #endif
 public func FfiConverterTypeEphemeralMode_lower(_ value: EphemeralMode) -> RustBuffer {
     return FfiConverterTypeEphemeralMode.lower(value)
+}
+
+
+
+/**
+ * What one escrow's server says about it.
+ */
+
+public enum EscrowStatus: Equatable, Hashable {
+    
+    /**
+     * Held, live, not frozen (and proven intact when `proven`).
+     */
+    case held
+    /**
+     * The server does not have it.
+     */
+    case missing
+    /**
+     * The server holds other bytes under its id.
+     */
+    case altered
+    /**
+     * Past its expiration.
+     */
+    case expired
+    /**
+     * Frozen: no more recovery attempts allowed.
+     */
+    case frozen
+    /**
+     * The server did not answer.
+     */
+    case unreachable
+    /**
+     * The server has no status method (python-passcrow): reachable only.
+     */
+    case unknown
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension EscrowStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEscrowStatus: FfiConverterRustBuffer {
+    typealias SwiftType = EscrowStatus
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EscrowStatus {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .held
+        
+        case 2: return .missing
+        
+        case 3: return .altered
+        
+        case 4: return .expired
+        
+        case 5: return .frozen
+        
+        case 6: return .unreachable
+        
+        case 7: return .unknown
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: EscrowStatus, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .held:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .missing:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .altered:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .expired:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .frozen:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .unreachable:
+            writeInt(&buf, Int32(6))
+        
+        
+        case .unknown:
+            writeInt(&buf, Int32(7))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEscrowStatus_lift(_ buf: RustBuffer) throws -> EscrowStatus {
+    return try FfiConverterTypeEscrowStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEscrowStatus_lower(_ value: EscrowStatus) -> RustBuffer {
+    return FfiConverterTypeEscrowStatus.lower(value)
 }
 
 
@@ -3040,6 +3628,91 @@ public func FfiConverterTypePasscrowError_lower(_ value: PasscrowError) -> RustB
 
 
 /**
+ * Whether a pack can be recovered now.
+ */
+
+public enum Recoverability: Equatable, Hashable {
+    
+    /**
+     * Enough escrows are held.
+     */
+    case yes
+    /**
+     * Not enough, even counting the unknown ones.
+     */
+    case no
+    /**
+     * Servers without the status method decide it.
+     */
+    case unknown
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Recoverability: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRecoverability: FfiConverterRustBuffer {
+    typealias SwiftType = Recoverability
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Recoverability {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .yes
+        
+        case 2: return .no
+        
+        case 3: return .unknown
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Recoverability, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .yes:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .no:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .unknown:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecoverability_lift(_ buf: RustBuffer) throws -> Recoverability {
+    return try FfiConverterTypeRecoverability.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecoverability_lower(_ value: Recoverability) -> RustBuffer {
+    return FfiConverterTypeRecoverability.lower(value)
+}
+
+
+
+/**
  * What [`PasscrowClient::recover`] gives back.
  */
 
@@ -3127,6 +3800,151 @@ public func FfiConverterTypeRecoveryResult_lift(_ buf: RustBuffer) throws -> Rec
 #endif
 public func FfiConverterTypeRecoveryResult_lower(_ value: RecoveryResult) -> RustBuffer {
     return FfiConverterTypeRecoveryResult.lower(value)
+}
+
+
+
+/**
+ * Why a pack is due for review.
+ */
+
+public enum RenewalReasonKind: Equatable, Hashable {
+    
+    /**
+     * An escrow expires within the window.
+     */
+    case expiring
+    /**
+     * An escrow is missing.
+     */
+    case missing
+    /**
+     * An escrow is altered.
+     */
+    case altered
+    /**
+     * An escrow has expired.
+     */
+    case expired
+    /**
+     * An escrow is frozen.
+     */
+    case frozen
+    /**
+     * It cannot be recovered now.
+     */
+    case notRecoverable
+    /**
+     * Losing one more escrow would make it unrecoverable.
+     */
+    case marginZero
+    /**
+     * A year since protect or the last review.
+     */
+    case reviewDue
+    /**
+     * The pack file cannot be read.
+     */
+    case unreadable
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension RenewalReasonKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRenewalReasonKind: FfiConverterRustBuffer {
+    typealias SwiftType = RenewalReasonKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RenewalReasonKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .expiring
+        
+        case 2: return .missing
+        
+        case 3: return .altered
+        
+        case 4: return .expired
+        
+        case 5: return .frozen
+        
+        case 6: return .notRecoverable
+        
+        case 7: return .marginZero
+        
+        case 8: return .reviewDue
+        
+        case 9: return .unreadable
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: RenewalReasonKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .expiring:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .missing:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .altered:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .expired:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .frozen:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .notRecoverable:
+            writeInt(&buf, Int32(6))
+        
+        
+        case .marginZero:
+            writeInt(&buf, Int32(7))
+        
+        
+        case .reviewDue:
+            writeInt(&buf, Int32(8))
+        
+        
+        case .unreadable:
+            writeInt(&buf, Int32(9))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRenewalReasonKind_lift(_ buf: RustBuffer) throws -> RenewalReasonKind {
+    return try FfiConverterTypeRenewalReasonKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRenewalReasonKind_lower(_ value: RenewalReasonKind) -> RustBuffer {
+    return FfiConverterTypeRenewalReasonKind.lower(value)
 }
 
 
@@ -3325,6 +4143,30 @@ fileprivate struct FfiConverterOptionTypeEphemeralDetails: FfiConverterRustBuffe
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypePackCheck: FfiConverterRustBuffer {
+    typealias SwiftType = PackCheck?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypePackCheck.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypePackCheck.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeEphemeralMode: FfiConverterRustBuffer {
     typealias SwiftType = EphemeralMode?
 
@@ -3366,6 +4208,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeEscrowCheck: FfiConverterRustBuffer {
+    typealias SwiftType = [EscrowCheck]
+
+    public static func write(_ value: [EscrowCheck], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeEscrowCheck.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [EscrowCheck] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [EscrowCheck]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeEscrowCheck.read(from: &buf))
         }
         return seq
     }
@@ -3416,6 +4283,56 @@ fileprivate struct FfiConverterSequenceTypePackSummary: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypePackSummary.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeRenewalAdvice: FfiConverterRustBuffer {
+    typealias SwiftType = [RenewalAdvice]
+
+    public static func write(_ value: [RenewalAdvice], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRenewalAdvice.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RenewalAdvice] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RenewalAdvice]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRenewalAdvice.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeRenewalReasonInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [RenewalReasonInfo]
+
+    public static func write(_ value: [RenewalReasonInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRenewalReasonInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RenewalReasonInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RenewalReasonInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRenewalReasonInfo.read(from: &buf))
         }
         return seq
     }
@@ -3537,6 +4454,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_pack_name() != 9348) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_check() != 26095) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_mark_reviewed() != 60396) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_passcrowclient_renewal_due() != 22689) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_passcrowclient_cancel() != 34623) {

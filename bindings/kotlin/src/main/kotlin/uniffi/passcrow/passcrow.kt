@@ -741,6 +741,12 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_passcrow_checksum_method_pack_name(
     ): Int
+    external fun uniffi_passcrow_checksum_method_passcrowclient_check(
+    ): Int
+    external fun uniffi_passcrow_checksum_method_passcrowclient_mark_reviewed(
+    ): Int
+    external fun uniffi_passcrow_checksum_method_passcrowclient_renewal_due(
+    ): Int
     external fun uniffi_passcrow_checksum_method_passcrowclient_cancel(
     ): Int
     external fun uniffi_passcrow_checksum_method_passcrowclient_defaults(
@@ -817,6 +823,12 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_passcrow_fn_constructor_passcrowclient_new(`configDir`: RustBuffer.ByValue,`dataDir`: RustBuffer.ByValue,`transport`: RustBuffer.ByValue,`log`: RustBuffer.ByValue,`createDirs`: Byte,`language`: RustBuffer.ByValue,`hashcashThreads`: Int,`retryBackoffMs`: Int,`maxBackoffMs`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_passcrow_fn_method_passcrowclient_check(`ptr`: Long,`pack`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_passcrow_fn_method_passcrowclient_mark_reviewed(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_passcrow_fn_method_passcrowclient_renewal_due(`ptr`: Long,`withinSeconds`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_method_passcrowclient_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_passcrow_fn_method_passcrowclient_defaults(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1015,6 +1027,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_pack_name() and 0xFFFF) != 9348) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_check() and 0xFFFF) != 26095) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_mark_reviewed() and 0xFFFF) != 60396) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_passcrow_checksum_method_passcrowclient_renewal_due() and 0xFFFF) != 22689) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_cancel() and 0xFFFF) != 34623) {
@@ -2608,6 +2629,26 @@ public object FfiConverterTypePack: FfiConverter<Pack, Long> {
 public interface PasscrowClientInterface {
     
     /**
+     * Ask each escrow's server whether it still holds the escrow intact,
+     * sending no code and telling no one, with this call's `options`
+     * (none: no anonymity delay). Blocks.
+     */
+    fun `check`(`pack`: Pack, `options`: CallOptions? = null): PackCheck
+    
+    /**
+     * Record that the user reviewed the pack `name` now.
+     */
+    fun `markReviewed`(`name`: kotlin.String)
+    
+    /**
+     * For every pack: whether to ask the user to review it now, and why
+     * (escrows expiring within `within_seconds`, an escrow missing or
+     * altered, margin zero, a year since protect or the last review).
+     * Checks every pack (network). Blocks.
+     */
+    fun `renewalDue`(`withinSeconds`: kotlin.ULong = 2592000uL, `options`: CallOptions? = null): List<RenewalAdvice>
+    
+    /**
      * Cancel hashcash work in progress (the call raises `Cancelled`).
      * Later calls work again once [`PasscrowClient::reset_cancel`] is
      * called.
@@ -2819,6 +2860,66 @@ open class PasscrowClient: Disposable, AutoCloseable, PasscrowClientInterface
             UniffiLib.uniffi_passcrow_fn_clone_passcrowclient(handle, status)
         }
     }
+
+    
+    /**
+     * Ask each escrow's server whether it still holds the escrow intact,
+     * sending no code and telling no one, with this call's `options`
+     * (none: no anonymity delay). Blocks.
+     */
+    @Throws(PasscrowException::class)override fun `check`(`pack`: Pack, `options`: CallOptions?): PackCheck {
+            return FfiConverterTypePackCheck.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PasscrowException) { _status ->
+    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_check(
+        it,
+        
+        FfiConverterTypePack.lower(`pack`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Record that the user reviewed the pack `name` now.
+     */
+    @Throws(PasscrowException::class)override fun `markReviewed`(`name`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(PasscrowException) { _status ->
+    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_mark_reviewed(
+        it,
+        
+        FfiConverterString.lower(`name`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * For every pack: whether to ask the user to review it now, and why
+     * (escrows expiring within `within_seconds`, an escrow missing or
+     * altered, margin zero, a year since protect or the last review).
+     * Checks every pack (network). Blocks.
+     */
+    @Throws(PasscrowException::class)override fun `renewalDue`(`withinSeconds`: kotlin.ULong, `options`: CallOptions?): List<RenewalAdvice> {
+            return FfiConverterSequenceTypeRenewalAdvice.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PasscrowException) { _status ->
+    UniffiLib.uniffi_passcrow_fn_method_passcrowclient_renewal_due(
+        it,
+        
+        FfiConverterULong.lower(`withinSeconds`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),_status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -3261,6 +3362,93 @@ public object FfiConverterTypeEphemeralDetails: FfiConverterRustBuffer<Ephemeral
 
 
 /**
+ * One escrow's health.
+ */
+data class EscrowCheck (
+    /**
+     * Its code prefix (none for a pack's ephemeral copy).
+     */
+    var `prefix`: kotlin.String?
+    , 
+    /**
+     * Identity kind.
+     */
+    var `kind`: kotlin.String
+    , 
+    /**
+     * The server.
+     */
+    var `server`: kotlin.String
+    , 
+    /**
+     * What the server says.
+     */
+    var `status`: EscrowStatus
+    , 
+    /**
+     * When it expires (unix time).
+     */
+    var `expires`: kotlin.Long
+    , 
+    /**
+     * Proven intact with a challenge never sent before.
+     */
+    var `proven`: kotlin.Boolean
+    , 
+    /**
+     * Why, for the states that need one.
+     */
+    var `detail`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEscrowCheck: FfiConverterRustBuffer<EscrowCheck> {
+    override fun read(buf: ByteBuffer): EscrowCheck {
+        return EscrowCheck(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterTypeEscrowStatus.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: EscrowCheck) = (
+            FfiConverterOptionalString.allocationSize(value.`prefix`) +
+            FfiConverterString.allocationSize(value.`kind`) +
+            FfiConverterString.allocationSize(value.`server`) +
+            FfiConverterTypeEscrowStatus.allocationSize(value.`status`) +
+            FfiConverterLong.allocationSize(value.`expires`) +
+            FfiConverterBoolean.allocationSize(value.`proven`) +
+            FfiConverterOptionalString.allocationSize(value.`detail`)
+    )
+
+    override fun write(value: EscrowCheck, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`prefix`, buf)
+            FfiConverterString.write(value.`kind`, buf)
+            FfiConverterString.write(value.`server`, buf)
+            FfiConverterTypeEscrowStatus.write(value.`status`, buf)
+            FfiConverterLong.write(value.`expires`, buf)
+            FfiConverterBoolean.write(value.`proven`, buf)
+            FfiConverterOptionalString.write(value.`detail`, buf)
+    }
+}
+
+
+
+/**
  * One server that failed during an operation.
  */
 data class FailureInfo (
@@ -3357,6 +3545,85 @@ public object FfiConverterTypeHttpResponse: FfiConverterRustBuffer<HttpResponse>
     override fun write(value: HttpResponse, buf: ByteBuffer) {
             FfiConverterUShort.write(value.`status`, buf)
             FfiConverterByteArray.write(value.`body`, buf)
+    }
+}
+
+
+
+/**
+ * A pack's health, from [`PasscrowClient::check`].
+ */
+data class PackCheck (
+    /**
+     * The pack.
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Escrows needed.
+     */
+    var `minShares`: kotlin.UInt
+    , 
+    /**
+     * Share escrows held.
+     */
+    var `healthy`: kotlin.UInt
+    , 
+    /**
+     * Held − needed: how many more escrows can be lost.
+     */
+    var `margin`: kotlin.Long
+    , 
+    /**
+     * Recoverable now.
+     */
+    var `recoverable`: Recoverability
+    , 
+    /**
+     * Every escrow, in pack order.
+     */
+    var `escrows`: List<EscrowCheck>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePackCheck: FfiConverterRustBuffer<PackCheck> {
+    override fun read(buf: ByteBuffer): PackCheck {
+        return PackCheck(
+            FfiConverterString.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterTypeRecoverability.read(buf),
+            FfiConverterSequenceTypeEscrowCheck.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PackCheck) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterUInt.allocationSize(value.`minShares`) +
+            FfiConverterUInt.allocationSize(value.`healthy`) +
+            FfiConverterLong.allocationSize(value.`margin`) +
+            FfiConverterTypeRecoverability.allocationSize(value.`recoverable`) +
+            FfiConverterSequenceTypeEscrowCheck.allocationSize(value.`escrows`)
+    )
+
+    override fun write(value: PackCheck, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterUInt.write(value.`minShares`, buf)
+            FfiConverterUInt.write(value.`healthy`, buf)
+            FfiConverterLong.write(value.`margin`, buf)
+            FfiConverterTypeRecoverability.write(value.`recoverable`, buf)
+            FfiConverterSequenceTypeEscrowCheck.write(value.`escrows`, buf)
     }
 }
 
@@ -3590,6 +3857,12 @@ data class ProtectResult (
      * Old escrows that could not be deleted after a replace.
      */
     var `cleanupFailures`: List<FailureInfo>
+    , 
+    /**
+     * Policy warnings (a threshold one server can meet alone); the pack
+     * was made anyway.
+     */
+    var `warnings`: List<kotlin.String>
     
 ){
     
@@ -3613,6 +3886,7 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterLong.read(buf),
             FfiConverterOptionalTypeEphemeralDetails.read(buf),
             FfiConverterSequenceTypeFailureInfo.read(buf),
+            FfiConverterSequenceString.read(buf),
         )
     }
 
@@ -3623,7 +3897,8 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterUInt.allocationSize(value.`escrows`) +
             FfiConverterLong.allocationSize(value.`expiresTs`) +
             FfiConverterOptionalTypeEphemeralDetails.allocationSize(value.`ephemeral`) +
-            FfiConverterSequenceTypeFailureInfo.allocationSize(value.`cleanupFailures`)
+            FfiConverterSequenceTypeFailureInfo.allocationSize(value.`cleanupFailures`) +
+            FfiConverterSequenceString.allocationSize(value.`warnings`)
     )
 
     override fun write(value: ProtectResult, buf: ByteBuffer) {
@@ -3634,6 +3909,117 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterLong.write(value.`expiresTs`, buf)
             FfiConverterOptionalTypeEphemeralDetails.write(value.`ephemeral`, buf)
             FfiConverterSequenceTypeFailureInfo.write(value.`cleanupFailures`, buf)
+            FfiConverterSequenceString.write(value.`warnings`, buf)
+    }
+}
+
+
+
+/**
+ * Whether one pack is due for review, from [`PasscrowClient::renewal_due`].
+ */
+data class RenewalAdvice (
+    /**
+     * The pack.
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * True when any reason applies: ask the user to review (`renew`).
+     */
+    var `due`: kotlin.Boolean
+    , 
+    /**
+     * Why.
+     */
+    var `reasons`: List<RenewalReasonInfo>
+    , 
+    /**
+     * The check it is based on (none for an unreadable pack).
+     */
+    var `check`: PackCheck?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRenewalAdvice: FfiConverterRustBuffer<RenewalAdvice> {
+    override fun read(buf: ByteBuffer): RenewalAdvice {
+        return RenewalAdvice(
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterSequenceTypeRenewalReasonInfo.read(buf),
+            FfiConverterOptionalTypePackCheck.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RenewalAdvice) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterBoolean.allocationSize(value.`due`) +
+            FfiConverterSequenceTypeRenewalReasonInfo.allocationSize(value.`reasons`) +
+            FfiConverterOptionalTypePackCheck.allocationSize(value.`check`)
+    )
+
+    override fun write(value: RenewalAdvice, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterBoolean.write(value.`due`, buf)
+            FfiConverterSequenceTypeRenewalReasonInfo.write(value.`reasons`, buf)
+            FfiConverterOptionalTypePackCheck.write(value.`check`, buf)
+    }
+}
+
+
+
+/**
+ * One reason, with a line for the user.
+ */
+data class RenewalReasonInfo (
+    /**
+     * Which.
+     */
+    var `kind`: RenewalReasonKind
+    , 
+    /**
+     * A line for the user.
+     */
+    var `text`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRenewalReasonInfo: FfiConverterRustBuffer<RenewalReasonInfo> {
+    override fun read(buf: ByteBuffer): RenewalReasonInfo {
+        return RenewalReasonInfo(
+            FfiConverterTypeRenewalReasonKind.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RenewalReasonInfo) = (
+            FfiConverterTypeRenewalReasonKind.allocationSize(value.`kind`) +
+            FfiConverterString.allocationSize(value.`text`)
+    )
+
+    override fun write(value: RenewalReasonInfo, buf: ByteBuffer) {
+            FfiConverterTypeRenewalReasonKind.write(value.`kind`, buf)
+            FfiConverterString.write(value.`text`, buf)
     }
 }
 
@@ -3812,6 +4198,69 @@ public object FfiConverterTypeEphemeralMode: FfiConverterRustBuffer<EphemeralMod
     override fun allocationSize(value: EphemeralMode) = 4UL
 
     override fun write(value: EphemeralMode, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What one escrow's server says about it.
+ */
+
+enum class EscrowStatus {
+    
+    /**
+     * Held, live, not frozen (and proven intact when `proven`).
+     */
+    HELD,
+    /**
+     * The server does not have it.
+     */
+    MISSING,
+    /**
+     * The server holds other bytes under its id.
+     */
+    ALTERED,
+    /**
+     * Past its expiration.
+     */
+    EXPIRED,
+    /**
+     * Frozen: no more recovery attempts allowed.
+     */
+    FROZEN,
+    /**
+     * The server did not answer.
+     */
+    UNREACHABLE,
+    /**
+     * The server has no status method (python-passcrow): reachable only.
+     */
+    UNKNOWN;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEscrowStatus: FfiConverterRustBuffer<EscrowStatus> {
+    override fun read(buf: ByteBuffer) = try {
+        EscrowStatus.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: EscrowStatus) = 4UL
+
+    override fun write(value: EscrowStatus, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -4282,6 +4731,53 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
 
 
 /**
+ * Whether a pack can be recovered now.
+ */
+
+enum class Recoverability {
+    
+    /**
+     * Enough escrows are held.
+     */
+    YES,
+    /**
+     * Not enough, even counting the unknown ones.
+     */
+    NO,
+    /**
+     * Servers without the status method decide it.
+     */
+    UNKNOWN;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRecoverability: FfiConverterRustBuffer<Recoverability> {
+    override fun read(buf: ByteBuffer) = try {
+        Recoverability.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: Recoverability) = 4UL
+
+    override fun write(value: Recoverability, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * What [`PasscrowClient::recover`] gives back.
  */
 sealed class RecoveryResult: Disposable  {
@@ -4401,6 +4897,77 @@ public object FfiConverterTypeRecoveryResult : FfiConverterRustBuffer<RecoveryRe
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * Why a pack is due for review.
+ */
+
+enum class RenewalReasonKind {
+    
+    /**
+     * An escrow expires within the window.
+     */
+    EXPIRING,
+    /**
+     * An escrow is missing.
+     */
+    MISSING,
+    /**
+     * An escrow is altered.
+     */
+    ALTERED,
+    /**
+     * An escrow has expired.
+     */
+    EXPIRED,
+    /**
+     * An escrow is frozen.
+     */
+    FROZEN,
+    /**
+     * It cannot be recovered now.
+     */
+    NOT_RECOVERABLE,
+    /**
+     * Losing one more escrow would make it unrecoverable.
+     */
+    MARGIN_ZERO,
+    /**
+     * A year since protect or the last review.
+     */
+    REVIEW_DUE,
+    /**
+     * The pack file cannot be read.
+     */
+    UNREADABLE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRenewalReasonKind: FfiConverterRustBuffer<RenewalReasonKind> {
+    override fun read(buf: ByteBuffer) = try {
+        RenewalReasonKind.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: RenewalReasonKind) = 4UL
+
+    override fun write(value: RenewalReasonKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
     }
 }
 
@@ -4668,6 +5235,38 @@ public object FfiConverterOptionalTypeEphemeralDetails: FfiConverterRustBuffer<E
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypePackCheck: FfiConverterRustBuffer<PackCheck?> {
+    override fun read(buf: ByteBuffer): PackCheck? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypePackCheck.read(buf)
+    }
+
+    override fun allocationSize(value: PackCheck?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypePackCheck.allocationSize(value)
+        }
+    }
+
+    override fun write(value: PackCheck?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypePackCheck.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeEphemeralMode: FfiConverterRustBuffer<EphemeralMode?> {
     override fun read(buf: ByteBuffer): EphemeralMode? {
         if (buf.get().toInt() == 0) {
@@ -4728,6 +5327,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeEscrowCheck: FfiConverterRustBuffer<List<EscrowCheck>> {
+    override fun read(buf: ByteBuffer): List<EscrowCheck> {
+        val len = buf.getInt()
+        return List<EscrowCheck>(len) {
+            FfiConverterTypeEscrowCheck.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<EscrowCheck>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeEscrowCheck.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<EscrowCheck>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeEscrowCheck.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeFailureInfo: FfiConverterRustBuffer<List<FailureInfo>> {
     override fun read(buf: ByteBuffer): List<FailureInfo> {
         val len = buf.getInt()
@@ -4774,6 +5401,62 @@ public object FfiConverterSequenceTypePackSummary: FfiConverterRustBuffer<List<P
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypePackSummary.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRenewalAdvice: FfiConverterRustBuffer<List<RenewalAdvice>> {
+    override fun read(buf: ByteBuffer): List<RenewalAdvice> {
+        val len = buf.getInt()
+        return List<RenewalAdvice>(len) {
+            FfiConverterTypeRenewalAdvice.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RenewalAdvice>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRenewalAdvice.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RenewalAdvice>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRenewalAdvice.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRenewalReasonInfo: FfiConverterRustBuffer<List<RenewalReasonInfo>> {
+    override fun read(buf: ByteBuffer): List<RenewalReasonInfo> {
+        val len = buf.getInt()
+        return List<RenewalReasonInfo>(len) {
+            FfiConverterTypeRenewalReasonInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RenewalReasonInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRenewalReasonInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RenewalReasonInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRenewalReasonInfo.write(it, buf)
         }
     }
 }
