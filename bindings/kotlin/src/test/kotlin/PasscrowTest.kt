@@ -2,7 +2,8 @@
 // scripts/test.d/30-bindings.sh): protect 2-of-3, verify, read the codes,
 // recover, compare bytes; a wrong code throws the typed exception with the
 // attempts left; forget removes the pack. Also: an app-supplied transport,
-// bad input, and calls from several threads.
+// bad input, calls from several threads, and the health check (no code
+// sent, renewal due, review recorded).
 //
 // Usage: PasscrowTestKt SERVER_URL CODES_FILE WORK_DIR
 
@@ -150,6 +151,25 @@ fun testThreads() {
     check(c.list().map { it.name }.sorted() == listOf("p0", "p1", "p2")) { "list" }
 }
 
+fun testHealth() {
+    val c = client("health")
+    val before = if (codesFile.exists()) codesFile.readText() else ""
+    val res = c.protect("health", SECRET, ids("dora", "emil", "finn"), n = 2u, m = 3u)
+    check(res.warnings.isNotEmpty()) { "one server holds every share: a warning expected" }
+    val h = c.check(c.pack("health"))
+    check(h.recoverable == Recoverability.YES) { "recoverable: $h" }
+    check(h.healthy == 3u && h.margin == 1L && h.minShares == 2u) { "counts: $h" }
+    check(h.escrows.all { it.status == EscrowStatus.HELD && it.proven }) { "escrows: ${h.escrows}" }
+    val due = c.renewalDue(withinSeconds = 400uL * 86400uL).single { it.name == "health" }
+    check(due.due && due.reasons.isNotEmpty()) { "due within 400 days: $due" }
+    val notDue = c.renewalDue(withinSeconds = 60uL).single { it.name == "health" }
+    check(!notDue.due && notDue.reasons.isEmpty()) { "not due within a minute: $notDue" }
+    c.markReviewed("health")
+    val after = if (codesFile.exists()) codesFile.readText() else ""
+    check(after == before) { "the check delivered a code or a notice" }
+    check(c.forget("health") == 3u) { "forget" }
+}
+
 fun main(args: Array<String>) {
     serverUrl = args[0]
     codesFile = File(args[1])
@@ -159,6 +179,7 @@ fun main(args: Array<String>) {
         "foreign transport" to ::testForeignTransport,
         "bad input" to ::testBadInput,
         "threads" to ::testThreads,
+        "health check" to ::testHealth,
     )
     var passed = 0
     var failed = 0
