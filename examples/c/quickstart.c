@@ -7,7 +7,9 @@
  *
  * The server must deliver codes to CODES_FILE (`passcrow-server
  * --deliver-to-file CODES_FILE`, lines `identity<TAB>code`) instead of by
- * e-mail: this program reads its "mail" from there, as a user would.
+ * e-mail: this program reads its "mail" from there, as a user would; and
+ * allow SMS to Iceland (`[outbound] sms_countries = ["354"]` in its
+ * config.toml), where this program's tel: identity is.
  */
 #include <passcrow.h>
 
