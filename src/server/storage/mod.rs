@@ -14,9 +14,17 @@
 //! verification counts, codes set, attempts spent, codes used) is durable
 //! before it returns: a power cut right after an answer cannot undo it.
 
+mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod schema;
 mod sqlite;
 
+pub use open::{open_database, Database};
+#[cfg(feature = "postgres")]
+pub use open::postgres_settings;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStorage;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStorage;
 

@@ -1,0 +1,620 @@
+//! [`PostgresStorage`]: the [`Storage`] backend for several
+//! `passcrow-server` instances sharing one PostgreSQL database (feature
+//! `postgres`).
+//!
+//! Every piece of state a limit depends on (codes and their attempts,
+//! verification counts and their windows, spent tokens) is a row, and
+//! every operation that must not race is serialised by the database, never
+//! by process memory: a single statement (`UPDATE ... WHERE ... RETURNING`,
+//! `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ... RETURNING`, which
+//! re-check their condition on the newest row version after waiting for
+//! its lock) or one transaction holding the rows' locks (`SELECT ... FOR
+//! UPDATE` / `FOR SHARE`). Deadlocks and serialization failures (both
+//! rolled back by the database) are retried a bounded number of times; no
+//! transaction is held open across a delivery (the protocol calls
+//! [`Storage::start_verification`], delivers, then [`Storage::set_code`]).
+//!
+//! Each operation is one function below with its SQL in it: a new method
+//! of the trait is one more function. Statements are sent with their
+//! parameter types (`query_typed`: parse, bind and execute in one round
+//! trip on the unnamed statement), so no prepared statement outlives a
+//! request.
+//!
+//! Durability: every connection runs with `synchronous_commit` on (set at
+//! connect when the server's default is `off`), so a commit, and so every
+//! answer, waits for the WAL flush; PostgreSQL groups the flushes of
+//! concurrent commits itself. Housekeeping (sweeps, expired rows removed
+//! on read) commits with `synchronous_commit = off`, like SQLite's.
+//!
+//! Clock: the instances' (the `now` each call is given), so their clocks
+//! must agree (NTP); see docs/server.md.
+
+mod connect;
+mod copy;
+mod pool;
+mod schema;
+
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row};
+
+use super::{
+    CodeCheck, Counts, EscrowRow, Inserted, Lookup, Spend, Started, Storage, StorageError,
+    StorageResult, Swept,
+};
+
+pub use connect::Settings;
+pub use copy::{copy_from_sqlite, Copied};
+
+/// The environment variable holding the database password (overrides
+/// `postgres.password_file`; libpq's `PGPASSWORD` is read after it).
+pub const ENV_DATABASE_PASSWORD: &str = "PASSCROW_DATABASE_PASSWORD";
+
+/// Deadlocks and serialization failures retried before giving up.
+const RETRIES: u32 = 4;
+
+/// Key of the advisory lock a sweep holds, so instances do not sweep at
+/// once ("pcrw" "swep"): the others skip their turn.
+const SWEEP_LOCK: i64 = 0x7063_7277_7377_6570;
+
+/// Rows a sweep removes per transaction.
+const SWEEP_SLICE: i64 = 5000;
+
+/// PostgreSQL storage; see the module documentation.
+pub struct PostgresStorage {
+    pool: pool::Pool,
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStorage({})", self.pool.connector().label)
+    }
+}
+
+/// One parameter and its type.
+type P<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn text<'a, 'b: 'a>(v: &'a &'b str) -> P<'a> {
+    (v as &(dyn ToSql + Sync), Type::TEXT)
+}
+fn int(v: &i64) -> P<'_> {
+    (v as &(dyn ToSql + Sync), Type::INT8)
+}
+fn bytes<'a, 'b: 'a>(v: &'a &'b [u8]) -> P<'a> {
+    (v as &(dyn ToSql + Sync), Type::BYTEA)
+}
+
+/// How an operation runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One statement, committed by itself (durable).
+    Statement,
+    /// A transaction, durable before its answer.
+    Durable,
+    /// A transaction of housekeeping that may be lost and redone
+    /// (committed with `synchronous_commit = off`).
+    Housekeeping,
+}
+
+/// An open transaction (or one statement, in [`Mode::Statement`]).
+struct Tx<'a> {
+    c: &'a mut Client,
+    /// Roll back instead of committing (a refused request changes nothing).
+    rollback: bool,
+}
+
+impl Tx<'_> {
+    fn exec(&mut self, sql: &str, p: &[P<'_>]) -> Result<u64, postgres::Error> {
+        self.c.execute_typed(sql, p)
+    }
+    fn opt(&mut self, sql: &str, p: &[P<'_>]) -> Result<Option<Row>, postgres::Error> {
+        self.c.query_typed_opt(sql, p)
+    }
+    fn one(&mut self, sql: &str, p: &[P<'_>]) -> Result<Row, postgres::Error> {
+        self.c.query_typed_one(sql, p)
+    }
+    /// Undo everything this transaction did, and answer all the same.
+    fn abandon(&mut self) {
+        self.rollback = true;
+    }
+}
+
+fn retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// Run `f` once on `c` in `mode`.
+fn attempt<T>(
+    c: &mut Client,
+    mode: Mode,
+    f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
+    match mode {
+        Mode::Statement => {}
+        Mode::Durable => c.batch_execute("BEGIN")?,
+        Mode::Housekeeping => c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off")?,
+    }
+    let mut tx = Tx {
+        c: &mut *c,
+        rollback: false,
+    };
+    let v = f(&mut tx)?;
+    let rollback = tx.rollback;
+    if mode != Mode::Statement {
+        c.batch_execute(if rollback { "ROLLBACK" } else { "COMMIT" })?;
+    }
+    Ok(v)
+}
+
+/// Session set-up of every new connection: the timeouts, and
+/// `synchronous_commit` on if the server's default is off. Returns
+/// whether it was off.
+fn session_setup(c: &mut Client, s: &Settings) -> Result<bool, postgres::Error> {
+    c.batch_execute(&format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        s.statement_timeout.as_millis().max(1),
+        s.lock_timeout.as_millis().max(1)
+    ))?;
+    let sc = show(c, "synchronous_commit")?;
+    let off = sc == "off";
+    if off {
+        c.batch_execute("SET synchronous_commit = on")?;
+    }
+    Ok(off)
+}
+
+fn show(c: &mut Client, name: &str) -> Result<String, postgres::Error> {
+    // Names are ours (no user input): SHOW takes no parameter.
+    let rows = c.simple_query(&format!("SHOW {name}"))?;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+impl PostgresStorage {
+    /// Connect to `url` (see [`Settings`] and the `connect` module for the
+    /// URL's TLS parameters), create or migrate the schema (under an
+    /// advisory lock: instances starting together migrate it once), and
+    /// refuse a schema newer than this build knows.
+    pub fn open(url: &str, settings: &Settings) -> StorageResult<PostgresStorage> {
+        let connector = connect::Connector::new(url, settings)?;
+        let s = settings.clone();
+        let warned = std::sync::atomic::AtomicBool::new(false);
+        let label = connector.label.clone();
+        let setup = Box::new(move |c: &mut Client| -> StorageResult<()> {
+            let off = session_setup(c, &s).map_err(|e| {
+                StorageError(format!(
+                    "postgres {label}: session set-up: {}",
+                    connect::error_text(&e)
+                ))
+            })?;
+            if off && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "postgres {label}: synchronous_commit is off by default there; \
+                     passcrow-server turns it on for its own sessions"
+                );
+            }
+            Ok(())
+        });
+        let pool = pool::Pool::new(
+            connector,
+            settings.pool_size,
+            settings.acquire_timeout,
+            setup,
+        );
+        let storage = PostgresStorage { pool };
+        {
+            let mut lent = storage.pool.get()?;
+            let c = &mut lent.conn().client;
+            schema::migrate(c).map_err(|e| e.into_storage(storage.pool.connector()))?;
+            let fsync = show(c, "fsync").map_err(|e| storage.err("reading fsync", &e))?;
+            if fsync == "off" {
+                tracing::warn!(
+                    "postgres {}: fsync is off on the database server: a power cut there can \
+                     undo acknowledged escrows",
+                    storage.pool.connector().label
+                );
+            }
+        }
+        Ok(storage)
+    }
+
+    fn err(&self, what: &str, e: &postgres::Error) -> StorageError {
+        self.pool.connector().error(what, connect::error_text(e))
+    }
+
+    /// Run `f` in `mode` on a pooled connection, retrying deadlocks and
+    /// serialization failures (which the database rolled back).
+    fn run<T>(
+        &self,
+        what: &'static str,
+        mode: Mode,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
+    ) -> StorageResult<T> {
+        let mut tries = 0;
+        loop {
+            let mut lent = self.pool.get()?;
+            let c = &mut lent.conn().client;
+            match attempt(c, mode, &mut f) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    // Leave the connection outside any transaction, or
+                    // drop it.
+                    if mode != Mode::Statement
+                        && !c.is_closed()
+                        && c.batch_execute("ROLLBACK").is_err()
+                    {
+                        lent.broken = true;
+                    }
+                    if retryable(&e) && tries < RETRIES {
+                        tries += 1;
+                        drop(lent);
+                        let jitter = rand::RngCore::next_u64(&mut rand::rngs::OsRng) % 10;
+                        std::thread::sleep(Duration::from_millis((5 << tries) + jitter));
+                        continue;
+                    }
+                    return Err(self.err(what, &e));
+                }
+            }
+        }
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> StorageResult<i64> {
+        self.run("reading the schema version", Mode::Statement, |t| {
+            Ok(t.one("SELECT max(version) FROM passcrow_schema", &[])?.get(0))
+        })
+    }
+
+    /// The value of a setting in this backend's sessions (`SHOW name`;
+    /// `name` is a setting's name, not user input).
+    pub fn session_setting(&self, name: &str) -> StorageResult<String> {
+        let mut lent = self.pool.get()?;
+        show(&mut lent.conn().client, name).map_err(|e| self.err("SHOW", &e))
+    }
+
+    /// Whether the database holds no escrow, code or spent token.
+    pub fn is_empty(&self) -> StorageResult<bool> {
+        self.run("counting rows", Mode::Statement, |t| {
+            Ok(t.one(
+                "SELECT NOT EXISTS (SELECT 1 FROM escrow) AND NOT EXISTS (SELECT 1 FROM code)
+                     AND NOT EXISTS (SELECT 1 FROM token)",
+                &[],
+            )?
+            .get(0))
+        })
+    }
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        // Each client owns a small runtime, which must not be dropped on
+        // an async thread (the server may drop us on one).
+        let idle = self.pool.drain();
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("passcrow-pg-close".into())
+                .spawn(move || drop(idle))
+                .map(|t| t.join());
+        }
+    }
+}
+
+/// Store a new escrow unless the id is taken (by anything, live or not);
+/// any code left under the id (an orphan) goes. One statement.
+fn insert_new(t: &mut Tx<'_>, id: &str, expires: i64, sealed: &[u8]) -> Result<bool, postgres::Error> {
+    let n: i64 = t
+        .one(
+            "WITH ins AS (
+                 INSERT INTO escrow (id, expires, data) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING RETURNING id),
+             orphan AS (DELETE FROM code WHERE id IN (SELECT id FROM ins))
+             SELECT count(*) FROM ins",
+            &[text(&id), int(&expires), bytes(&sealed)],
+        )?
+        .get(0);
+    Ok(n == 1)
+}
+
+/// [`insert_new`], or, when an expired escrow holds the id, remove it and
+/// its code and store the new one. In the caller's transaction.
+fn insert_row(
+    t: &mut Tx<'_>,
+    id: &str,
+    expires: i64,
+    sealed: &[u8],
+    now: i64,
+) -> Result<bool, postgres::Error> {
+    if insert_new(t, id, expires, sealed)? {
+        return Ok(true);
+    }
+    let gone = t.exec(
+        "DELETE FROM escrow WHERE id = $1 AND expires <= $2",
+        &[text(&id), int(&now)],
+    )?;
+    if gone == 0 {
+        return Ok(false);
+    }
+    insert_new(t, id, expires, sealed)
+}
+
+impl Storage for PostgresStorage {
+    fn insert_escrow(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        now: i64,
+    ) -> StorageResult<bool> {
+        // The common case, a new id, in one statement; a taken id in a
+        // transaction that replaces an expired escrow.
+        if self.run("storing an escrow", Mode::Statement, |t| {
+            insert_new(t, id, expires, sealed)
+        })? {
+            return Ok(true);
+        }
+        self.run("storing an escrow", Mode::Durable, |t| {
+            insert_row(t, id, expires, sealed, now)
+        })
+    }
+
+    fn insert_escrow_paid(
+        &self,
+        id: &str,
+        expires: i64,
+        sealed: &[u8],
+        spend: &Spend,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let hash: &[u8] = &spend.hash;
+        self.run("storing a paid escrow", Mode::Durable, |t| {
+            // The token's row first (its lock serialises every request
+            // paying with it, on every instance): inserted, or its
+            // expired record renewed; a live record returns nothing.
+            let fresh = t
+                .opt(
+                    "INSERT INTO token (hash, expires) VALUES ($1, $2)
+                     ON CONFLICT (hash) DO UPDATE SET expires = EXCLUDED.expires
+                         WHERE token.expires <= $3
+                     RETURNING 1",
+                    &[bytes(&hash), int(&spend.expires), int(&now)],
+                )?
+                .is_some();
+            if !fresh {
+                t.abandon();
+                return Ok(Inserted::TokenSpent);
+            }
+            if !insert_row(t, id, expires, sealed, now)? {
+                // The token is not spent: all of it is rolled back.
+                t.abandon();
+                return Ok(Inserted::IdTaken);
+            }
+            Ok(Inserted::Stored)
+        })
+    }
+
+    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], _now: i64) -> StorageResult<usize> {
+        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let exp: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let data: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
+        self.run("storing escrows", Mode::Statement, |t| {
+            let n = t.exec(
+                "INSERT INTO escrow (id, expires, data)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    (&ids as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+                    (&exp as &(dyn ToSql + Sync), Type::INT8_ARRAY),
+                    (&data as &(dyn ToSql + Sync), Type::BYTEA_ARRAY),
+                ],
+            )?;
+            Ok(n as usize)
+        })
+    }
+
+    fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup> {
+        let row = self.run("reading an escrow", Mode::Statement, |t| {
+            t.opt(
+                "SELECT expires, data FROM escrow WHERE id = $1",
+                &[text(&id)],
+            )
+        })?;
+        let Some(row) = row else {
+            return Ok(Lookup::Missing);
+        };
+        let (expires, sealed): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        if expires > now {
+            return Ok(Lookup::Found(EscrowRow { expires, sealed }));
+        }
+        self.run("removing an expired escrow", Mode::Housekeeping, |t| {
+            if t.exec(
+                "DELETE FROM escrow WHERE id = $1 AND expires <= $2",
+                &[text(&id), int(&now)],
+            )? > 0
+            {
+                t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+            }
+            Ok(())
+        })?;
+        Ok(Lookup::Expired)
+    }
+
+    fn delete_escrow(&self, id: &str) -> StorageResult<bool> {
+        // Two statements, so the second sees a code set_code committed
+        // while the first waited for the escrow's row.
+        self.run("deleting an escrow", Mode::Durable, |t| {
+            let n = t.exec("DELETE FROM escrow WHERE id = $1", &[text(&id)])?;
+            t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn start_verification(
+        &self,
+        id: &str,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> StorageResult<Option<Started>> {
+        let max = i64::from(max);
+        // One UPDATE: after waiting for the row's lock it re-reads the
+        // row, so `vcount < max` holds across instances.
+        let row = self.run("counting a verification", Mode::Statement, |t| {
+            t.opt(
+                "UPDATE escrow SET
+                     vcount = CASE WHEN vwin + $3 <= $2 THEN 1 ELSE vcount + 1 END,
+                     vfail  = CASE WHEN vwin + $3 <= $2 THEN 0 ELSE vfail END,
+                     vwin   = CASE WHEN vwin + $3 <= $2 THEN $2 ELSE vwin END
+                 WHERE id = $1 AND (vwin + $3 <= $2 OR vcount < $4)
+                 RETURNING vwin",
+                &[text(&id), int(&now), int(&window), int(&max)],
+            )
+        })?;
+        Ok(row.map(|r| Started { window: r.get(0) }))
+    }
+
+    fn set_code(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
+    ) -> StorageResult<bool> {
+        let attempts = i64::from(attempts);
+        // The escrow's row is locked (FOR SHARE) while the code is
+        // stored, so a deletion waits and then removes the code too. The
+        // sealed data (fresh nonce) tells this escrow from a later one
+        // that took its id. A code expiring later stays.
+        self.run("storing a code", Mode::Statement, |t| {
+            Ok(t.one(
+                "WITH e AS (SELECT id FROM escrow WHERE id = $1 AND data = $2 FOR SHARE),
+                 up AS (
+                     INSERT INTO code (id, mac, expires, attempts)
+                     SELECT id, $3, $4, $5 FROM e
+                     ON CONFLICT (id) DO UPDATE SET
+                         mac = EXCLUDED.mac, expires = EXCLUDED.expires,
+                         attempts = EXCLUDED.attempts
+                     WHERE code.expires <= EXCLUDED.expires)
+                 SELECT EXISTS (SELECT 1 FROM e)",
+                &[
+                    text(&id),
+                    bytes(&sealed),
+                    bytes(&mac),
+                    int(&expires),
+                    int(&attempts),
+                ],
+            )?
+            .get(0))
+        })
+    }
+
+    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
+        let forgive = i64::from(forgive);
+        self.run("forgiving a failed delivery", Mode::Statement, |t| {
+            let n = t.exec(
+                "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
+                 WHERE id = $1 AND vwin = $2 AND vcount > 0 AND vfail < $3",
+                &[text(&id), int(&started.window), int(&forgive)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
+        // The code's row is locked until the attempt is spent or the code
+        // consumed: two guesses on two instances take turns.
+        self.run("checking a code", Mode::Durable, |t| {
+            let row = t.opt(
+                "SELECT mac, expires, attempts FROM code WHERE id = $1 FOR UPDATE",
+                &[text(&id)],
+            )?;
+            let Some(row) = row else {
+                return Ok(CodeCheck::NoCode);
+            };
+            let (mac, expires, attempts): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            if expires <= now {
+                t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+                return Ok(CodeCheck::Expired);
+            }
+            if attempts <= 0 {
+                return Ok(CodeCheck::Void);
+            }
+            if crate::crypto::ct_eq(&mac, given) {
+                t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+                return Ok(CodeCheck::Right);
+            }
+            t.exec(
+                "UPDATE code SET attempts = attempts - 1 WHERE id = $1",
+                &[text(&id)],
+            )?;
+            let left = u32::try_from(attempts - 1).unwrap_or(0);
+            Ok(CodeCheck::Wrong { left })
+        })
+    }
+
+    fn sweep(&self, now: i64) -> StorageResult<Swept> {
+        // In slices (short transactions), each under the sweep lock: while
+        // one instance sweeps, the others skip their turn.
+        let mut out = Swept::default();
+        loop {
+            let n = self.run("sweeping escrows", Mode::Housekeeping, |t| {
+                let mine: bool = t
+                    .one("SELECT pg_try_advisory_xact_lock($1)", &[int(&SWEEP_LOCK)])?
+                    .get(0);
+                if !mine {
+                    return Ok(None);
+                }
+                Ok(Some(t.exec(
+                    "DELETE FROM escrow WHERE id IN (
+                         SELECT id FROM escrow WHERE expires <= $1
+                         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    &[int(&now), int(&SWEEP_SLICE)],
+                )?))
+            })?;
+            let Some(n) = n else { return Ok(out) };
+            out.escrows += n;
+            if (n as i64) < SWEEP_SLICE {
+                break;
+            }
+        }
+        self.run("sweeping codes and tokens", Mode::Housekeeping, |t| {
+            let mine: bool = t
+                .one("SELECT pg_try_advisory_xact_lock($1)", &[int(&SWEEP_LOCK)])?
+                .get(0);
+            if mine {
+                out.codes = t.exec("DELETE FROM code WHERE expires <= $1", &[int(&now)])?;
+                out.codes += t.exec(
+                    "DELETE FROM code c WHERE NOT EXISTS (SELECT 1 FROM escrow e WHERE e.id = c.id)",
+                    &[],
+                )?;
+                out.tokens = t.exec("DELETE FROM token WHERE expires <= $1", &[int(&now)])?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn counts(&self) -> StorageResult<Counts> {
+        self.run("counting", Mode::Statement, |t| {
+            let r = t.one(
+                "SELECT (SELECT count(*) FROM escrow), (SELECT count(*) FROM code)",
+                &[],
+            )?;
+            let (e, c): (i64, i64) = (r.get(0), r.get(1));
+            Ok(Counts {
+                escrows: e.max(0) as u64,
+                codes: c.max(0) as u64,
+            })
+        })
+    }
+}

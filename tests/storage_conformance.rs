@@ -1,0 +1,318 @@
+//! The storage contract, checked against every backend: each check below
+//! is a function of a [`Db`] and runs once on a SQLite file and once on
+//! its own PostgreSQL database (tests/postgres/mod.rs starts a real
+//! server). A backend that passes them serves the protocol alike.
+//!
+//! [`Db::open`] opens another handle on the same database, as a second
+//! instance (process) would: the concurrency checks race requests through
+//! two handles and count what got through, so a limit kept in process
+//! memory instead of the database fails them.
+//!
+//! A new method of `Storage` gets its checks here, in the `conformance!`
+//! list at the bottom: both backends then run them.
+
+mod pg_cluster;
+
+use std::sync::Barrier;
+
+use passcrow::server::storage::{
+    CodeCheck, Counts, Inserted, Lookup, Spend, Started, Storage,
+};
+
+/// One database of one backend, and how to open another handle on it.
+struct Db {
+    open: Box<dyn Fn() -> Box<dyn Storage>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    fn open(&self) -> Box<dyn Storage> {
+        (self.open)()
+    }
+}
+
+fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    Db {
+        open: Box::new(move || {
+            Box::new(passcrow::server::storage::SqliteStorage::open(&path).unwrap())
+        }),
+        _dir: Some(dir),
+    }
+}
+
+fn pg() -> Db {
+    let c = pg_cluster::cluster();
+    let url = c.new_database();
+    let settings = c.settings();
+    Db {
+        open: Box::new(move || {
+            Box::new(passcrow::server::storage::PostgresStorage::open(&url, &settings).unwrap())
+        }),
+        _dir: None,
+    }
+}
+
+fn escrows_codes_tokens(db: &Db) {
+    let s = db.open();
+    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    assert!(!s.insert_escrow("a", 100, b"y", 10).unwrap());
+    assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
+    let v = |id: &str, now| s.start_verification(id, now, 10, 2).unwrap();
+    assert_eq!(v("a", 20), Some(Started { window: 20 }));
+    assert!(s.set_code("a", b"x", b"m1", 60, 2).unwrap());
+    assert_eq!(v("a", 21), Some(Started { window: 20 }));
+    assert!(s.set_code("a", b"x", b"m2", 60, 2).unwrap());
+    // Requested before m2, delivered after it: m2 stays.
+    assert!(s.set_code("a", b"x", b"m0", 59, 2).unwrap());
+    assert_eq!(v("a", 22), None);
+    assert_eq!(v("nope", 30), None);
+    assert!(!s.set_code("nope", b"x", b"m", 60, 2).unwrap());
+    assert!(!s.set_code("a", b"other", b"m", 60, 2).unwrap(), "another escrow's data");
+    assert_eq!(s.check_code("a", b"m1", 25).unwrap(), CodeCheck::Wrong { left: 1 });
+    assert_eq!(s.check_code("a", b"m3", 25).unwrap(), CodeCheck::Wrong { left: 0 });
+    assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
+    assert_eq!(v("a", 30), Some(Started { window: 30 }));
+    assert!(s.set_code("a", b"x", b"m4", 60, 3).unwrap());
+    assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
+    assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
+    assert!(s.set_code("a", b"x", b"m5", 60, 3).unwrap());
+    assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
+    assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
+    assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
+    assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
+    assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
+    assert!(s.set_code("b", b"x", b"m", 200, 3).unwrap());
+    assert!(s.delete_escrow("b").unwrap());
+    assert!(!s.delete_escrow("b").unwrap());
+    assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
+    assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
+    assert_eq!(s.counts().unwrap(), Counts { escrows: 1, codes: 0 });
+    assert_eq!(s.sweep(100).unwrap().escrows, 1);
+    assert_eq!(s.counts().unwrap(), Counts::default());
+}
+
+fn an_expired_escrow_gives_its_id_away_with_its_code(db: &Db) {
+    let s = db.open();
+    assert!(s.insert_escrow("a", 100, b"old", 10).unwrap());
+    assert!(s.start_verification("a", 20, 3600, 5).unwrap().is_some());
+    assert!(s.set_code("a", b"old", b"m", 1000, 3).unwrap());
+    // Expired at 100: the id is free again, and the old code is gone
+    // with it (a new escrow cannot be opened with the old one's code).
+    assert!(s.insert_escrow("a", 5000, b"new", 100).unwrap());
+    assert_eq!(s.check_code("a", b"m", 101).unwrap(), CodeCheck::NoCode);
+    assert!(matches!(s.get_escrow("a", 101).unwrap(), Lookup::Found(r) if r.sealed == b"new"));
+    // Its verification count starts afresh.
+    assert_eq!(s.start_verification("a", 102, 3600, 1).unwrap(), Some(Started { window: 102 }));
+}
+
+fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
+    let s = db.open();
+    let t = Spend {
+        hash: [7; 32],
+        expires: 40,
+    };
+    let paid = |id: &str, now| s.insert_escrow_paid(id, 100, b"x", &t, now).unwrap();
+    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    assert_eq!(paid("a", 10), Inserted::IdTaken);
+    assert_eq!(paid("b", 11), Inserted::Stored);
+    assert_eq!(paid("c", 20), Inserted::TokenSpent);
+    assert_eq!(paid("a", 20), Inserted::TokenSpent, "spent, whatever the id");
+    assert!(matches!(s.get_escrow("c", 20).unwrap(), Lookup::Missing));
+    assert_eq!(s.counts().unwrap().escrows, 2);
+    assert_eq!(paid("c", 40), Inserted::Stored, "its record expired");
+    assert_eq!(s.sweep(39).unwrap().tokens, 0);
+    assert_eq!(paid("d", 39), Inserted::TokenSpent);
+    assert_eq!(s.sweep(100).unwrap().tokens, 1);
+}
+
+fn failed_deliveries_are_forgiven_up_to_a_bound(db: &Db) {
+    let s = db.open();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    let v = |now| s.start_verification("a", now, 100, 2).unwrap();
+    let failed = |st| s.verification_failed("a", st, 2).unwrap();
+    let first = v(10_020).unwrap();
+    assert!(s.set_code("a", b"x", b"m1", 10_500, 3).unwrap());
+    let (x, y) = (v(10_021).unwrap(), v(10_022));
+    assert_eq!(y, None);
+    assert!(failed(x));
+    let y = v(10_023).unwrap();
+    assert!(failed(y));
+    assert_eq!(s.check_code("a", b"m1", 10_024).unwrap(), CodeCheck::Right);
+    let z = v(10_025).unwrap();
+    assert!(!failed(z));
+    assert_eq!(v(10_026), None);
+    let w = v(10_200).unwrap();
+    assert!(!failed(first), "first's window is over");
+    assert_eq!(v(10_201), Some(Started { window: 10_200 }));
+    assert_eq!(v(10_202), None);
+    assert!(failed(w));
+    assert!(v(10_203).is_some());
+    assert!(s.delete_escrow("a").unwrap());
+    assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+    assert!(s.insert_escrow("a", 100_000, b"y", 10_300).unwrap());
+    assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+    assert_eq!(s.counts().unwrap().codes, 0);
+}
+
+fn sweep_in_slices_and_bulk_insert(db: &Db) {
+    let s = db.open();
+    let rows: Vec<(String, i64, Vec<u8>)> = (0..12_345)
+        .map(|i| (format!("{i:032x}"), if i % 2 == 0 { 50 } else { 500 }, vec![1; 8]))
+        .collect();
+    assert_eq!(s.insert_escrows(&rows, 10).unwrap(), 12_345);
+    assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
+    assert!(s.set_code(&rows[0].0, &[1; 8], b"m", 40, 3).unwrap());
+    let sw = s.sweep(100).unwrap();
+    assert_eq!((sw.escrows, sw.codes), (6_173, 1));
+    assert_eq!(s.counts().unwrap().escrows, 6_172);
+}
+
+/// Run `f(i, storage)` for i in 0..n on n threads, split between two
+/// handles (two instances), all let go at once.
+fn race<T: Send>(db: &Db, n: usize, f: impl Fn(usize, &dyn Storage) -> T + Sync) -> Vec<T> {
+    let handles = [db.open(), db.open()];
+    let barrier = Barrier::new(n);
+    std::thread::scope(|sc| {
+        let ts: Vec<_> = (0..n)
+            .map(|i| {
+                let (f, b, s) = (&f, &barrier, &*handles[i % 2]);
+                sc.spawn(move || {
+                    b.wait();
+                    f(i, s)
+                })
+            })
+            .collect();
+        ts.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
+    let s = db.open();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    assert!(s.start_verification("a", 20, 3600, 5).unwrap().is_some());
+    assert!(s.set_code("a", b"x", b"right", 10_000, 3).unwrap());
+    // 12 wrong guesses at once, half through each instance: 3 are
+    // counted (2, 1, 0 left), the rest find the code void.
+    let got = race(db, 12, |i, s| s.check_code("a", format!("wrong{i}").as_bytes(), 30).unwrap());
+    let wrong: Vec<u32> = got
+        .iter()
+        .filter_map(|c| match c {
+            CodeCheck::Wrong { left } => Some(*left),
+            _ => None,
+        })
+        .collect();
+    let mut left = wrong.clone();
+    left.sort();
+    assert_eq!(left, [0, 1, 2], "{got:?}");
+    assert!(got.iter().filter(|c| **c == CodeCheck::Void).count() == 9, "{got:?}");
+    assert_eq!(s.check_code("a", b"right", 30).unwrap(), CodeCheck::Void);
+    // A fresh code for the legitimate user works.
+    assert!(s.start_verification("a", 40, 3600, 5).unwrap().is_some());
+    assert!(s.set_code("a", b"x", b"fresh", 10_000, 3).unwrap());
+    assert_eq!(s.check_code("a", b"fresh", 41).unwrap(), CodeCheck::Right);
+}
+
+fn a_right_code_opens_once_across_instances(db: &Db) {
+    let s = db.open();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    assert!(s.set_code("a", b"x", b"right", 10_000, 3).unwrap());
+    let got = race(db, 8, |_, s| s.check_code("a", b"right", 30).unwrap());
+    assert_eq!(got.iter().filter(|c| **c == CodeCheck::Right).count(), 1, "{got:?}");
+    assert!(got.iter().all(|c| matches!(c, CodeCheck::Right | CodeCheck::NoCode)));
+}
+
+fn verifications_per_window_hold_across_instances(db: &Db) {
+    let s = db.open();
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    let got = race(db, 16, |i, s| s.start_verification("a", 100 + (i as i64 % 3), 3600, 5).unwrap());
+    assert_eq!(got.iter().filter(|g| g.is_some()).count(), 5, "{got:?}");
+    assert_eq!(s.start_verification("a", 200, 3600, 5).unwrap(), None);
+    // The next window, for the legitimate user.
+    assert!(s.start_verification("a", 3700, 3600, 5).unwrap().is_some());
+}
+
+fn one_token_pays_once_across_instances(db: &Db) {
+    let t = Spend {
+        hash: [3; 32],
+        expires: 1_000_000,
+    };
+    let got = race(db, 12, |i, s| {
+        s.insert_escrow_paid(&format!("id{i}"), 100_000, b"x", &t, 10).unwrap()
+    });
+    assert_eq!(got.iter().filter(|g| **g == Inserted::Stored).count(), 1, "{got:?}");
+    assert!(got.iter().all(|g| matches!(g, Inserted::Stored | Inserted::TokenSpent)));
+    assert_eq!(db.open().counts().unwrap().escrows, 1);
+}
+
+fn one_id_is_stored_once_across_instances(db: &Db) {
+    let got = race(db, 10, |i, s| {
+        s.insert_escrow("same", 100_000, format!("data{i}").as_bytes(), 10).unwrap()
+    });
+    assert_eq!(got.iter().filter(|g| **g).count(), 1, "{got:?}");
+    // Paid ones: one token each, one id: one stored, no token spent by
+    // the others (each can pay for another id afterwards).
+    let got = race(db, 6, |i, s| {
+        let t = Spend { hash: [i as u8 + 10; 32], expires: 1_000_000 };
+        s.insert_escrow_paid("paid", 100_000, b"x", &t, 10).unwrap()
+    });
+    assert_eq!(got.iter().filter(|g| **g == Inserted::Stored).count(), 1, "{got:?}");
+    let s = db.open();
+    let mut stored_again = 0;
+    for (i, g) in got.iter().enumerate() {
+        let t = Spend { hash: [i as u8 + 10; 32], expires: 1_000_000 };
+        let r = s.insert_escrow_paid(&format!("other{i}"), 100_000, b"x", &t, 10).unwrap();
+        match g {
+            Inserted::IdTaken => {
+                assert_eq!(r, Inserted::Stored, "a refused request spent its token");
+                stored_again += 1;
+            }
+            _ => assert_eq!(r, Inserted::TokenSpent),
+        }
+    }
+    assert_eq!(stored_again, 5);
+}
+
+fn a_code_delivered_while_its_escrow_is_deleted_does_not_outlive_it(db: &Db) {
+    let s = db.open();
+    for round in 0..20 {
+        let id = format!("r{round}");
+        assert!(s.insert_escrow(&id, 100_000, b"x", 10).unwrap());
+        race(db, 2, |i, s| {
+            if i == 0 {
+                let _ = s.set_code(&id, b"x", b"m", 10_000, 3).unwrap();
+            } else {
+                assert!(s.delete_escrow(&id).unwrap());
+            }
+        });
+        assert_eq!(s.check_code(&id, b"m", 20).unwrap(), CodeCheck::NoCode, "round {round}");
+    }
+    assert_eq!(s.counts().unwrap(), Counts::default());
+}
+
+/// One test per check and backend: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::sqlite()) } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() { super::$name(&super::pg()) } )*
+        }
+    };
+}
+
+conformance!(
+    escrows_codes_tokens,
+    an_expired_escrow_gives_its_id_away_with_its_code,
+    a_paid_escrow_and_its_token_are_one_transaction,
+    failed_deliveries_are_forgiven_up_to_a_bound,
+    sweep_in_slices_and_bulk_insert,
+    wrong_guesses_on_two_instances_spend_one_budget,
+    a_right_code_opens_once_across_instances,
+    verifications_per_window_hold_across_instances,
+    one_token_pays_once_across_instances,
+    one_id_is_stored_once_across_instances,
+    a_code_delivered_while_its_escrow_is_deleted_does_not_outlive_it,
+);
