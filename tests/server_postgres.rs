@@ -87,13 +87,21 @@ fn call(url: &str, method: &str, v: &serde_json::Value) -> serde_json::Value {
 }
 
 /// An escrow request as a client makes it; returns (body, recovery key).
-fn escrow_body(verify: &str, secret: &str, expiration: i64, payment: &str) -> (serde_json::Value, String) {
+fn escrow_body(
+    verify: &str,
+    secret: &str,
+    expiration: i64,
+    payment: &str,
+) -> (serde_json::Value, String) {
     let rkey = random_key();
     let esd = serde_json::json!({
         "description": "Test secret", "secret": secret, "verify": verify, "timeout": 600,
     });
     let blob = seal(&rkey, esd.to_string().as_bytes()).unwrap();
-    (escrow_request(&blob, verify, expiration, payment), rkey.to_b64())
+    (
+        escrow_request(&blob, verify, expiration, payment),
+        rkey.to_b64(),
+    )
 }
 
 fn escrow_request(blob: &str, verify: &str, expiration: i64, payment: &str) -> serde_json::Value {
@@ -114,7 +122,9 @@ fn escrow_request(blob: &str, verify: &str, expiration: i64, payment: &str) -> s
 fn escrow(url: &str, verify: &str, secret: &str, expiration: i64) -> (String, String) {
     let (body, key) = escrow_body(verify, secret, expiration, "free:0");
     let v = call(url, "escrowrequest", &body);
-    let id = v["escrow-data-id"].as_str().unwrap_or_else(|| panic!("{v}"));
+    let id = v["escrow-data-id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
     (id.to_string(), key)
 }
 
@@ -154,8 +164,7 @@ fn protect_on_one_verify_on_the_other_recover_on_the_first() {
     let v = call(
         &b,
         "deletionrequest",
-        &serde_json::json!({"passcrow-deletion-request": "1.0",
-            "escrow-data-id": id, "escrow-data-key": key}),
+        &serde_json::json!({"passcrow-deletion-request": "1.0", "escrow-data-id": id}),
     );
     assert!(v["error"].is_null(), "{v}");
     assert!(!verify(&a, &id, &key)["error"].is_null());
@@ -177,14 +186,20 @@ fn wrong_codes_split_between_instances_void_the_code_at_the_same_count() {
     // The code is void on both: the right one is refused now.
     for url in [&b, &a] {
         let v = recover(url, &id, &key, &code);
-        assert!(v["escrow-secret"].is_null(), "a void code opened the escrow: {v}");
+        assert!(
+            v["escrow-secret"].is_null(),
+            "a void code opened the escrow: {v}"
+        );
         assert_eq!(v["error-kind"], "wrong-code", "{v}");
     }
     // The user: a new code, two slips on B, then the right one on A.
     assert!(verify(&b, &id, &key)["error"].is_null());
     let code = newest_code(&p.codes, who).unwrap();
     for _ in 0..2 {
-        assert_eq!(recover(&b, &id, &key, "1-999999")["error-kind"], "wrong-code");
+        assert_eq!(
+            recover(&b, &id, &key, "1-999999")["error-kind"],
+            "wrong-code"
+        );
     }
     assert_eq!(recover(&a, &id, &key, &code)["escrow-secret"], "1-bob");
 }
@@ -200,7 +215,8 @@ fn verifications_per_hour_count_both_instances() {
     let ok: usize = std::thread::scope(|s| {
         let ts: Vec<_> = (0..10)
             .map(|i| {
-                let (barrier, url, id, key) = (&barrier, if i % 2 == 0 { &a } else { &b }, &id, &key);
+                let (barrier, url, id, key) =
+                    (&barrier, if i % 2 == 0 { &a } else { &b }, &id, &key);
                 s.spawn(move || {
                     barrier.wait();
                     usize::from(verify(url, id, key)["error"].is_null())
@@ -209,7 +225,10 @@ fn verifications_per_hour_count_both_instances() {
             .collect();
         ts.into_iter().map(|t| t.join().unwrap()).sum()
     });
-    assert_eq!(ok, 4, "{ok} verifications in one hour through two instances");
+    assert_eq!(
+        ok, 4,
+        "{ok} verifications in one hour through two instances"
+    );
     assert_eq!(verify(&b, &id, &key)["error-kind"], "rate-limited");
     // An hour later, the user gets one.
     p.clock.fetch_add(3601, Ordering::SeqCst);
@@ -254,7 +273,10 @@ fn one_hashcash_token_pays_once_across_instances() {
             .collect();
         ts.into_iter().map(|t| t.join().unwrap()).sum()
     });
-    assert_eq!(paid, 1, "one token paid for {paid} escrows on two instances");
+    assert_eq!(
+        paid, 1,
+        "one token paid for {paid} escrows on two instances"
+    );
     let stats = call(&b, "stats", &serde_json::json!({}));
     assert_eq!(stats["storage"]["escrows"], 1, "{stats}");
     // Another proof pays (the legitimate user's next escrow).
@@ -262,7 +284,12 @@ fn one_hashcash_token_pays_once_across_instances() {
     let c2 = (1u64..)
         .find(|&c| payment::hashcash_valid(BITS, blob2.as_bytes(), c, ts as u64))
         .unwrap();
-    let body = escrow_request(&blob2, "email:dave@example.org", exp, &format!("hashcash-{BITS}:{c2:x}-{ts:x}"));
+    let body = escrow_request(
+        &blob2,
+        "email:dave@example.org",
+        exp,
+        &format!("hashcash-{BITS}:{c2:x}-{ts:x}"),
+    );
     assert_eq!(call(&a, "escrowrequest", &body)["expiration"], exp);
 }
 
@@ -329,7 +356,9 @@ fn sigkill_of_one_instance_loses_no_acknowledged_escrow() {
         .map(|w| {
             let (acked, stop, a) = (acked.clone(), stop.clone(), a.clone());
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(5))
+                    .build();
                 for i in 0.. {
                     if stop.load(Ordering::SeqCst) {
                         return;
@@ -370,16 +399,25 @@ fn sigkill_of_one_instance_loses_no_acknowledged_escrow() {
         let v = verify(&b, id, key);
         assert!(v["error"].is_null(), "{id}: {v}");
         let code = newest_code(&tmp.path().join("codes.txt"), who).unwrap();
-        assert_eq!(recover(&b, id, key, &code)["escrow-secret"].as_str(), Some(secret.as_str()));
+        assert_eq!(
+            recover(&b, id, key, &code)["escrow-secret"].as_str(),
+            Some(secret.as_str())
+        );
     }
-    eprintln!("{} escrows acknowledged by A all recovered through B after A's SIGKILL", acked.len());
+    eprintln!(
+        "{} escrows acknowledged by A all recovered through B after A's SIGKILL",
+        acked.len()
+    );
 }
 
 fn migrate_cmd(from: &str, to: &str) -> (bool, String, String) {
     common::run(
         Command::new(env!("CARGO_BIN_EXE_passcrow-server"))
             .args(["migrate", "--from", from, "--to", to])
-            .env("PASSCROW_DATABASE_PASSWORD", &pg_cluster::cluster().password)
+            .env(
+                "PASSCROW_DATABASE_PASSWORD",
+                &pg_cluster::cluster().password,
+            )
             .env("RUST_LOG", "warn"),
     )
 }
@@ -421,7 +459,10 @@ fn migrate_moves_a_sqlite_data_set_and_refuses_a_full_target() {
     for (id, key, who, secret) in &held[1..] {
         assert!(verify(&u, id, key)["error"].is_null());
         let code = newest_code(&codes, who).unwrap();
-        assert_eq!(recover(&u, id, key, &code)["escrow-secret"].as_str(), Some(secret.as_str()));
+        assert_eq!(
+            recover(&u, id, key, &code)["escrow-secret"].as_str(),
+            Some(secret.as_str())
+        );
     }
     h.shutdown();
 
@@ -434,7 +475,10 @@ fn migrate_moves_a_sqlite_data_set_and_refuses_a_full_target() {
     assert!(!ok && err.contains("--from sqlite:PATH"), "{err}");
     let (ok, _, err) = migrate_cmd(&from, &from);
     assert!(!ok && err.contains("--to postgres://"), "{err}");
-    let (ok, _, err) = migrate_cmd("sqlite:/nonexistent/x.sqlite", &pg_cluster::cluster().new_database());
+    let (ok, _, err) = migrate_cmd(
+        "sqlite:/nonexistent/x.sqlite",
+        &pg_cluster::cluster().new_database(),
+    );
     assert!(!ok && err.contains("/nonexistent/x.sqlite"), "{err}");
 }
 
@@ -457,7 +501,10 @@ fn schema_created_once_by_instances_starting_together_and_newer_refused() {
             })
             .collect();
         for t in ts {
-            assert_eq!(t.join().unwrap().unwrap(), passcrow::server::storage::SCHEMA_VERSION);
+            assert_eq!(
+                t.join().unwrap().unwrap(),
+                passcrow::server::storage::SCHEMA_VERSION
+            );
         }
     });
     let c = pg_cluster::cluster();
@@ -476,7 +523,11 @@ fn commits_are_synchronous_even_when_the_database_default_is_off() {
     c.admin("postgres")
         .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
         .unwrap();
-    let raw: String = c.admin(db).query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
+    let raw: String = c
+        .admin(db)
+        .query_one("SHOW synchronous_commit", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(raw, "off", "the test's premise");
     let s = open(&url);
     assert_eq!(s.session_setting("synchronous_commit").unwrap(), "on");
@@ -508,9 +559,15 @@ fn tls_with_certificate_verification() {
         .get(0);
     assert!(n >= 1, "no TLS connection seen");
     // A server whose certificate no trusted root signed is refused.
-    let untrusted = format!("postgres://passcrow_test@localhost:{}/{db}?sslmode=verify-full", c.port);
+    let untrusted = format!(
+        "postgres://passcrow_test@localhost:{}/{db}?sslmode=verify-full",
+        c.port
+    );
     let e = PostgresStorage::open(&untrusted, &c.settings()).unwrap_err();
-    assert!(e.0.contains("certificate") || e.0.contains("Certificate"), "{e}");
+    assert!(
+        e.0.contains("certificate") || e.0.contains("Certificate"),
+        "{e}"
+    );
     // The password is in no error.
     assert!(!e.0.contains(&c.password), "{e}");
 }
@@ -560,11 +617,20 @@ fn the_reference_client_against_two_instances_alternately() {
     std::fs::write(&secret_file, &secret).unwrap();
     let home = tmp.path().join("ref-home");
     std::fs::create_dir_all(&home).unwrap();
-    let ids = ["email:alice@example.org", "email:bob@example.org", "tel:+3545885522"];
+    let ids = [
+        "email:alice@example.org",
+        "email:bob@example.org",
+        "tel:+3545885522",
+    ];
     // Shares escrowed on A, B, A.
     let mut cmd = common::ref_client("protect", &home);
-    cmd.args(["--name", "two", "--secret-file", secret_file.to_str().unwrap()])
-        .args(["--ratio", "2/3", "--days", "1"]);
+    cmd.args([
+        "--name",
+        "two",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ])
+    .args(["--ratio", "2/3", "--days", "1"]);
     for (i, id) in ids.iter().enumerate() {
         let url = if i % 2 == 0 { &a } else { &b };
         cmd.args(["--id", &format!("{id} via {url}")]);
@@ -572,7 +638,10 @@ fn the_reference_client_against_two_instances_alternately() {
     let (ok, out, err) = common::run(&mut cmd);
     assert!(ok, "reference protect: {out} {err}");
     let stats = call(&b, "stats", &serde_json::json!({}));
-    assert_eq!(stats["storage"]["escrows"], 3, "B counts A's escrows too: {stats}");
+    assert_eq!(
+        stats["storage"]["escrows"], 3,
+        "B counts A's escrows too: {stats}"
+    );
     let (ok, o, err) = common::run(common::ref_client("verify", &home).args(["--name", "two"]));
     assert!(ok, "reference verify: {o} {err}");
     // The codes of the share on B and of one on A.

@@ -15,9 +15,7 @@ mod pg_cluster;
 
 use std::sync::Barrier;
 
-use passcrow::server::storage::{
-    CodeCheck, Counts, Inserted, Lookup, Spend, Started, Storage,
-};
+use passcrow::server::storage::{CodeCheck, Counts, Inserted, Lookup, Spend, Started, Storage};
 
 /// One database of one backend, and how to open another handle on it.
 struct Db {
@@ -69,9 +67,18 @@ fn escrows_codes_tokens(db: &Db) {
     assert_eq!(v("a", 22), None);
     assert_eq!(v("nope", 30), None);
     assert!(!s.set_code("nope", b"x", b"m", 60, 2).unwrap());
-    assert!(!s.set_code("a", b"other", b"m", 60, 2).unwrap(), "another escrow's data");
-    assert_eq!(s.check_code("a", b"m1", 25).unwrap(), CodeCheck::Wrong { left: 1 });
-    assert_eq!(s.check_code("a", b"m3", 25).unwrap(), CodeCheck::Wrong { left: 0 });
+    assert!(
+        !s.set_code("a", b"other", b"m", 60, 2).unwrap(),
+        "another escrow's data"
+    );
+    assert_eq!(
+        s.check_code("a", b"m1", 25).unwrap(),
+        CodeCheck::Wrong { left: 1 }
+    );
+    assert_eq!(
+        s.check_code("a", b"m3", 25).unwrap(),
+        CodeCheck::Wrong { left: 0 }
+    );
     assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
     assert_eq!(v("a", 30), Some(Started { window: 30 }));
     assert!(s.set_code("a", b"x", b"m4", 60, 3).unwrap());
@@ -88,7 +95,13 @@ fn escrows_codes_tokens(db: &Db) {
     assert!(!s.delete_escrow("b").unwrap());
     assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
     assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
-    assert_eq!(s.counts().unwrap(), Counts { escrows: 1, codes: 0 });
+    assert_eq!(
+        s.counts().unwrap(),
+        Counts {
+            escrows: 1,
+            codes: 0
+        }
+    );
     assert_eq!(s.sweep(100).unwrap().escrows, 1);
     assert_eq!(s.counts().unwrap(), Counts::default());
 }
@@ -103,8 +116,9 @@ fn an_expired_escrow_gives_its_id_away_with_its_code(db: &Db) {
     assert!(s.insert_escrow("a", 5000, b"new", 100).unwrap());
     assert_eq!(s.check_code("a", b"m", 101).unwrap(), CodeCheck::NoCode);
     assert!(matches!(s.get_escrow("a", 101).unwrap(), Lookup::Found(r) if r.sealed == b"new"));
-    // Its verification count starts afresh.
-    assert_eq!(s.start_verification("a", 102, 3600, 1).unwrap(), Some(Started { window: 102 }));
+    // Its verification count starts afresh (the old one's was spent).
+    assert!(s.start_verification("a", 102, 3600, 1).unwrap().is_some());
+    assert_eq!(s.start_verification("a", 103, 3600, 1).unwrap(), None);
 }
 
 fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
@@ -118,7 +132,11 @@ fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
     assert_eq!(paid("a", 10), Inserted::IdTaken);
     assert_eq!(paid("b", 11), Inserted::Stored);
     assert_eq!(paid("c", 20), Inserted::TokenSpent);
-    assert_eq!(paid("a", 20), Inserted::TokenSpent, "spent, whatever the id");
+    assert_eq!(
+        paid("a", 20),
+        Inserted::TokenSpent,
+        "spent, whatever the id"
+    );
     assert!(matches!(s.get_escrow("c", 20).unwrap(), Lookup::Missing));
     assert_eq!(s.counts().unwrap().escrows, 2);
     assert_eq!(paid("c", 40), Inserted::Stored, "its record expired");
@@ -159,7 +177,13 @@ fn failed_deliveries_are_forgiven_up_to_a_bound(db: &Db) {
 fn sweep_in_slices_and_bulk_insert(db: &Db) {
     let s = db.open();
     let rows: Vec<(String, i64, Vec<u8>)> = (0..12_345)
-        .map(|i| (format!("{i:032x}"), if i % 2 == 0 { 50 } else { 500 }, vec![1; 8]))
+        .map(|i| {
+            (
+                format!("{i:032x}"),
+                if i % 2 == 0 { 50 } else { 500 },
+                vec![1; 8],
+            )
+        })
         .collect();
     assert_eq!(s.insert_escrows(&rows, 10).unwrap(), 12_345);
     assert_eq!(s.insert_escrows(&rows[..10], 10).unwrap(), 0, "ids taken");
@@ -195,7 +219,10 @@ fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
     assert!(s.set_code("a", b"x", b"right", 10_000, 3).unwrap());
     // 12 wrong guesses at once, half through each instance: 3 are
     // counted (2, 1, 0 left), the rest find the code void.
-    let got = race(db, 12, |i, s| s.check_code("a", format!("wrong{i}").as_bytes(), 30).unwrap());
+    let got = race(db, 12, |i, s| {
+        s.check_code("a", format!("wrong{i}").as_bytes(), 30)
+            .unwrap()
+    });
     let wrong: Vec<u32> = got
         .iter()
         .filter_map(|c| match c {
@@ -206,7 +233,10 @@ fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
     let mut left = wrong.clone();
     left.sort();
     assert_eq!(left, [0, 1, 2], "{got:?}");
-    assert!(got.iter().filter(|c| **c == CodeCheck::Void).count() == 9, "{got:?}");
+    assert!(
+        got.iter().filter(|c| **c == CodeCheck::Void).count() == 9,
+        "{got:?}"
+    );
     assert_eq!(s.check_code("a", b"right", 30).unwrap(), CodeCheck::Void);
     // A fresh code for the legitimate user works.
     assert!(s.start_verification("a", 40, 3600, 5).unwrap().is_some());
@@ -219,14 +249,23 @@ fn a_right_code_opens_once_across_instances(db: &Db) {
     assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
     assert!(s.set_code("a", b"x", b"right", 10_000, 3).unwrap());
     let got = race(db, 8, |_, s| s.check_code("a", b"right", 30).unwrap());
-    assert_eq!(got.iter().filter(|c| **c == CodeCheck::Right).count(), 1, "{got:?}");
-    assert!(got.iter().all(|c| matches!(c, CodeCheck::Right | CodeCheck::NoCode)));
+    assert_eq!(
+        got.iter().filter(|c| **c == CodeCheck::Right).count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .all(|c| matches!(c, CodeCheck::Right | CodeCheck::NoCode)));
 }
 
 fn verifications_per_window_hold_across_instances(db: &Db) {
     let s = db.open();
     assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
-    let got = race(db, 16, |i, s| s.start_verification("a", 100 + (i as i64 % 3), 3600, 5).unwrap());
+    let got = race(db, 16, |i, s| {
+        s.start_verification("a", 100 + (i as i64 % 3), 3600, 5)
+            .unwrap()
+    });
     assert_eq!(got.iter().filter(|g| g.is_some()).count(), 5, "{got:?}");
     assert_eq!(s.start_verification("a", 200, 3600, 5).unwrap(), None);
     // The next window, for the legitimate user.
@@ -239,30 +278,50 @@ fn one_token_pays_once_across_instances(db: &Db) {
         expires: 1_000_000,
     };
     let got = race(db, 12, |i, s| {
-        s.insert_escrow_paid(&format!("id{i}"), 100_000, b"x", &t, 10).unwrap()
+        s.insert_escrow_paid(&format!("id{i}"), 100_000, b"x", &t, 10)
+            .unwrap()
     });
-    assert_eq!(got.iter().filter(|g| **g == Inserted::Stored).count(), 1, "{got:?}");
-    assert!(got.iter().all(|g| matches!(g, Inserted::Stored | Inserted::TokenSpent)));
+    assert_eq!(
+        got.iter().filter(|g| **g == Inserted::Stored).count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .all(|g| matches!(g, Inserted::Stored | Inserted::TokenSpent)));
     assert_eq!(db.open().counts().unwrap().escrows, 1);
 }
 
 fn one_id_is_stored_once_across_instances(db: &Db) {
     let got = race(db, 10, |i, s| {
-        s.insert_escrow("same", 100_000, format!("data{i}").as_bytes(), 10).unwrap()
+        s.insert_escrow("same", 100_000, format!("data{i}").as_bytes(), 10)
+            .unwrap()
     });
     assert_eq!(got.iter().filter(|g| **g).count(), 1, "{got:?}");
     // Paid ones: one token each, one id: one stored, no token spent by
     // the others (each can pay for another id afterwards).
     let got = race(db, 6, |i, s| {
-        let t = Spend { hash: [i as u8 + 10; 32], expires: 1_000_000 };
+        let t = Spend {
+            hash: [i as u8 + 10; 32],
+            expires: 1_000_000,
+        };
         s.insert_escrow_paid("paid", 100_000, b"x", &t, 10).unwrap()
     });
-    assert_eq!(got.iter().filter(|g| **g == Inserted::Stored).count(), 1, "{got:?}");
+    assert_eq!(
+        got.iter().filter(|g| **g == Inserted::Stored).count(),
+        1,
+        "{got:?}"
+    );
     let s = db.open();
     let mut stored_again = 0;
     for (i, g) in got.iter().enumerate() {
-        let t = Spend { hash: [i as u8 + 10; 32], expires: 1_000_000 };
-        let r = s.insert_escrow_paid(&format!("other{i}"), 100_000, b"x", &t, 10).unwrap();
+        let t = Spend {
+            hash: [i as u8 + 10; 32],
+            expires: 1_000_000,
+        };
+        let r = s
+            .insert_escrow_paid(&format!("other{i}"), 100_000, b"x", &t, 10)
+            .unwrap();
         match g {
             Inserted::IdTaken => {
                 assert_eq!(r, Inserted::Stored, "a refused request spent its token");
@@ -286,7 +345,11 @@ fn a_code_delivered_while_its_escrow_is_deleted_does_not_outlive_it(db: &Db) {
                 assert!(s.delete_escrow(&id).unwrap());
             }
         });
-        assert_eq!(s.check_code(&id, b"m", 20).unwrap(), CodeCheck::NoCode, "round {round}");
+        assert_eq!(
+            s.check_code(&id, b"m", 20).unwrap(),
+            CodeCheck::NoCode,
+            "round {round}"
+        );
     }
     assert_eq!(s.counts().unwrap(), Counts::default());
 }

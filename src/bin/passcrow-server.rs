@@ -330,8 +330,7 @@ fn migrate(a: &Args, cfg: &Config) -> Result<(), BoxError> {
              use $PASSCROW_DATABASE_PASSWORD or postgres.password_file (--config)"
         );
     }
-    let settings =
-        server::storage::postgres_settings(cfg, &|n: &str| std::env::var(n).ok())?;
+    let settings = server::storage::postgres_settings(cfg, &|n: &str| std::env::var(n).ok())?;
     let dst = postgres::PostgresStorage::open(&to, &settings)?;
     let copied = postgres::copy_from_sqlite(&from, &dst)?;
     let rows: Vec<String> = copied
@@ -350,7 +349,10 @@ fn migrate(a: &Args, cfg: &Config) -> Result<(), BoxError> {
 
 #[cfg(not(feature = "postgres"))]
 fn migrate(_a: &Args, _cfg: &Config) -> Result<(), BoxError> {
-    Err("this passcrow-server was built without PostgreSQL (cargo build --features postgres)".into())
+    Err(
+        "this passcrow-server was built without PostgreSQL (cargo build --features postgres)"
+            .into(),
+    )
 }
 
 fn main() -> ExitCode {

@@ -20,9 +20,9 @@ pub mod postgres;
 mod schema;
 mod sqlite;
 
-pub use open::{open_database, Database};
 #[cfg(feature = "postgres")]
 pub use open::postgres_settings;
+pub use open::{open_database, Database};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStorage;
 pub use schema::SCHEMA_VERSION;

@@ -271,7 +271,8 @@ impl PostgresStorage {
     /// The schema version of the database.
     pub fn schema_version(&self) -> StorageResult<i64> {
         self.run("reading the schema version", Mode::Statement, |t| {
-            Ok(t.one("SELECT max(version) FROM passcrow_schema", &[])?.get(0))
+            Ok(t.one("SELECT max(version) FROM passcrow_schema", &[])?
+                .get(0))
         })
     }
 
@@ -311,7 +312,12 @@ impl Drop for PostgresStorage {
 
 /// Store a new escrow unless the id is taken (by anything, live or not);
 /// any code left under the id (an orphan) goes. One statement.
-fn insert_new(t: &mut Tx<'_>, id: &str, expires: i64, sealed: &[u8]) -> Result<bool, postgres::Error> {
+fn insert_new(
+    t: &mut Tx<'_>,
+    id: &str,
+    expires: i64,
+    sealed: &[u8],
+) -> Result<bool, postgres::Error> {
     let n: i64 = t
         .one(
             "WITH ins AS (
@@ -541,7 +547,8 @@ impl Storage for PostgresStorage {
             let Some(row) = row else {
                 return Ok(CodeCheck::NoCode);
             };
-            let (mac, expires, attempts): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            let (mac, expires, attempts): (Vec<u8>, i64, i64) =
+                (row.get(0), row.get(1), row.get(2));
             if expires <= now {
                 t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
                 return Ok(CodeCheck::Expired);

@@ -217,7 +217,11 @@ impl Connector {
 
     /// A storage error about `what`, scrubbed.
     pub(super) fn error(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
-        StorageError(format!("postgres {}: {what}: {}", self.label, self.scrubbed(e)))
+        StorageError(format!(
+            "postgres {}: {what}: {}",
+            self.label,
+            self.scrubbed(e)
+        ))
     }
 
     /// Open one connection.

@@ -123,7 +123,8 @@ pub fn copy_from_sqlite(src: &Path, dst: &PostgresStorage) -> StorageResult<Copi
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| StorageError(format!("migrate: opening {}: {e}", src.display())))?;
-    let sqerr = |e: rusqlite::Error| StorageError(format!("migrate: reading {}: {e}", src.display()));
+    let sqerr =
+        |e: rusqlite::Error| StorageError(format!("migrate: reading {}: {e}", src.display()));
     // One read transaction: a consistent snapshot of every table.
     let snap = sq.transaction().map_err(sqerr)?;
 

@@ -99,7 +99,10 @@ impl From<postgres::Error> for MigrateError {
 impl MigrateError {
     pub(super) fn into_storage(self, conn: &super::connect::Connector) -> StorageError {
         match self {
-            MigrateError::Db(e) => conn.error("creating or migrating the schema", super::connect::error_text(&e)),
+            MigrateError::Db(e) => conn.error(
+                "creating or migrating the schema",
+                super::connect::error_text(&e),
+            ),
             MigrateError::Newer(v) => StorageError(format!(
                 "postgres {}: database schema {v} is newer than this server understands \
                  ({SCHEMA_VERSION}): upgrade passcrow-server",
