@@ -655,3 +655,27 @@ fn the_reference_client_against_two_instances_alternately() {
     assert!(ok, "reference recover: {o} {err}");
     assert_eq!(std::fs::read(&out_file).unwrap(), secret);
 }
+
+#[test]
+fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
+    let c = pg_cluster::cluster();
+    let url = c.new_database();
+    let db = pg_cluster::db_name(&url);
+    let s = open(&url);
+    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    // As a restart or failover would: every connection of ours is cut.
+    let n: i64 = c
+        .admin(db)
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'passcrow-server'",
+            &[&db],
+        )
+        .unwrap()
+        .get(0);
+    assert!(n >= 1);
+    // The next transaction finds its connection closed at BEGIN (nothing
+    // ran) and runs on a new one.
+    assert!(s.delete_escrow("a").unwrap());
+    assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Missing));
+}

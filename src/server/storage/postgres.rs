@@ -128,17 +128,35 @@ fn retryable(e: &postgres::Error) -> bool {
     )
 }
 
+/// Why an attempt failed.
+enum Failed {
+    /// The transaction could not begin: nothing ran.
+    Begin(postgres::Error),
+    /// Later: it may or may not have committed.
+    Run(postgres::Error),
+}
+
 /// Run `f` once on `c` in `mode`.
 fn attempt<T>(
     c: &mut Client,
     mode: Mode,
     f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
-) -> Result<T, postgres::Error> {
+) -> Result<T, Failed> {
     match mode {
         Mode::Statement => {}
-        Mode::Durable => c.batch_execute("BEGIN")?,
-        Mode::Housekeeping => c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off")?,
+        Mode::Durable => c.batch_execute("BEGIN").map_err(Failed::Begin)?,
+        Mode::Housekeeping => c
+            .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
+            .map_err(Failed::Begin)?,
     }
+    attempt_body(c, mode, f).map_err(Failed::Run)
+}
+
+fn attempt_body<T>(
+    c: &mut Client,
+    mode: Mode,
+    f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
     let mut tx = Tx {
         c: &mut *c,
         rollback: false,
@@ -246,7 +264,21 @@ impl PostgresStorage {
             let c = &mut lent.conn().client;
             match attempt(c, mode, &mut f) {
                 Ok(v) => return Ok(v),
-                Err(e) => {
+                // A connection that died while idle (the database
+                // restarted or failed over): nothing ran, so try again on
+                // a new one.
+                Err(Failed::Begin(e)) if c.is_closed() && tries < RETRIES => {
+                    tracing::info!(
+                        "postgres {}: a pooled connection was closed ({}); reconnecting",
+                        self.pool.connector().label,
+                        connect::error_text(&e)
+                    );
+                    tries += 1;
+                    lent.broken = true;
+                    drop(lent);
+                    continue;
+                }
+                Err(Failed::Begin(e) | Failed::Run(e)) => {
                     // Leave the connection outside any transaction, or
                     // drop it.
                     if mode != Mode::Statement

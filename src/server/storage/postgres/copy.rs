@@ -197,7 +197,6 @@ pub fn copy_from_sqlite(src: &Path, dst: &PostgresStorage) -> StorageResult<Copi
             }
         }
         flush(&mut vals, &mut pending)?;
-        drop(flush);
         let want: i64 = snap
             .query_row(&format!("SELECT count(*) FROM {name}"), [], |r| r.get(0))
             .map_err(sqerr)?;

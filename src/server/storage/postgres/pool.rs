@@ -15,7 +15,17 @@ use super::connect::Connector;
 /// One pooled connection, its session set up.
 pub(super) struct Conn {
     pub(super) client: Client,
+    /// When it was last given back.
+    idle_since: Instant,
 }
+
+/// A connection idle longer than this is checked (one empty query)
+/// before it is lent again: the database may have restarted or failed over
+/// meanwhile.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(30);
+
+/// The set-up every new connection runs (its session settings).
+pub(super) type Setup = Box<dyn Fn(&mut Client) -> StorageResult<()> + Send + Sync>;
 
 struct State {
     idle: Vec<Conn>,
@@ -30,7 +40,7 @@ pub(super) struct Pool {
     state: Mutex<State>,
     freed: Condvar,
     /// Called on every new connection (session checks).
-    setup: Box<dyn Fn(&mut Client) -> StorageResult<()> + Send + Sync>,
+    setup: Setup,
 }
 
 /// A connection lent by the pool; goes back on drop unless broken.
@@ -50,7 +60,10 @@ impl Lent<'_> {
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        let Some(c) = self.conn.take() else { return };
+        let Some(mut c) = self.conn.take() else {
+            return;
+        };
+        c.idle_since = Instant::now();
         let mut st = self.pool.lock();
         if self.broken || c.client.is_closed() {
             st.open -= 1;
@@ -69,7 +82,7 @@ impl Pool {
         connector: Connector,
         size: usize,
         acquire_timeout: Duration,
-        setup: Box<dyn Fn(&mut Client) -> StorageResult<()> + Send + Sync>,
+        setup: Setup,
     ) -> Pool {
         Pool {
             connector,
@@ -98,7 +111,16 @@ impl Pool {
         let deadline = Instant::now() + self.acquire_timeout;
         let mut st = self.lock();
         loop {
-            if let Some(c) = st.idle.pop() {
+            if let Some(mut c) = st.idle.pop() {
+                if c.idle_since.elapsed() > CHECK_AFTER_IDLE {
+                    drop(st);
+                    let alive = c.client.is_valid(Duration::from_secs(2)).is_ok();
+                    st = self.lock();
+                    if !alive {
+                        st.open -= 1;
+                        continue;
+                    }
+                }
                 return Ok(Lent {
                     pool: self,
                     conn: Some(c),
@@ -142,7 +164,10 @@ impl Pool {
     fn open_one(&self) -> StorageResult<Conn> {
         let mut client = self.connector.connect()?;
         (self.setup)(&mut client)?;
-        Ok(Conn { client })
+        Ok(Conn {
+            client,
+            idle_since: Instant::now(),
+        })
     }
 
     /// Take every idle connection out (to close them).
