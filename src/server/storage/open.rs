@@ -59,9 +59,31 @@ impl Database {
     pub fn describe(&self) -> String {
         match self {
             Database::Sqlite(p) => p.display().to_string(),
-            Database::Postgres(u) => crate::server::config::redact_url(u),
+            Database::Postgres(u) => redact_database_url(u),
         }
     }
+}
+
+/// A database URL fit for messages: its login hidden (`[login]@`) and
+/// the value of any `password=` parameter replaced.
+pub(crate) fn redact_database_url(u: &str) -> String {
+    let (base, query) = match u.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (u, None),
+    };
+    let mut out = crate::server::config::redact_url(base);
+    if let Some(q) = query {
+        let kept: Vec<&str> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=[hidden]",
+                _ => kv,
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out
 }
 
 /// Open the database `db` with `cfg`'s settings.
@@ -83,7 +105,7 @@ fn open_postgres(url: &str, _cfg: &Config) -> ServerResult<Box<dyn Storage>> {
     Err(ServerError::config(format!(
         "database {}: this passcrow-server was built without PostgreSQL \
          (cargo build --features postgres)",
-        crate::server::config::redact_url(url)
+        redact_database_url(url)
     )))
 }
 
@@ -153,5 +175,10 @@ mod tests {
         assert!(p(Some("sqlite:")).is_err());
         let pg = p(Some("postgres://u:pw@h/db")).unwrap();
         assert!(!format!("{pg:?}").contains("pw"));
+        let pg = p(Some("postgres://u@h/db?password=hunter2&sslmode=verify-full")).unwrap();
+        assert_eq!(
+            pg.describe(),
+            "postgres://[login]@h/db?password=[hidden]&sslmode=verify-full"
+        );
     }
 }

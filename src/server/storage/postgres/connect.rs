@@ -91,7 +91,7 @@ pub(super) struct Connector {
 
 /// `u` with any `user:password@` hidden, fit for messages.
 pub(super) fn redact(u: &str) -> String {
-    crate::server::config::redact_url(u)
+    super::super::open::redact_database_url(u)
 }
 
 fn is_loopback(h: &Host) -> bool {
