@@ -175,7 +175,10 @@ mod tests {
         assert!(p(Some("sqlite:")).is_err());
         let pg = p(Some("postgres://u:pw@h/db")).unwrap();
         assert!(!format!("{pg:?}").contains("pw"));
-        let pg = p(Some("postgres://u@h/db?password=hunter2&sslmode=verify-full")).unwrap();
+        let pg = p(Some(
+            "postgres://u@h/db?password=hunter2&sslmode=verify-full",
+        ))
+        .unwrap();
         assert_eq!(
             pg.describe(),
             "postgres://[login]@h/db?password=[hidden]&sslmode=verify-full"
