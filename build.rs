@@ -91,6 +91,7 @@ mod header {
         "verify.rs",
         "recover.rs",
         "list.rs",
+        "check.rs",
     ];
 
     /// `CAPI_FILES` under `dir`, after checking that they are all of its

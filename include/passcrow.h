@@ -32,6 +32,47 @@
 #define PASSCROW_VERSION_PATCH 0
 
 /**
+ * Renewal reasons, as bits of `passcrow_renewal_due()`'s `*out_reasons`.
+ * An escrow expires within the window.
+ */
+#define PASSCROW_RENEW_EXPIRING 1
+
+/**
+ * An escrow is missing.
+ */
+#define PASSCROW_RENEW_MISSING 2
+
+/**
+ * An escrow is altered.
+ */
+#define PASSCROW_RENEW_ALTERED 4
+
+/**
+ * An escrow has expired.
+ */
+#define PASSCROW_RENEW_EXPIRED 8
+
+/**
+ * An escrow is frozen.
+ */
+#define PASSCROW_RENEW_FROZEN 16
+
+/**
+ * The pack cannot be recovered now.
+ */
+#define PASSCROW_RENEW_NOT_RECOVERABLE 32
+
+/**
+ * Losing one more escrow would make it unrecoverable.
+ */
+#define PASSCROW_RENEW_MARGIN_ZERO 64
+
+/**
+ * A year since protect or the last review.
+ */
+#define PASSCROW_RENEW_REVIEW_DUE 128
+
+/**
  * What a call did. `PASSCROW_OK` (0) is success; every other value is a
  * failure whose text `passcrow_error_message()` returns. The numbers are
  * fixed: new codes get new numbers, old ones are never reused.
@@ -137,6 +178,58 @@ typedef uint32_t passcrow_result;
 #endif // __cplusplus
 
 /**
+ * Whether a pack can be recovered now.
+ */
+typedef enum passcrow_recoverable {
+    /**
+     * Enough escrows are held.
+     */
+    PASSCROW_RECOVERABLE_YES = 0,
+    /**
+     * Not enough, even counting the unknown ones.
+     */
+    PASSCROW_RECOVERABLE_NO = 1,
+    /**
+     * Servers without the status method decide it.
+     */
+    PASSCROW_RECOVERABLE_UNKNOWN = 2,
+} passcrow_recoverable;
+
+/**
+ * What one escrow's server says about it.
+ */
+typedef enum passcrow_escrow_state {
+    /**
+     * Held, live, not frozen (and proven intact when `proven`).
+     */
+    PASSCROW_ESCROW_HELD = 0,
+    /**
+     * The server does not have it.
+     */
+    PASSCROW_ESCROW_MISSING = 1,
+    /**
+     * The server holds other bytes under its id.
+     */
+    PASSCROW_ESCROW_ALTERED = 2,
+    /**
+     * Past its expiration.
+     */
+    PASSCROW_ESCROW_EXPIRED = 3,
+    /**
+     * Frozen: no more recovery attempts allowed.
+     */
+    PASSCROW_ESCROW_FROZEN = 4,
+    /**
+     * The server did not answer.
+     */
+    PASSCROW_ESCROW_UNREACHABLE = 5,
+    /**
+     * The server has no status method (python-passcrow): reachable only.
+     */
+    PASSCROW_ESCROW_UNKNOWN = 6,
+} passcrow_escrow_state;
+
+/**
  * A client over one pack directory. Make it with `passcrow_client_new()`
  * or `passcrow_client_new_with_http()`, release it with
  * `passcrow_client_free()`.
@@ -145,6 +238,12 @@ typedef uint32_t passcrow_result;
  * function takes it `const`); it must not be freed while a call is using it.
  */
 typedef struct passcrow_client passcrow_client;
+
+/**
+ * A pack's health, from `passcrow_check()`.
+ * Thread-safety: immutable; may be read from several threads at once.
+ */
+typedef struct passcrow_health passcrow_health;
 
 /**
  * The answer an HTTP callback fills in with `passcrow_http_response_set()`.
@@ -289,6 +388,41 @@ typedef struct passcrow_pack_info {
      */
     bool ephemeral;
 } passcrow_pack_info;
+
+/**
+ * One escrow's health. The strings are borrowed from the
+ * `passcrow_health` and valid until it is freed.
+ */
+typedef struct passcrow_escrow_health {
+    /**
+     * The code prefix of the escrow, or 0 for a pack's ephemeral copy.
+     */
+    char prefix;
+    /**
+     * Identity kind: `"email"`, `"tel"`, ...
+     */
+    const char *kind;
+    /**
+     * The server.
+     */
+    const char *server;
+    /**
+     * What the server says.
+     */
+    enum passcrow_escrow_state state;
+    /**
+     * When it expires (unix time).
+     */
+    int64_t expires;
+    /**
+     * Proven intact with a challenge never sent before.
+     */
+    bool proven;
+    /**
+     * Why, or NULL.
+     */
+    const char *detail;
+} passcrow_escrow_health;
 
 /**
  * A local pack only.
@@ -785,6 +919,91 @@ passcrow_result passcrow_pack_list_get(const struct passcrow_pack_list *list,
  * No other call may be using `list` (on any thread).
  */
 passcrow_result passcrow_pack_list_free(struct passcrow_pack_list *list);
+
+/**
+ * Ask each escrow's server of `pack` whether it still holds the escrow
+ * intact, sending no code and telling no one. Servers that cannot be
+ * reached are reported per escrow, not as a failure. On success `*out` is
+ * a new `passcrow_health` the caller frees with `passcrow_health_free()`.
+ * Blocks (network).
+ *
+ * # Safety
+ *
+ * `client` and `pack` must be NULL or not freed during the call; `out`
+ * NULL or writable.
+ */
+passcrow_result passcrow_check(const struct passcrow_client *client,
+                               const struct passcrow_pack *pack,
+                               struct passcrow_health **out);
+
+/**
+ * The verdict of a check: `*out_recoverable`, the escrows held
+ * (`*out_healthy`), the margin (`*out_margin` = held − needed; how many
+ * more escrows can be lost), the escrows needed (`*out_min_shares`) and
+ * the number of entries (`*out_escrows`).
+ *
+ * # Safety
+ *
+ * `health` must be NULL or not freed during the call; the `out_*`
+ * pointers NULL or writable.
+ */
+passcrow_result passcrow_health_summary(const struct passcrow_health *health,
+                                        enum passcrow_recoverable *out_recoverable,
+                                        size_t *out_healthy,
+                                        int64_t *out_margin,
+                                        uint32_t *out_min_shares,
+                                        size_t *out_escrows);
+
+/**
+ * Entry number `index` (from 0, in pack order) into `*out`; its strings
+ * are borrowed from `health`. `PASSCROW_OUT_OF_RANGE` past the end.
+ *
+ * # Safety
+ *
+ * `health` must be NULL or not freed during the call; `out` NULL or
+ * writable.
+ */
+passcrow_result passcrow_health_escrow(const struct passcrow_health *health,
+                                       size_t index,
+                                       struct passcrow_escrow_health *out);
+
+/**
+ * Free a health check. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * No other call may be using `health` (on any thread).
+ */
+passcrow_result passcrow_health_free(struct passcrow_health *health);
+
+/**
+ * Whether the app should ask the user to review the pack `name` now
+ * (`*out_due`) and why (`*out_reasons`, `PASSCROW_RENEW_*` bits): escrows
+ * expiring within `within_seconds`, an escrow missing, altered, expired
+ * or frozen, the pack not recoverable or with a margin of zero, or a
+ * year since protect or the last review. Runs a check (network).
+ *
+ * # Safety
+ *
+ * `client` must be NULL or not freed during the call; `name` NULL or a
+ * NUL-terminated string; `out_due`, `out_reasons` NULL or writable.
+ */
+passcrow_result passcrow_renewal_due(const struct passcrow_client *client,
+                                     const char *name,
+                                     uint64_t within_seconds,
+                                     bool *out_due,
+                                     uint32_t *out_reasons);
+
+/**
+ * Record that the user reviewed the pack `name` now (the year until the
+ * next review starts again). A successful recovery records it too.
+ *
+ * # Safety
+ *
+ * `client` must be NULL or not freed during the call; `name` NULL or a
+ * NUL-terminated string.
+ */
+passcrow_result passcrow_mark_reviewed(const struct passcrow_client *client, const char *name);
 
 #ifdef __cplusplus
 }  // extern "C"

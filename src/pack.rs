@@ -431,6 +431,39 @@ pub mod ephemeral {
         kdf::derive_key_2_20(user_key.as_bytes(), b"")
     }
 
+    /// How the ephemeral mode's scrypt derivations (1 GiB each) share the
+    /// machine.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum KdfConcurrency {
+        /// Two at a time (2 GiB at the peak) when a second core and the
+        /// memory for both are there; otherwise, quietly, one at a time.
+        #[default]
+        TwoAtATime,
+        /// One at a time (1 GiB at the peak), for memory-starved devices.
+        OneAtATime,
+    }
+
+    /// What the first step of an ephemeral recovery needs, derived from the
+    /// user key: the escrow id and the escrow key (two derivations, run
+    /// as `conc` allows).
+    pub fn lookup_keys(user_key: &str, conc: KdfConcurrency) -> Result<(String, Key32)> {
+        kdf::run_pair(
+            conc == KdfConcurrency::TwoAtATime,
+            kdf::scrypt_memory(kdf::EPHEMERAL_LOG_N, 8),
+            || escrow_id(user_key),
+            || escrow_key(user_key),
+        )
+    }
+
+    /// All three keys of an ephemeral escrow: (escrow id, escrow key, pack
+    /// key). With [`KdfConcurrency::TwoAtATime`] the id and the escrow key
+    /// are derived together, then the pack key (the memory stays within
+    /// two derivations' worth).
+    pub fn all_keys(user_key: &str, conc: KdfConcurrency) -> Result<(String, Key32, Key32)> {
+        let (id, ekey) = lookup_keys(user_key, conc)?;
+        Ok((id, ekey, pack_key(user_key)?))
+    }
+
     /// Seal a pack for ephemeral escrow: JSON, zlib level 9, blob.
     pub fn seal_pack(pack: &RecoveryPack, key: &Key32) -> Result<String> {
         use flate2::write::ZlibEncoder;

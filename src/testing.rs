@@ -9,3 +9,51 @@ pub use crate::crypto::kdf::{derive_key_2_20, scrypt};
 pub use crate::crypto::{
     b64decode, b64encode, ct_eq, key_from_b64, random_bytes, random_key, random_pack_key, shamir,
 };
+
+/// Write, at `path`, a database as the server wrote it before escrow ids
+/// were hashed (schema `version`, 1 or 2: clear TEXT ids, escrows sealed
+/// in format 1 under their clear storage key with keys derived from
+/// `master`): `escrows` as `(storage key, expires, data as the server
+/// stores it)`, pending `codes` as `(storage key, code, expires,
+/// attempts)`. For tests of the migration to hashed ids.
+#[cfg(feature = "server")]
+pub fn old_server_database(
+    path: &std::path::Path,
+    master: &crate::Key32,
+    version: i64,
+    escrows: &[(&str, i64, &[u8])],
+    codes: &[(&str, &str, i64, u32)],
+) -> crate::server::ServerResult<()> {
+    crate::server::write_old_database(path, master, version, escrows, codes)
+}
+
+/// Alter the stored escrow `escrow_id` in the SQLite file `db` of a
+/// stopped `passcrow-server` (its `master.key` beside it) (one byte of its sealed data flipped), as
+/// a failing disk or a careless restore would: for the health check's
+/// tests. Returns an error naming what was not found.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub fn alter_stored_escrow(db: &std::path::Path, escrow_id: &str) -> Result<(), String> {
+    // Storage knows escrows by a keyed hash of the part of the id after
+    // the last dash, under the master key beside the database.
+    let key = escrow_id.rsplit('-').next().unwrap_or(escrow_id);
+    let master = crate::server::load_master_key(&db.with_file_name("master.key"))
+        .map_err(|e| e.to_string())?;
+    let key = crate::server::stored_id_bytes(&master, &key.to_ascii_lowercase()).to_vec();
+    let c = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    let mut data: Vec<u8> = c
+        .query_row(
+            "SELECT data FROM escrow WHERE id = ?1",
+            rusqlite::params![key],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("no such escrow: {e}"))?;
+    let last = data.len().checked_sub(1).ok_or("empty escrow data")?;
+    data[last] ^= 0x01;
+    c.execute(
+        "UPDATE escrow SET data = ?2 WHERE id = ?1",
+        rusqlite::params![key, data],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}

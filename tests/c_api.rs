@@ -208,3 +208,115 @@ fn ephemeral_renew_list_through_the_c_abi() {
     }
     srv.shutdown();
 }
+
+#[test]
+fn check_and_renewal_due_through_the_c_abi() {
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = tmp.path().join("codes.txt");
+    let srv = server::spawn(Config::for_testing(tmp.path().join("server"), &codes)).unwrap();
+    let url = srv.url();
+    let home = tmp.path().join("client");
+    std::fs::create_dir_all(&home).unwrap();
+    let home_c = CString::new(home.to_str().unwrap()).unwrap();
+    unsafe {
+        let mut client = null_mut();
+        ok(passcrow_client_new(
+            home_c.as_ptr(),
+            home_c.as_ptr(),
+            &mut client,
+        ));
+        let ids: Vec<CString> = ["a@example.org", "b@example.org"]
+            .iter()
+            .map(|i| CString::new(format!("{i} via {url}")).unwrap())
+            .collect();
+        let id_ptrs: Vec<*const c_char> = ids.iter().map(|c| c.as_ptr()).collect();
+        let mut policy = null_mut();
+        ok(passcrow_policy_new(
+            client,
+            id_ptrs.as_ptr(),
+            id_ptrs.len(),
+            1,
+            2,
+            &mut policy,
+        ));
+        ok(passcrow_policy_set_lifetimes(policy, 1, 0));
+        let name = CString::new("wallet").unwrap();
+        ok(passcrow_protect(
+            client,
+            name.as_ptr(),
+            b"s3cret".as_ptr(),
+            6,
+            policy,
+            PASSCROW_EPHEMERAL_NO,
+            false,
+            null(),
+            null_mut(),
+        ));
+        let mut pack = null_mut();
+        ok(passcrow_pack_open(client, name.as_ptr(), &mut pack));
+        let mut health = null_mut();
+        ok(passcrow_check(client, pack, &mut health));
+        let (mut rec, mut healthy, mut margin, mut min, mut n) = (
+            passcrow_recoverable::PASSCROW_RECOVERABLE_NO,
+            0usize,
+            0i64,
+            0u32,
+            0usize,
+        );
+        ok(passcrow_health_summary(
+            health,
+            &mut rec,
+            &mut healthy,
+            &mut margin,
+            &mut min,
+            &mut n,
+        ));
+        assert_eq!(rec, passcrow_recoverable::PASSCROW_RECOVERABLE_YES);
+        assert_eq!((healthy, margin, min, n), (2, 1, 1, 2));
+        let mut e = std::mem::zeroed::<passcrow_escrow_health>();
+        ok(passcrow_health_escrow(health, 1, &mut e));
+        assert_eq!(e.state, passcrow_escrow_state::PASSCROW_ESCROW_HELD);
+        assert!(e.proven && e.detail.is_null() && e.prefix == b'2' as c_char);
+        assert_eq!(CStr::from_ptr(e.server).to_str().unwrap(), url);
+        assert_eq!(
+            passcrow_health_escrow(health, 2, &mut e),
+            passcrow_result::PASSCROW_OUT_OF_RANGE
+        );
+        ok(passcrow_health_free(health));
+        assert_eq!(
+            passcrow_health_free(health),
+            passcrow_result::PASSCROW_INVALID_HANDLE
+        );
+        assert_eq!(
+            passcrow_check(client, null(), &mut health),
+            passcrow_result::PASSCROW_NULL_ARGUMENT
+        );
+        // Expiring within two days: due, for that reason only.
+        let (mut due, mut why) = (false, 0u32);
+        ok(passcrow_renewal_due(
+            client,
+            name.as_ptr(),
+            2 * 86400,
+            &mut due,
+            &mut why,
+        ));
+        assert!(due);
+        assert_eq!(why, PASSCROW_RENEW_EXPIRING);
+        ok(passcrow_renewal_due(
+            client,
+            name.as_ptr(),
+            60,
+            &mut due,
+            &mut why,
+        ));
+        assert!(!due && why == 0);
+        ok(passcrow_mark_reviewed(client, name.as_ptr()));
+        ok(passcrow_pack_free(pack));
+        ok(passcrow_policy_free(policy));
+        ok(passcrow_client_free(client));
+    }
+    // No code was sent by any of it.
+    assert!(std::fs::read_to_string(&codes)
+        .unwrap_or_default()
+        .is_empty());
+}

@@ -48,3 +48,23 @@ fn with_enough_memory_the_derivation_runs() {
         "expected a connection failure; stderr: {stderr}"
     );
 }
+
+/// Room for one 1 GiB derivation but not two: the derivations that would
+/// run two at a time run one after the other instead (two at once would
+/// abort inside scrypt's allocation).
+#[test]
+fn with_memory_for_one_derivation_they_run_in_turn() {
+    let out = recover_ephemeral_limited(1600 * 1024);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status {:?} (a signal is an abort); stderr: {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("not enough memory"), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:9"),
+        "expected a connection failure; stderr: {stderr}"
+    );
+}

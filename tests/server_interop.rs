@@ -259,7 +259,8 @@ fn email_over_smtp_for_real() {
     );
     assert!(first.contains("Message-ID: <"), "{first}");
     assert!(
-        first.contains("Subject: Test Wallet Verification Code"),
+        first.contains("Subject: Passcrow Verification Code")
+            && first.contains("Label given by the requester: \"Test Wallet\""),
         "{first}"
     );
     assert!(first.contains("https://passcrow.test/about"), "{first}");

@@ -151,6 +151,29 @@ fn ephemeral_vectors() {
     }
 }
 
+/// Two derivations at a time or one at a time, the keys are the vectors'.
+#[test]
+fn ephemeral_vectors_whatever_the_concurrency() {
+    use passcrow::client::KdfConcurrency;
+    let v = vectors();
+    let e = &v["ephemeral"][0];
+    let uk = e["user_key"].as_str().unwrap();
+    for conc in [KdfConcurrency::TwoAtATime, KdfConcurrency::OneAtATime] {
+        let (id, ekey, pkey) = ephemeral::all_keys(uk, conc).unwrap();
+        assert_eq!(id, e["escrow_id"].as_str().unwrap(), "{conc:?}");
+        assert_eq!(
+            ekey.to_b64(),
+            e["escrow_key_b64"].as_str().unwrap(),
+            "{conc:?}"
+        );
+        assert_eq!(
+            pkey.to_b64(),
+            e["pack_key_b64"].as_str().unwrap(),
+            "{conc:?}"
+        );
+    }
+}
+
 #[test]
 fn escrow_request_vectors() {
     let v = vectors();

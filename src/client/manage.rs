@@ -89,6 +89,7 @@ impl Client {
             }
         }
         self.packs.remove(name)?;
+        super::sidecar::remove(&self.packs, name)?;
         Ok(out)
     }
 

@@ -7,19 +7,27 @@
 //! - `protect.rs`: protect and renew (escrow, ephemeral copy);
 //! - `recover.rs`: packs, verify and recover (codes, combining shares);
 //! - `manage.rs`: forget, list, expiring (deleting escrows);
+//! - `check.rs`: extension discovery and the health check;
+//! - `renewal.rs`: renewal due (whether to ask the user to review a pack);
+//! - `sidecar.rs`: the side file beside each pack the check needs;
+//! - `warnings.rs`: policy warnings at protect;
 //! - `rpc.rs`: one request to a server and its typed answer;
 //! - `dirs.rs`: where packs and `policy.rc` live by default;
 //! - `tasks.rs`: running requests to many servers (pacing, retries);
 //! - `transport.rs`: the HTTP transport (ureq, or the app's own).
 
+mod check;
 mod dirs;
 mod manage;
 mod protect;
 mod recover;
+mod renewal;
 mod rpc;
+mod sidecar;
 mod tasks;
 pub mod transport;
 mod types;
+mod warnings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,8 +39,11 @@ use crate::policy::{Defaults, IdentityPolicy, PolicyRequest, RecoveryPolicy};
 use crate::proto::ServerPolicy;
 use crate::{Error, Result};
 
+pub use check::{EscrowHealth, EscrowState, PackHealth, Recoverable};
 pub use dirs::{create_private_dir, default_dirs, resolve_dirs};
 pub use recover::normalize_code;
+pub use renewal::{renewal_reasons, RenewalDue, RenewalReason, REVIEW_INTERVAL};
+pub use sidecar::{CHALLENGES, SIDE_FILE_SUFFIX};
 pub use tasks::{Pacing, Sleeper};
 pub use transport::{
     server_url, HttpRequest, HttpResponse, Timeouts, Transport, TransportError, UreqTransport,
@@ -50,7 +61,12 @@ pub struct Client {
     progress: Option<Arc<ProgressFn>>,
     cancel: Arc<AtomicBool>,
     policies: Mutex<HashMap<String, ServerPolicy>>,
+    /// What each server's `extensions` said (`None`: it has none).
+    extensions: Mutex<HashMap<String, Option<crate::proto::health::Extensions>>>,
     defaults: Mutex<Defaults>,
+    /// The pack key of the last ephemeral stand-in [`Client::pack`] made,
+    /// being derived while the user waits for codes.
+    pending_pack_key: Mutex<Option<recover::PendingPackKey>>,
 }
 
 fn now() -> i64 {
@@ -85,7 +101,9 @@ impl Client {
             progress: None,
             cancel: Arc::new(AtomicBool::new(false)),
             policies: Mutex::new(HashMap::new()),
+            extensions: Mutex::new(HashMap::new()),
             defaults: Mutex::new(defaults),
+            pending_pack_key: Mutex::new(None),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Protect and renew: split a fresh pack key, escrow one share per
 //! identity (paying each server), write the pack; the ephemeral copy.
 
+use super::sidecar::{self, SideEscrow, SideFile};
 use super::{
     now, tasks, CallOptions, Client, Ephemeral, EphemeralInfo, Pacing, ProtectOptions, Protected,
     DEFAULT_PACK_DESCRIPTION,
@@ -22,8 +23,9 @@ impl Client {
         }
     }
 
-    /// Build and send one escrow request; returns the record for the pack.
-    fn escrow_one(&self, job: &EscrowJob<'_>) -> Result<EscrowRecord> {
+    /// Build and send one escrow request; returns the record for the pack
+    /// and the escrow-data blob as sent (for the side file).
+    fn escrow_one(&self, job: &EscrowJob<'_>) -> Result<(EscrowRecord, String)> {
         let idp = job.idp;
         let server = idp
             .server
@@ -37,6 +39,7 @@ impl Client {
                     sp.kinds.join(", ")
                 )));
             }
+            self.require_kind(server, k)?;
         }
         let lifetime = job.policy.expiration_days as i64 * 86400;
         let scheme = payment::choose(&sp, lifetime)?.clone();
@@ -77,7 +80,7 @@ impl Client {
             version: Version,
             parameters: crypto::seal(&pkey, proto::to_reference_json(&params).as_bytes())?,
             parameters_key: pkey.to_b64(),
-            escrow_data: vec![data_blob],
+            escrow_data: vec![data_blob.clone()],
         };
         let resp: EscrowResponse = self.rpc(server, "escrowrequest", &req)?;
         self.log(&format!(
@@ -86,12 +89,15 @@ impl Client {
             idp.id.kind(),
             scheme.scheme_id
         ));
-        Ok(EscrowRecord {
-            kind: idp.id.kind().to_string(),
-            server: server.to_string(),
-            recovery_key: SecretString::new(recovery_key.to_b64()),
-            response: resp,
-        })
+        Ok((
+            EscrowRecord {
+                kind: idp.id.kind().to_string(),
+                server: server.to_string(),
+                recovery_key: SecretString::new(recovery_key.to_b64()),
+                response: resp,
+            },
+            data_blob,
+        ))
     }
 
     /// Protect `secret` under `name` with `policy`.
@@ -152,105 +158,162 @@ impl Client {
         }
         policy.validate(reserve)?;
         let (n, m) = policy.absolute_ratio(reserve)?;
-        let extra = 3u32.saturating_sub(n);
-        let key = crypto::random_pack_key();
-        let shares = shamir::split(
-            key.expose_secret(),
-            (n + extra) as usize,
-            (m + extra) as usize,
-        )?;
-        self.log(&format!(
-            "prepared {} shares ({} local, {} needed) for {name}",
-            m + extra,
-            extra,
-            n + extra
-        ));
-        let secret_blob = RecoveryPack::seal_secret(&key, secret)?;
-        drop(key);
-
-        let jobs: Vec<EscrowJob<'_>> = (0..m as usize)
-            .map(|i| EscrowJob {
-                idp: &policy.ids[reserve + i],
-                policy,
-                secret: shares[i].clone(),
-                key: None,
-                prefer_id: None,
-                verify_description: &opts.verify_description,
-                label: format!("{}/{}", i + 1, m),
-            })
-            .collect();
-        let results = tasks::run_tasks(
-            &jobs,
-            &pacing,
-            &*self.sleeper,
-            |j| j.idp.server.clone().unwrap_or_default(),
-            |j| self.escrow_one(j),
-        );
-        let mut records = vec![];
-        let mut failures = vec![];
-        for (j, r) in jobs.iter().zip(results) {
-            match r {
-                Ok(rec) => records.push(rec),
-                Err(e) => failures.push(Failure {
-                    server: j.idp.server.clone().unwrap_or_default(),
-                    escrow_id: None,
-                    message: e.to_string(),
-                }),
-            }
+        let warnings = super::warnings::policy_warnings(policy, reserve, n);
+        for w in &warnings {
+            self.log(&format!("warning: {w}"));
         }
-        if !failures.is_empty() {
-            let got = records.len();
-            self.delete_escrows(&records, &pacing);
-            return Err(Error::Incomplete {
-                operation: "protect",
-                got,
-                needed: m as usize,
-                failures,
+        // The ephemeral keys take seconds of scrypt: they are derived on
+        // their own thread while the shares are escrowed.
+        let user_key = (reserve == 1).then(ephemeral::new_user_key);
+        let conc = self.cfg.ephemeral_kdf;
+        std::thread::scope(|scope| {
+            let derivation = user_key.as_ref().map(|k| {
+                self.log("deriving the ephemeral keys (scrypt, a few seconds)");
+                std::thread::Builder::new()
+                    .name("passcrow-ephemeral".into())
+                    .spawn_scoped(scope, move || ephemeral::all_keys(k.expose_secret(), conc))
+                    .ok()
             });
-        }
-        let mut pack = RecoveryPack {
-            name: name.to_string(),
-            created_ts: Some(now()),
-            description: Some(opts.pack_description.clone()),
-            secret: Some(secret_blob),
-            min_shares: n,
-            shares: shares[m as usize..].to_vec(),
-            escrow: records,
-            is_ephemeral: None,
-            ephemeral_id: None,
-        };
+            let extra = 3u32.saturating_sub(n);
+            let key = crypto::random_pack_key();
+            let shares = shamir::split(
+                key.expose_secret(),
+                (n + extra) as usize,
+                (m + extra) as usize,
+            )?;
+            self.log(&format!(
+                "prepared {} shares ({} local, {} needed) for {name}",
+                m + extra,
+                extra,
+                n + extra
+            ));
+            let secret_blob = RecoveryPack::seal_secret(&key, secret)?;
+            drop(key);
 
-        let mut eph_info = None;
-        if reserve == 1 {
-            match self.escrow_ephemeral(&mut pack, policy, opts, &pacing) {
-                Ok(info) => eph_info = Some(info),
-                Err(e) => {
-                    self.delete_escrows(&pack.escrow, &pacing);
-                    return Err(e);
+            let jobs: Vec<EscrowJob<'_>> = (0..m as usize)
+                .map(|i| EscrowJob {
+                    idp: &policy.ids[reserve + i],
+                    policy,
+                    secret: shares[i].clone(),
+                    key: None,
+                    prefer_id: None,
+                    verify_description: &opts.verify_description,
+                    label: format!("{}/{}", i + 1, m),
+                })
+                .collect();
+            let results = tasks::run_tasks(
+                &jobs,
+                &pacing,
+                &*self.sleeper,
+                |j| j.idp.server.clone().unwrap_or_default(),
+                |j| self.escrow_one(j),
+            );
+            let mut records = vec![];
+            let mut blobs = vec![];
+            let mut failures = vec![];
+            for (j, r) in jobs.iter().zip(results) {
+                match r {
+                    Ok((rec, blob)) => {
+                        records.push(rec);
+                        blobs.push(blob);
+                    }
+                    Err(e) => failures.push(Failure {
+                        server: j.idp.server.clone().unwrap_or_default(),
+                        escrow_id: None,
+                        message: e.to_string(),
+                    }),
                 }
             }
-        }
-        let mut path = None;
-        if opts.ephemeral != Ephemeral::Only {
-            match self.packs.save(name, &pack) {
-                Ok(p) => path = Some(p),
-                Err(e) => {
-                    self.delete_escrows(&pack.escrow, &pacing);
-                    return Err(e);
+            if !failures.is_empty() {
+                let got = records.len();
+                self.delete_escrows(&records, &pacing);
+                return Err(Error::Incomplete {
+                    operation: "protect",
+                    got,
+                    needed: m as usize,
+                    failures,
+                });
+            }
+            let mut pack = RecoveryPack {
+                name: name.to_string(),
+                created_ts: Some(now()),
+                description: Some(opts.pack_description.clone()),
+                secret: Some(secret_blob),
+                min_shares: n,
+                shares: shares[m as usize..].to_vec(),
+                escrow: records,
+                is_ephemeral: None,
+                ephemeral_id: None,
+            };
+
+            let mut eph_info = None;
+            if reserve == 1 {
+                let (Some(user_key), Some(derivation)) = (user_key.clone(), derivation) else {
+                    return Err(Error::bad_input("no ephemeral user key"));
+                };
+                let keys = match derivation {
+                    Some(h) => h.join().unwrap_or_else(|_| {
+                        Err(Error::bad_input("the key derivation thread failed"))
+                    }),
+                    // No thread could be started: derive here.
+                    None => ephemeral::all_keys(user_key.expose_secret(), conc),
+                };
+                let eph = keys.and_then(|keys| {
+                    self.escrow_ephemeral(&mut pack, policy, opts, &pacing, user_key, keys)
+                });
+                match eph {
+                    Ok((info, blob)) => {
+                        if opts.ephemeral == Ephemeral::Both {
+                            blobs.push(blob);
+                        }
+                        eph_info = Some(info)
+                    }
+                    Err(e) => {
+                        self.delete_escrows(&pack.escrow, &pacing);
+                        return Err(e);
+                    }
                 }
             }
-        }
-        let mut cleanup_failures = vec![];
-        if let Some(old) = old {
-            let (_, f) = self.delete_escrows(&old.escrow, &pacing);
-            cleanup_failures = f;
-        }
-        Ok(Protected {
-            pack,
-            path,
-            ephemeral: eph_info,
-            cleanup_failures,
+            let mut path = None;
+            if opts.ephemeral != Ephemeral::Only {
+                match self.packs.save(name, &pack) {
+                    Ok(p) => path = Some(p),
+                    Err(e) => {
+                        self.delete_escrows(&pack.escrow, &pacing);
+                        return Err(e);
+                    }
+                }
+                // The side file is ours alone: a failure to write it costs
+                // the health check its proof, never the pack.
+                if let Err(e) = self.write_side_file(name, &pack, &blobs) {
+                    self.log(&format!("could not write the health side file: {e}"));
+                }
+            }
+            let mut cleanup_failures = vec![];
+            if let Some(old) = old {
+                let (_, f) = self.delete_escrows(&old.escrow, &pacing);
+                cleanup_failures = f;
+            }
+            Ok(Protected {
+                pack,
+                path,
+                ephemeral: eph_info,
+                cleanup_failures,
+                warnings,
+            })
         })
+    }
+
+    /// The side file of a pack just written: `blobs[i]` is what was sent
+    /// for `pack.escrow[i]`.
+    fn write_side_file(&self, name: &str, pack: &RecoveryPack, blobs: &[String]) -> Result<()> {
+        let entries = pack
+            .escrow
+            .iter()
+            .zip(blobs)
+            .map(|(r, b)| SideEscrow::new(&r.server, &r.response.escrow_data_id, b))
+            .collect::<Result<Vec<_>>>()?;
+        sidecar::save(&self.packs, name, &SideFile::new(now(), entries))
     }
 
     fn escrow_ephemeral(
@@ -259,12 +322,9 @@ impl Client {
         policy: &RecoveryPolicy,
         opts: &ProtectOptions,
         pacing: &Pacing,
-    ) -> Result<EphemeralInfo> {
-        let user_key = ephemeral::new_user_key();
-        self.log("deriving the ephemeral keys (scrypt, a few seconds)");
-        let id = ephemeral::escrow_id(user_key.expose_secret())?;
-        let ekey = ephemeral::escrow_key(user_key.expose_secret())?;
-        let pkey = ephemeral::pack_key(user_key.expose_secret())?;
+        user_key: SecretString,
+        (id, ekey, pkey): (String, Key32, Key32),
+    ) -> Result<(EphemeralInfo, String)> {
         let blob = ephemeral::seal_pack(pack, &pkey)?;
         let job = EscrowJob {
             idp: &policy.ids[0],
@@ -283,7 +343,7 @@ impl Client {
             |j| j.idp.server.clone().unwrap_or_default(),
             |j| self.escrow_one(j),
         );
-        let rec = results
+        let (rec, blob) = results
             .pop()
             .unwrap_or_else(|| Err(Error::Transport("not run".into())))?;
         let got = &rec.response.escrow_data_id;
@@ -305,12 +365,15 @@ impl Client {
                 user_key.expose_secret()
             )));
         }
-        Ok(EphemeralInfo {
-            server,
-            user_key,
-            expiration,
-            record: printed,
-        })
+        Ok((
+            EphemeralInfo {
+                server,
+                user_key,
+                expiration,
+                record: printed,
+            },
+            blob,
+        ))
     }
 
     /// Renew a pack: escrow `secret` afresh (under `policy`, or the

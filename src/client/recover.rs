@@ -4,7 +4,7 @@
 
 use super::rpc::failure;
 use super::{tasks, CallOptions, Client, Hint, Recovered, Verification};
-use crate::crypto::{shamir, SecretBytes, SecretString};
+use crate::crypto::{shamir, Key32, SecretBytes, SecretString};
 use crate::pack::{ephemeral, EscrowRecord, RecoveryPack};
 use crate::proto::{
     EscrowResponse, RecoveryRequest, RecoveryResponse, VerificationRequest, VerificationResponse,
@@ -37,8 +37,13 @@ impl Client {
                     return Err(Error::NotFound(msg));
                 }
                 let (server, key) = ephemeral::split_id(name)?;
-                let id = ephemeral::escrow_id(key.expose_secret())?;
-                let ekey = ephemeral::escrow_key(key.expose_secret())?;
+                // A derivation left from an earlier stand-in ends first, so
+                // no more than two run at once.
+                let earlier = self.take_pack_key(None);
+                drop(earlier.map(|p| p.handle.join()));
+                let (id, ekey) =
+                    ephemeral::lookup_keys(key.expose_secret(), self.cfg.ephemeral_kdf)?;
+                self.start_pack_key(&key);
                 Ok(RecoveryPack {
                     name: name.to_string(),
                     created_ts: None,
@@ -220,7 +225,12 @@ impl Client {
         }
         if pack.is_ephemeral_stub() {
             let (_, user_key) = ephemeral::split_id(&pack.name)?;
-            let pkey = ephemeral::pack_key(user_key.expose_secret())?;
+            let pkey = match self.take_pack_key(Some(&user_key)) {
+                Some(p) => p.handle.join().unwrap_or_else(|_| {
+                    Err(Error::bad_input("the key derivation thread failed"))
+                })?,
+                None => ephemeral::pack_key(user_key.expose_secret())?,
+            };
             let mut ep = ephemeral::open_pack(got[0].expose_secret(), &pkey)?;
             let name = user_key.expose_secret().to_string();
             ep.name = name.clone();
@@ -228,6 +238,7 @@ impl Client {
             return Ok(Recovered::Pack { name, pack: ep });
         }
         let secret = combine_and_open(pack, &got)?;
+        self.note_review(&pack.name);
         Ok(Recovered::Secret(secret))
     }
 }
@@ -277,6 +288,56 @@ fn next_combination(idx: &mut [usize], n: usize) -> bool {
         }
     }
     false
+}
+
+/// A pack key being derived on its own thread, for the user key it is
+/// derived from.
+pub(super) struct PendingPackKey {
+    user_key: SecretString,
+    handle: std::thread::JoinHandle<Result<Key32>>,
+}
+
+impl Client {
+    /// Start deriving the pack key of `user_key` on its own thread (the
+    /// derivation that only the last step of an ephemeral recovery needs:
+    /// it runs while the user waits for codes). Without a thread, nothing
+    /// is started and `recover` derives it.
+    fn start_pack_key(&self, user_key: &SecretString) {
+        let k = user_key.clone();
+        let started = std::thread::Builder::new()
+            .name("passcrow-pack-key".into())
+            .spawn(move || ephemeral::pack_key(k.expose_secret()));
+        if let Ok(handle) = started {
+            let mut slot = self
+                .pending_pack_key
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *slot = Some(PendingPackKey {
+                user_key: user_key.clone(),
+                handle,
+            });
+        }
+    }
+
+    /// Take the pending pack key derivation: any (`None`), or only the one
+    /// for `user_key`.
+    fn take_pack_key(&self, user_key: Option<&SecretString>) -> Option<PendingPackKey> {
+        let mut slot = self
+            .pending_pack_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match user_key {
+            None => slot.take(),
+            Some(k)
+                if slot
+                    .as_ref()
+                    .is_some_and(|p| p.user_key.ct_eq(k.expose_secret())) =>
+            {
+                slot.take()
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use crate::crypto::{SecretBytes, SecretString};
 use crate::pack::{EscrowRecord, RecoveryPack};
 use crate::{payment, Failure};
 
+pub use crate::pack::ephemeral::KdfConcurrency;
+
 /// The pack description python-passcrow writes.
 pub const DEFAULT_PACK_DESCRIPTION: &str = "Created using python Passcrow";
 /// The description shown in verification messages.
@@ -103,6 +105,9 @@ pub struct Protected {
     pub ephemeral: Option<EphemeralInfo>,
     /// Old escrows that could not be deleted after a replace.
     pub cleanup_failures: Vec<Failure>,
+    /// Policy warnings: a threshold one server can meet alone (see
+    /// `docs/security.md`). The pack was made anyway.
+    pub warnings: Vec<String>,
 }
 
 /// One verification started: where the code went.
@@ -214,6 +219,10 @@ pub struct ClientConfig {
     /// default: over plain HTTP, shares and escrow keys cross the network
     /// in clear. Only for a test network the app controls.
     pub allow_plain_http: bool,
+    /// How the ephemeral mode's scrypt derivations (1 GiB each) run: two
+    /// at a time by default (2 GiB at the peak, about a third less wall
+    /// time), or one at a time for memory-starved devices.
+    pub ephemeral_kdf: KdfConcurrency,
 }
 
 impl ClientConfig {
@@ -228,6 +237,7 @@ impl ClientConfig {
             hashcash_max_time: Duration::from_secs(600),
             timeouts: Timeouts::default(),
             allow_plain_http: false,
+            ephemeral_kdf: KdfConcurrency::default(),
         }
     }
 }

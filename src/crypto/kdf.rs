@@ -35,6 +35,50 @@ pub fn derive_key_2_20(password: &[u8], salt: &[u8]) -> Result<super::Key32> {
     Ok(k)
 }
 
+/// Run two independent derivations, `a` and `b`, each working in `each`
+/// bytes: at the same time, on two threads, when `concurrent` is asked
+/// for, a second core is there and memory for both can be had
+/// ([`ensure_memory`] of `2 * each`); otherwise one after the other, so
+/// peak memory is `each`. The results are the same either way. A thread
+/// that cannot be started is not an error: that derivation runs here.
+pub fn run_pair<A: Send, B: Send>(
+    concurrent: bool,
+    each: usize,
+    a: impl FnOnce() -> Result<A> + Send,
+    b: impl FnOnce() -> Result<B> + Send,
+) -> Result<(A, B)> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let together = concurrent
+        && cores >= 2
+        && each
+            .checked_mul(2)
+            .is_some_and(|both| ensure_memory(both).is_ok());
+    if !together {
+        let ra = a()?;
+        return Ok((ra, b()?));
+    }
+    // `b` waits in a slot: the thread takes it, or, if no thread could be
+    // started, this one does.
+    let slot = std::sync::Mutex::new(Some(b));
+    let take = || slot.lock().ok().and_then(|mut g| g.take());
+    std::thread::scope(|s| {
+        let hb = std::thread::Builder::new()
+            .name("passcrow-kdf".into())
+            .spawn_scoped(s, || take().map(|b| b()));
+        let ra = a();
+        let rb = match hb.ok().map(|h| h.join()) {
+            Some(Ok(Some(rb))) => rb,
+            Some(Err(_)) => Err(Error::bad_input("the key derivation thread failed")),
+            // No thread was started (or it found nothing to run): b runs here.
+            Some(Ok(None)) | None => match take() {
+                Some(b) => b(),
+                None => Err(Error::bad_input("the key derivation did not run")),
+            },
+        };
+        Ok((ra?, rb?))
+    })
+}
+
 /// Bytes scrypt works in for N = 2^log_n and r: 128·r·N (1 GiB for the
 /// ephemeral parameters), saturating.
 pub fn scrypt_memory(log_n: u8, r: u32) -> usize {
@@ -104,6 +148,59 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asked to, with two cores, the pair runs at once: each side waits
+    /// for the other to have started (a pair run one after the other
+    /// would time out). Not asked to, both run on the caller's thread.
+    #[test]
+    fn a_pair_runs_together_or_in_turn() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores >= 2 {
+            let (to_b, from_a) = channel();
+            let (to_a, from_b) = channel();
+            let wait = Duration::from_secs(30);
+            let (a, b) = run_pair(
+                true,
+                1 << 20,
+                move || {
+                    to_b.send(()).ok();
+                    Ok(from_b.recv_timeout(wait).is_ok())
+                },
+                move || {
+                    to_a.send(()).ok();
+                    Ok(from_a.recv_timeout(wait).is_ok())
+                },
+            )
+            .unwrap();
+            assert!(a && b, "the two derivations did not overlap");
+        }
+        let here = std::thread::current().id();
+        let (a, b) = run_pair(
+            false,
+            1 << 20,
+            || Ok(std::thread::current().id()),
+            || Ok(std::thread::current().id()),
+        )
+        .unwrap();
+        assert_eq!((a, b), (here, here));
+        // An error on either side is the pair's error.
+        let e = run_pair(
+            true,
+            1 << 20,
+            || Ok(1),
+            || -> Result<u8> { Err(Error::Cancelled) },
+        );
+        assert!(matches!(e, Err(Error::Cancelled)));
+        let e = run_pair(
+            true,
+            1 << 20,
+            || -> Result<u8> { Err(Error::Cancelled) },
+            || Ok(1),
+        );
+        assert!(matches!(e, Err(Error::Cancelled)));
+    }
 
     #[test]
     fn memory_needs() {

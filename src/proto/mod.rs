@@ -7,6 +7,7 @@
 //!
 //! Nothing here knows about the network.
 
+pub mod health;
 mod identity;
 mod json;
 pub mod untrusted;

@@ -24,8 +24,12 @@ pub enum ErrorKind {
     TooLarge,
     /// An unknown method, identity kind or version.
     Unsupported,
-    /// Missing, invalid or spent payment.
+    /// Missing, invalid or spent payment; also a free escrow past the
+    /// day's free escrows, or any escrow on a server holding all it may.
     Payment,
+    /// The escrow is frozen for good (too many wrong codes over its
+    /// life): it releases nothing; its owner re-protects.
+    Frozen,
     /// Our fault.
     Internal,
 }
@@ -41,6 +45,7 @@ impl ErrorKind {
             ErrorKind::BadRequest | ErrorKind::TooLarge => "bad-request",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Payment => "payment",
+            ErrorKind::Frozen => "frozen",
             ErrorKind::Internal => "internal",
         }
     }
@@ -63,7 +68,9 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// Text for the user (never a secret).
     pub message: String,
-    /// For wrong codes: tries left on this code.
+    /// For wrong codes (and a paused or frozen escrow): wrong codes it
+    /// may still take now, the least of this code's attempts, the hour's
+    /// and the escrow's life's.
     pub attempts_left: Option<u32>,
 }
 

@@ -35,6 +35,61 @@ pub const DEFAULT_BODY_READ_TIMEOUT: u64 = 10;
 /// Open connections per client address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 32;
 
+/// Wrong codes one escrow may take in an hour.
+pub const DEFAULT_WRONG_GUESSES_PER_HOUR: u32 = 10;
+/// Wrong codes one escrow may take over its life, then it is frozen.
+pub const DEFAULT_WRONG_GUESSES_LIFETIME: u32 = 30;
+/// Escrows held at most.
+pub const DEFAULT_MAX_ESCROWS: u64 = 1_000_000;
+/// Free escrows stored per UTC day at most.
+pub const DEFAULT_MAX_FREE_ESCROWS_PER_DAY: u32 = 10_000;
+
+/// Limits on guessing codes and on what escrow requests may fill
+/// (`[limits]`; see "Guessing and filling limits" in docs/server.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Wrong codes one escrow may take in a fixed hour (opened by the
+    /// first wrong code); then none is compared until the hour ends.
+    pub wrong_guesses_per_hour: u32,
+    /// Wrong codes one escrow may take over its life; then it is frozen
+    /// for good (its owner re-protects with `renew`).
+    pub wrong_guesses_lifetime: u32,
+    /// Escrows held at most (expired ones not yet swept included).
+    pub max_escrows: u64,
+    /// Free escrows stored per UTC day at most.
+    pub max_free_escrows_per_day: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            wrong_guesses_per_hour: DEFAULT_WRONG_GUESSES_PER_HOUR,
+            wrong_guesses_lifetime: DEFAULT_WRONG_GUESSES_LIFETIME,
+            max_escrows: DEFAULT_MAX_ESCROWS,
+            max_free_escrows_per_day: DEFAULT_MAX_FREE_ESCROWS_PER_DAY,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> ServerResult<()> {
+        let l = self;
+        if l.wrong_guesses_per_hour == 0
+            || l.wrong_guesses_lifetime == 0
+            || l.max_escrows == 0
+            || l.max_free_escrows_per_day == 0
+        {
+            return Err(ServerError::config(
+                "limits.wrong_guesses_per_hour, limits.wrong_guesses_lifetime, \
+                 limits.max_escrows and limits.max_free_escrows_per_day must be at least 1 \
+                 (to give no free escrow, set payment.free_seconds = 0)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One hashcash offer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +98,119 @@ pub struct HashcashOffer {
     pub bits: u32,
     /// Escrow lifetime it buys, in seconds.
     pub seconds: i64,
+}
+
+// ---- [outbound]: delivery budgets, SMS countries, opt-out, abuse contact ----
+
+/// Default for [`OutboundConfig::per_recipient_per_hour`].
+pub const DEFAULT_PER_RECIPIENT_PER_HOUR: u32 = 10;
+/// Default for [`OutboundConfig::per_recipient_per_day`].
+pub const DEFAULT_PER_RECIPIENT_PER_DAY: u32 = 30;
+/// Default for [`OutboundConfig::reserve_after_seconds`] (a week).
+pub const DEFAULT_RESERVE_AFTER: i64 = 7 * 24 * 3600;
+
+/// What the server sends, to whom, and how much (`[outbound]`): the
+/// delivery budgets (per recipient, and server-wide per kind), the reserve
+/// older escrows may draw on, the SMS country allow-list, the public URL
+/// of the opt-out links and the abuse contact. See `docs/server.md`,
+/// "Delivery budgets".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Messages one recipient (one normalised address) gets in an hour,
+    /// whatever the number of escrows naming it.
+    pub per_recipient_per_hour: u32,
+    /// Messages one recipient gets in a day.
+    pub per_recipient_per_day: u32,
+    /// Escrows at least this old (seconds) may also draw on the reserve.
+    pub reserve_after_seconds: i64,
+    /// Extra messages an hour, per recipient, only older escrows may use.
+    pub reserve_per_hour: u32,
+    /// Extra messages a day, per recipient, only older escrows may use.
+    pub reserve_per_day: u32,
+    /// Messages the whole server sends an hour, by kind (`sms` counts
+    /// `tel:` and `sms:`, `email` counts `email:` and `mailto:`; other
+    /// kinds by their own name).
+    pub per_kind_per_hour: std::collections::BTreeMap<String, u32>,
+    /// The hourly budget of kinds not named in `per_kind_per_hour`.
+    pub other_kinds_per_hour: u32,
+    /// Percent of each server-wide budget kept on top of it for older
+    /// escrows.
+    pub kind_reserve_percent: u32,
+    /// Warn in the log once an hour's server-wide budget of a kind is this
+    /// many percent spent.
+    pub warn_percent: u32,
+    /// Calling codes (`"354"`, `"+44"`, `"1"`) SMS may go to; `["*"]`
+    /// allows any. Unset: the calling code of `country_code`; with neither,
+    /// no SMS goes out.
+    pub sms_countries: Option<Vec<String>>,
+    /// The server's public base URL (`https://passcrow.example.org`), for
+    /// opt-out links in messages; unset, messages tell the recipient to
+    /// write to the abuse contact instead.
+    pub public_url: Option<String>,
+    /// Who to write to about unwanted messages (an e-mail address or URL);
+    /// printed in every message and on the about page.
+    pub abuse_contact: Option<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            per_recipient_per_hour: DEFAULT_PER_RECIPIENT_PER_HOUR,
+            per_recipient_per_day: DEFAULT_PER_RECIPIENT_PER_DAY,
+            reserve_after_seconds: DEFAULT_RESERVE_AFTER,
+            reserve_per_hour: 3,
+            reserve_per_day: 6,
+            per_kind_per_hour: [("sms".to_string(), 100), ("email".to_string(), 1000)]
+                .into_iter()
+                .collect(),
+            other_kinds_per_hour: 1000,
+            kind_reserve_percent: 10,
+            warn_percent: 80,
+            sms_countries: None,
+            public_url: None,
+            abuse_contact: None,
+        }
+    }
+}
+
+impl OutboundConfig {
+    /// Check the values make sense.
+    pub fn validate(&self) -> ServerResult<()> {
+        let bad = |m: String| Err(ServerError::config(format!("outbound.{m}")));
+        if self.per_recipient_per_hour == 0 || self.per_recipient_per_day == 0 {
+            return bad(
+                "per_recipient_per_hour and per_recipient_per_day must be at least 1".into(),
+            );
+        }
+        if self.reserve_after_seconds < 0 {
+            return bad("reserve_after_seconds must not be negative".into());
+        }
+        if self.warn_percent > 100 {
+            return bad("warn_percent must be at most 100".into());
+        }
+        for c in self.sms_countries.iter().flatten() {
+            if c != "*" && super::budgets::calling_code(c).is_none() {
+                return bad(format!(
+                    "sms_countries: {:?} is not a calling code (digits, like \"354\" or \"+44\"), nor \"*\"",
+                    c.chars().take(16).collect::<String>()
+                ));
+            }
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 200 {
+                return bad(
+                    "public_url must be an http(s):// URL of at most 200 characters".into(),
+                );
+            }
+        }
+        if let Some(a) = &self.abuse_contact {
+            if a.trim().is_empty() || a.len() > 200 || a.chars().any(char::is_control) {
+                return bad("abuse_contact must be one line of at most 200 characters".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the server charges.
@@ -238,6 +406,11 @@ impl PostgresConfig {
         Ok(())
     }
 }
+/// `status` calls per escrow per hour: a client checks a pack now and
+/// then (daily at most, an app on launch), so 6 leaves room for retries
+/// and several devices while bounding the work (an HMAC over the escrow)
+/// one escrow can cost.
+pub const DEFAULT_STATUS_PER_HOUR: u32 = 6;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -272,6 +445,8 @@ pub struct Config {
     pub code_attempts: u32,
     /// Verification requests allowed per escrow per hour.
     pub verifications_per_hour: u32,
+    /// `status` calls (the health check) allowed per escrow per hour.
+    pub status_per_hour: u32,
     /// Seconds a request may take.
     pub request_timeout_seconds: u64,
     /// Per client address: requests allowed at once (0 = no rate limit).
@@ -285,8 +460,12 @@ pub struct Config {
     pub stats_cache_seconds: u64,
     /// Payment.
     pub payment: PaymentConfig,
+    /// Guessing and filling limits.
+    pub limits: LimitsConfig,
     /// Delivery.
     pub delivery: DeliveryConfig,
+    /// Delivery budgets, SMS countries, opt-out and abuse contact.
+    pub outbound: OutboundConfig,
     /// Seconds a client has to send a request's headers (from the start of
     /// the connection, or the end of the previous answer).
     pub header_read_timeout_seconds: u64,
@@ -325,13 +504,16 @@ impl Default for Config {
             max_timeout_seconds: DEFAULT_MAX_TIMEOUT,
             code_attempts: 3,
             verifications_per_hour: 5,
+            status_per_hour: DEFAULT_STATUS_PER_HOUR,
             request_timeout_seconds: 60,
             rate_limit_burst: 20,
             rate_limit_per_second: 2.0,
             sweep_interval_seconds: 600,
             stats_cache_seconds: 60,
             payment: PaymentConfig::default(),
+            limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
+            outbound: OutboundConfig::default(),
             header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT,
             keep_alive_timeout_seconds: DEFAULT_KEEP_ALIVE_TIMEOUT,
             body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT,
@@ -354,7 +536,8 @@ impl Config {
 
     /// A loopback test server: any free port, data in `data_dir`, codes
     /// appended to `codes_file`, no per-address rate limit, master key
-    /// created on first start, `stats` counted afresh on every call.
+    /// created on first start, `stats` counted afresh on every call, SMS
+    /// allowed to +354 numbers.
     pub fn for_testing(data_dir: impl Into<PathBuf>, codes_file: impl Into<PathBuf>) -> Self {
         let mut c = Config::new(data_dir);
         c.listen = "127.0.0.1:0".into();
@@ -363,6 +546,9 @@ impl Config {
         c.sweep_interval_seconds = 60;
         c.stats_cache_seconds = 0;
         c.delivery.file = Some(codes_file.into());
+        // SMS to Icelandic numbers (the tests' +354), as a server in IS
+        // would; the default is no SMS until the operator says where.
+        c.outbound.sms_countries = Some(vec!["354".into()]);
         c
     }
 
@@ -420,6 +606,9 @@ impl Config {
                 "code_attempts and verifications_per_hour must be at least 1",
             ));
         }
+        if self.status_per_hour == 0 {
+            return Err(ServerError::config("status_per_hour must be at least 1"));
+        }
         if self.rate_limit_per_second.is_nan() || self.rate_limit_per_second < 0.0 {
             return Err(ServerError::config(
                 "rate_limit_per_second must be 0 (off) or positive",
@@ -437,12 +626,14 @@ impl Config {
         }
         self.database()?;
         self.postgres.validate(self.request_timeout_seconds)?;
+        self.limits.validate()?;
         super::http::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header)?;
         if self.country_code.is_empty() || self.country_code.len() > 8 {
             return Err(ServerError::config(
                 "country_code should be a short code like IS or ??",
             ));
         }
+        self.outbound.validate()?;
         Ok(())
     }
 }
@@ -482,6 +673,7 @@ about_url = "https://passcrow.example.org/"
 # max_timeout_seconds = 1800           # how long a code stays valid
 # code_attempts = 3                    # wrong guesses per code, then it is void
 # verifications_per_hour = 5           # per escrow
+# status_per_hour = 6                  # health checks per escrow
 # request_timeout_seconds = 60
 # rate_limit_burst = 20                # per client address; 0 disables
 # rate_limit_per_second = 2.0
@@ -510,6 +702,32 @@ about_url = "https://passcrow.example.org/"
 #   { bits = 14, seconds = 158112000 },
 #   { bits = 15, seconds = 316224000 },
 # ]
+
+# Guessing and filling (see "Guessing and filling limits" in docs/server.md).
+# [limits]
+# wrong_guesses_per_hour = 10          # per escrow; then no code is checked until the hour ends
+# wrong_guesses_lifetime = 30          # per escrow; then it is frozen for good (owner: renew)
+# max_escrows = 1000000                # escrows held; more are refused
+# max_free_escrows_per_day = 10000     # free escrows made per UTC day
+# What goes out, to whom, and how much (see "Delivery budgets" in
+# docs/server.md). The values shown are the defaults.
+[outbound]
+# Who to write to about unwanted messages: printed in every message.
+# abuse_contact = "abuse@passcrow.example.org"
+# Where this server is reached, for the opt-out link in every message.
+# public_url = "https://passcrow.example.org"
+# SMS goes only to these calling codes; unset: the calling code of
+# country_code above ("??": no SMS at all until you set one). "*" = any.
+# sms_countries = ["354"]
+# per_recipient_per_hour = 10         # messages to one address, all escrows
+# per_recipient_per_day = 30
+# reserve_after_seconds = 604800      # escrows older than this (a week) ...
+# reserve_per_hour = 3                # ... may also use these extra messages
+# reserve_per_day = 6
+# per_kind_per_hour = { sms = 100, email = 1000 }   # server-wide
+# other_kinds_per_hour = 1000
+# kind_reserve_percent = 10           # on top, for older escrows only
+# warn_percent = 80                   # log a warning when this much is spent
 
 [delivery]
 mail_from = "Passcrow <noreply@passcrow.example.org>"
@@ -609,6 +827,24 @@ mod tests {
         assert!(bad("forwarded_header = \"x-real-ip\"").contains("x-real-ip"));
         assert!(bad("body_read_timeout_seconds = 0").contains("body_read_timeout_seconds"));
         assert!(bad("rate_limit_max_clients = 0").contains("rate_limit_max_clients"));
+    }
+
+    #[test]
+    fn limits_settings() {
+        let c = Config::from_toml("[limits]\nmax_escrows = 5\n").unwrap();
+        assert_eq!(c.limits.max_escrows, 5);
+        assert_eq!(c.limits.wrong_guesses_lifetime, 30);
+        c.validate().unwrap();
+        for t in [
+            "[limits]\nwrong_guesses_per_hour = 0",
+            "[limits]\nwrong_guesses_lifetime = 0",
+            "[limits]\nmax_escrows = 0",
+            "[limits]\nmax_free_escrows_per_day = 0",
+        ] {
+            let e = Config::from_toml(t).unwrap().validate().unwrap_err();
+            assert!(e.to_string().contains("limits."), "{e}");
+        }
+        assert!(Config::from_toml("[limits]\nwrong_guesses = 3").is_err());
     }
 
     #[test]

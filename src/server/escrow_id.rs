@@ -1,5 +1,8 @@
 //! Escrow ids: `EXPIRATION-KEY` as we hand them out (both parts lower-case
-//! hex), or a bare `KEY` for a preferred id; storage knows escrows by KEY.
+//! hex), or a bare `KEY` for a preferred id. Storage knows escrows only by
+//! a keyed hash of KEY (a `StoredId`, see `seal.rs`), and logs show only
+//! the first digits of that hash: neither the database nor a log line
+//! names an escrow.
 
 use super::answer::{ApiError, ApiResult, ErrorKind};
 
@@ -20,12 +23,6 @@ pub(crate) fn parse_id(id: &str) -> ApiResult<(String, Option<i64>)> {
     }
     let exp = prefix.and_then(|p| i64::from_str_radix(p, 16).ok());
     Ok((key.to_ascii_lowercase(), exp))
-}
-
-/// The first 8 digits of a storage key: enough to tell escrows apart in
-/// logs, too few to find one.
-pub(crate) fn short_id(key: &str) -> &str {
-    &key[..key.len().min(8)]
 }
 
 #[cfg(test)]

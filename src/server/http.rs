@@ -23,6 +23,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
+use super::handlers::pages::Page;
 use super::{method, Answer, ApiError, Config, ErrorKind, Method, Server};
 use super::{ServerError, ServerResult};
 
@@ -162,6 +163,61 @@ async fn endpoint(
     }
 }
 
+/// A page for people (about, opt-out): rate-limited like the API, answered
+/// on a blocking thread (it may touch storage), never cached or indexed.
+async fn page(
+    app: &App,
+    client: IpAddr,
+    f: impl FnOnce(&Server) -> Page + Send + 'static,
+) -> Response {
+    if !app.limiter.allow(client) {
+        return json(ApiError::rate_limited().to_answer());
+    }
+    let server = app.server.clone();
+    let p = match tokio::task::spawn_blocking(move || f(&server)).await {
+        Ok(p) => p,
+        Err(_) => return error(ErrorKind::Internal, "Internal Error", Some(500)),
+    };
+    Response::builder()
+        .status(StatusCode::from_u16(p.status).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, p.content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("x-robots-tag", "noindex")
+        .header("referrer-policy", "no-referrer")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; form-action 'self'",
+        )
+        .body(Body::from(p.body))
+        .unwrap_or_default()
+}
+
+async fn about(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
+    page(&app, client_of(&app, &req), |s| s.about_page()).await
+}
+
+async fn optout_get(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    page(&app, client_of(&app, &req), move |s| {
+        s.optout_page(&token, false)
+    })
+    .await
+}
+
+async fn optout_post(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    page(&app, client_of(&app, &req), move |s| {
+        s.optout_page(&token, true)
+    })
+    .await
+}
+
 async fn not_found() -> Response {
     error(
         ErrorKind::NotFound,
@@ -198,6 +254,12 @@ pub fn router(server: Arc<Server>) -> Router {
     });
     Router::new()
         .route("/passcrow/{method}", get(endpoint).post(endpoint))
+        .route("/", get(about))
+        .route("/passcrow/about", get(about))
+        .route(
+            "/passcrow/optout/{token}",
+            get(optout_get).post(optout_post),
+        )
         .fallback(not_found)
         .with_state(app)
 }

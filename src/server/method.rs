@@ -21,17 +21,25 @@ pub enum Method {
     Recovery,
     /// `deletionrequest` (alias `delete`): remove an escrow.
     Deletion,
+    /// `extensions` (ours): the extension methods, kinds and options we
+    /// offer beyond python-passcrow's protocol.
+    Extensions,
+    /// `status` (ours): is an escrow held and intact (a keyed digest
+    /// under the caller's challenge), without sending a code.
+    Status,
 }
 
 impl Method {
     /// Every method, in the order above.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 8] = [
         Method::Policy,
         Method::Stats,
         Method::Escrow,
         Method::Verification,
         Method::Recovery,
         Method::Deletion,
+        Method::Extensions,
+        Method::Status,
     ];
 
     /// The method `name` stands for: a canonical name or one of the
@@ -45,6 +53,8 @@ impl Method {
             "verificationrequest" | "verify" => Method::Verification,
             "recoveryrequest" | "recover" => Method::Recovery,
             "deletionrequest" | "delete" => Method::Deletion,
+            "extensions" => Method::Extensions,
+            "status" => Method::Status,
             _ => return None,
         })
     }
@@ -58,6 +68,8 @@ impl Method {
             Method::Verification => "verificationrequest",
             Method::Recovery => "recoveryrequest",
             Method::Deletion => "deletionrequest",
+            Method::Extensions => "extensions",
+            Method::Status => "status",
         }
     }
 
@@ -65,8 +77,12 @@ impl Method {
     /// and take no body).
     pub fn allows_get(self) -> bool {
         match self {
-            Method::Policy | Method::Stats => true,
-            Method::Escrow | Method::Verification | Method::Recovery | Method::Deletion => false,
+            Method::Policy | Method::Stats | Method::Extensions => true,
+            Method::Escrow
+            | Method::Verification
+            | Method::Recovery
+            | Method::Deletion
+            | Method::Status => false,
         }
     }
 }

@@ -9,14 +9,15 @@
 //! reference's weaknesses are fixed (see `docs/server.md`): codes are kept
 //! only as keyed hashes, compared in constant time, voided after a few
 //! wrong guesses and consumed on use; escrows are sealed at rest under a
-//! master key; hashcash tokens cannot be replayed; verification requests
+//! master key and stored under a keyed hash of their id; hashcash tokens cannot be replayed; verification requests
 //! are limited per escrow; `notify` is honoured.
 //!
 //! Here: the [`Server`] and its wiring. The operations are in `handlers/`
 //! (one file each), answers and their errors in `answer.rs`, method names
 //! in `method.rs`, sealing at rest and keyed hashes in `seal.rs`, the
 //! master key file in `keyfile.rs`, `init` in `init.rs`, identity hints in
-//! `hints.rs`, escrow ids in `escrow_id.rs`.
+//! `hints.rs`, escrow ids in `escrow_id.rs`, delivery budgets, SMS
+//! countries and opt-out tokens in `budgets.rs`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), passcrow::server::ServerError> {
@@ -28,6 +29,7 @@
 //! ```
 
 mod answer;
+mod budgets;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
@@ -49,8 +51,9 @@ use crate::crypto::{Key32, SecretString};
 use crate::proto;
 
 pub use answer::{Answer, ApiError, ErrorKind};
+pub use budgets::{calling_code, country_calling_code, recipient_name, MessageClass};
 pub use config::Config;
-pub use delivery::{Deliver, Notice, Outgoing};
+pub use delivery::{Contact, Deliver, Notice, Outgoing};
 pub use error::{ServerError, ServerResult};
 pub use hints::{email_hint, hint_for, tel_hint};
 pub use http::{serve, spawn, Handle};
@@ -242,9 +245,17 @@ impl Server {
                 key_path.display()
             )));
         };
-        let storage = match opened {
+        let storage: Box<dyn Storage> = match opened {
             Some(s) => s,
-            None => storage::open_database(&db, &cfg)?,
+            // A SQLite database from before schema 3 holds clear escrow
+            // ids: they are re-keyed (and the escrows re-sealed) now,
+            // before serving.
+            None => match &db {
+                storage::Database::Sqlite(p) => {
+                    Box::new(SqliteStorage::open_migrating(p, &Keys::derive(&master))?)
+                }
+                storage::Database::Postgres(_) => storage::open_database(&db, &cfg)?,
+            },
         };
         let deliverers = deliverers_from_config(&cfg)?;
         if deliverers.is_empty() {
@@ -325,6 +336,8 @@ impl Server {
             Method::Verification => self.verification(body).map(|r| Answer::ok(&r)),
             Method::Recovery => self.recovery(body).map(|r| Answer::ok(&r)),
             Method::Deletion => self.deletion(body).map(|r| Answer::ok(&r)),
+            Method::Extensions => Ok(Answer::ok(&self.extensions())),
+            Method::Status => self.status(body).map(|r| Answer::ok(&r)),
         };
         let m = method.as_str();
         self.count(m, r.is_ok());
@@ -346,6 +359,36 @@ impl Server {
             None => method::unsupported(name).to_answer(),
         }
     }
+}
+
+/// See `crate::testing::old_server_database`.
+/// The bytes storage knows the escrow with storage key `key` by, under
+/// the master key `master` (tests that edit a database file directly).
+#[cfg(feature = "testing")]
+pub(crate) fn stored_id_bytes(master: &Key32, key: &str) -> [u8; 32] {
+    *Keys::derive(master).stored_id(key).as_bytes()
+}
+
+#[cfg(feature = "testing")]
+pub(crate) fn write_old_database(
+    path: &std::path::Path,
+    master: &Key32,
+    version: i64,
+    escrows: &[(&str, i64, &[u8])],
+    codes: &[(&str, &str, i64, u32)],
+) -> ServerResult<()> {
+    let keys = Keys::derive(master);
+    let escrows: Vec<storage::OldEscrow> = escrows
+        .iter()
+        .map(|(k, exp, raw)| (k.to_string(), *exp, keys.seal_v1(k, raw)))
+        .collect();
+    let codes: Vec<storage::OldCode> = codes
+        .iter()
+        .map(|(k, code, exp, att)| (k.to_string(), keys.code_mac(k, code), *exp, *att))
+        .collect();
+    Ok(storage::write_old_database(
+        path, version, &escrows, &codes,
+    )?)
 }
 
 #[cfg(test)]

@@ -79,10 +79,10 @@ fn fixture_delivering(
 }
 
 fn fixture() -> Fixture {
-    fixture_with(
-        Config::new("/nonexistent"),
-        Box::new(SqliteStorage::in_memory().unwrap()),
-    )
+    let mut cfg = Config::new("/nonexistent");
+    // Our test numbers are Icelandic (+354...).
+    cfg.outbound.sms_countries = Some(vec!["354".into()]);
+    fixture_with(cfg, Box::new(SqliteStorage::in_memory().unwrap()))
 }
 
 struct Escrowed {
@@ -1041,12 +1041,16 @@ fn at_rest_sealed_and_codes_hashed() {
         let m = std::fs::metadata(&db).unwrap().permissions().mode();
         assert_eq!(m & 0o077, 0);
     }
-    // A different master key cannot open what is stored.
+    // Nor the escrow's id, in any form (ids are stored as keyed hashes).
+    let key = e.id.rsplit('-').next().unwrap();
+    assert!(!has(key.as_bytes()) && !has(key.to_uppercase().as_bytes()));
+    // Under a different master key an escrow cannot even be found (its id
+    // hashes to another stored id), let alone opened.
     let f2 = fixture_with(
         Config::new(dir.path()),
         Box::new(SqliteStorage::open(&db).unwrap()),
     );
-    err(&f2.verify(&e), "internal");
+    err(&f2.verify(&e), "not-found");
 }
 
 /// A writer the tracing subscriber appends to.
@@ -1160,9 +1164,13 @@ fn logs_hold_no_secrets() {
         "5ec7e7",
         e.key.as_str(),
         e.id.rsplit('-').next().unwrap(),
+        // Not even the first digits of the id (logs show its stored hash's).
+        &e.id.rsplit('-').next().unwrap()[..8],
     ] {
         assert!(!log.contains(secret), "log contains {secret:?}:\n{log}");
     }
+    let sid = f.server.keys.stored_id(e.id.rsplit('-').next().unwrap());
+    assert!(log.contains(&format!("id={}", sid.short())), "{log}");
 }
 
 mod fuzz {
@@ -1391,7 +1399,7 @@ struct CountingScans {
 impl Storage for CountingScans {
     fn insert_escrow(
         &self,
-        id: &str,
+        id: &storage::StoredId,
         expires: i64,
         sealed: &[u8],
         now: i64,
@@ -1400,7 +1408,7 @@ impl Storage for CountingScans {
     }
     fn insert_escrow_paid(
         &self,
-        id: &str,
+        id: &storage::StoredId,
         expires: i64,
         sealed: &[u8],
         spend: &storage::Spend,
@@ -1409,15 +1417,31 @@ impl Storage for CountingScans {
         self.inner
             .insert_escrow_paid(id, expires, sealed, spend, now)
     }
-    fn get_escrow(&self, id: &str, now: i64) -> storage::StorageResult<storage::Lookup> {
+    fn insert_escrow_capped(
+        &self,
+        id: &storage::StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&storage::Spend>,
+        caps: &storage::Caps,
+        now: i64,
+    ) -> storage::StorageResult<storage::Inserted> {
+        self.inner
+            .insert_escrow_capped(id, expires, sealed, spend, caps, now)
+    }
+    fn get_escrow(
+        &self,
+        id: &storage::StoredId,
+        now: i64,
+    ) -> storage::StorageResult<storage::Lookup> {
         self.inner.get_escrow(id, now)
     }
-    fn delete_escrow(&self, id: &str) -> storage::StorageResult<bool> {
+    fn delete_escrow(&self, id: &storage::StoredId) -> storage::StorageResult<bool> {
         self.inner.delete_escrow(id)
     }
     fn start_verification(
         &self,
-        id: &str,
+        id: &storage::StoredId,
         now: i64,
         window: i64,
         max: u32,
@@ -1426,7 +1450,7 @@ impl Storage for CountingScans {
     }
     fn set_code(
         &self,
-        id: &str,
+        id: &storage::StoredId,
         sealed: &[u8],
         mac: &[u8],
         expires: i64,
@@ -1436,7 +1460,7 @@ impl Storage for CountingScans {
     }
     fn verification_failed(
         &self,
-        id: &str,
+        id: &storage::StoredId,
         started: storage::Started,
         forgive: u32,
     ) -> storage::StorageResult<bool> {
@@ -1444,11 +1468,12 @@ impl Storage for CountingScans {
     }
     fn check_code(
         &self,
-        id: &str,
+        id: &storage::StoredId,
         mac: &[u8],
         now: i64,
+        limits: &storage::GuessLimits,
     ) -> storage::StorageResult<storage::CodeCheck> {
-        self.inner.check_code(id, mac, now)
+        self.inner.check_code(id, mac, now, limits)
     }
     fn sweep(&self, now: i64) -> storage::StorageResult<storage::Swept> {
         self.inner.sweep(now)
@@ -1456,6 +1481,31 @@ impl Storage for CountingScans {
     fn counts(&self) -> storage::StorageResult<storage::Counts> {
         self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.counts()
+    }
+    fn charge_delivery(
+        &self,
+        charge: &storage::Charge,
+        now: i64,
+    ) -> storage::StorageResult<storage::Charged> {
+        self.inner.charge_delivery(charge, now)
+    }
+    fn refund_delivery(&self, counted: &[storage::Counted]) -> storage::StorageResult<()> {
+        self.inner.refund_delivery(counted)
+    }
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> storage::StorageResult<bool> {
+        self.inner.suppress(recipient, now)
+    }
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> storage::StorageResult<bool> {
+        self.inner.is_suppressed(recipient)
+    }
+    fn count_status(
+        &self,
+        id: &storage::StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> storage::StorageResult<bool> {
+        self.inner.count_status(id, now, window, max)
     }
 }
 

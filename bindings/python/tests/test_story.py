@@ -265,3 +265,28 @@ def test_call_options_anonymity_delay(server, client):
                          options=passcrow.CallOptions(anonymity_delay=None))
     assert got.secret == SECRET
     assert client.forget("paced", options=passcrow.CallOptions()) == 3
+
+
+def test_check_and_renewal_due(server, client):
+    """The health check sends no code: every escrow is held and proven,
+    and the pack is due for review only when its escrows expire within
+    the window asked for."""
+    before = server.codes_file.read_text() if server.codes_file.exists() else ""
+    ids = server.identities("dora", "emil", "finn")
+    res = client.protect("health", SECRET, ids, n=2, m=3)
+    assert res.warnings  # one server holds every share
+    check = client.check(client.pack("health"))
+    assert isinstance(check, passcrow.PackCheck)
+    assert check.recoverable == passcrow.Recoverability.YES
+    assert (check.healthy, check.margin, check.min_shares) == (3, 1, 2)
+    assert [e.status for e in check.escrows] == [passcrow.EscrowStatus.HELD] * 3
+    assert all(e.proven and e.server == server.url for e in check.escrows)
+    [advice] = [a for a in client.renewal_due(within_seconds=400 * 86400) if a.name == "health"]
+    assert advice.due
+    assert [r.kind for r in advice.reasons] == [passcrow.RenewalReasonKind.EXPIRING]
+    [advice] = [a for a in client.renewal_due(within_seconds=60) if a.name == "health"]
+    assert not advice.due and advice.reasons == []
+    client.mark_reviewed("health")
+    after = server.codes_file.read_text() if server.codes_file.exists() else ""
+    assert after == before
+    client.forget("health")

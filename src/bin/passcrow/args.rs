@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use passcrow::client::{resolve_dirs, Client, ClientConfig};
+use passcrow::client::{resolve_dirs, Client, ClientConfig, KdfConcurrency};
 
 use crate::{CliError, ALLOW_PLAIN_HTTP};
 
@@ -125,6 +125,16 @@ pub(crate) fn client(a: &Args, batch: bool) -> Result<Client, CliError> {
     }
     let mut cfg = ClientConfig::new(conf, data);
     cfg.allow_plain_http = a.allow_plain_http;
+    cfg.ephemeral_kdf = match std::env::var("PASSCROW_EPHEMERAL_KDF").as_deref() {
+        Err(_) | Ok("") | Ok("two-at-a-time") => KdfConcurrency::TwoAtATime,
+        Ok("sequential") | Ok("one-at-a-time") => KdfConcurrency::OneAtATime,
+        Ok(other) => {
+            return Err(CliError::Usage(format!(
+                "PASSCROW_EPHEMERAL_KDF must be two-at-a-time or sequential, not {:?}",
+                other.chars().take(40).collect::<String>()
+            )))
+        }
+    };
     let mut c = Client::new(cfg)?;
     let tty = std::io::stderr().is_terminal();
     if !batch {

@@ -6,12 +6,14 @@
 //! verbs.
 
 mod args;
+mod check;
 mod manage;
 mod protect;
 mod recover;
 
 use std::process::ExitCode;
 
+use check::cmd_check;
 use manage::{cmd_forget, cmd_init, cmd_list};
 use passcrow::Error;
 use protect::cmd_protect;
@@ -26,6 +28,8 @@ pub(crate) const TEST_SERVER: &str = "email, tel, sms via passcrow-test.mailpile
 pub(crate) enum CliError {
     Usage(String),
     Failed(String),
+    /// Exit with this status; what to say was said.
+    Exit(u8),
 }
 
 impl From<Error> for CliError {
@@ -43,7 +47,10 @@ Global options:
     -H <path>  One directory for both (PASSCROW_HOME)
     --allow-plain-http
                Allow plain http:// servers that are not on loopback (shares
-               and escrow keys then cross the network unencrypted)";
+               and escrow keys then cross the network unencrypted)
+
+Environment: PASSCROW_EPHEMERAL_KDF=sequential derives the ephemeral mode's
+keys one at a time (1 GiB of memory at the peak instead of 2 GiB; slower).";
 
 const POLICY_HELP: &str = "\
 Policy options:
@@ -90,6 +97,14 @@ fn help_for(cmd: &str) -> Option<String> {
                       -o <FILE>     Write the secret to FILE (mode 0600)".to_string(),
         "forget" => "forget [-l] NAME...\n\n    Delete packs and their escrows on the servers.\n\n    \
                      -l            Local only: do not contact the servers".to_string(),
+        "check" => "check [-b] [-x <DAYS>] [NAME...]\n\n    \
+                    Ask each escrow's server whether it still holds it intact (no code is\n    \
+                    sent, nobody is notified): one line per escrow and a verdict per pack\n    \
+                    (all packs when no NAME), and whether the pack is due for review.\n    \
+                    Exit status 0: every pack can be recovered; 1: one cannot;\n    \
+                    3: it cannot be told (servers without the status method decide it).\n\n    \
+                    -b            Batch mode: JSON output\n    \
+                    -x <DAYS>     Escrows expiring within DAYS make a pack due (default 30)".to_string(),
         "help" => "help [COMMAND]".to_string(),
         _ => return None,
     };
@@ -98,7 +113,7 @@ fn help_for(cmd: &str) -> Option<String> {
 
 fn usage() -> String {
     format!(
-        "passcrow [forget|help|init|list|protect|recover|renew]\n\n\
+        "passcrow [check|forget|help|init|list|protect|recover|renew]\n\n\
          libpasscrow {}: password recovery for locally encrypted data,\n\
          compatible with python-passcrow 0.0.7.\n\n\
          A secret is encrypted with a random key; the key is split among\n\
@@ -124,6 +139,7 @@ fn main() -> ExitCode {
         "renew" => cmd_protect(rest, true),
         "recover" => cmd_recover(rest),
         "forget" => cmd_forget(rest),
+        "check" => cmd_check(rest),
         "server_init" => Err(CliError::Failed(
             "use `passcrow-server init DIR` to set up a server".into(),
         )),
@@ -156,5 +172,6 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+        Err(CliError::Exit(s)) => ExitCode::from(s),
     }
 }

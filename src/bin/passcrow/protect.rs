@@ -119,6 +119,9 @@ pub(crate) fn cmd_protect(args: &[String], renew: bool) -> CliResult {
     for f in &result.cleanup_failures {
         eprintln!("passcrow: warning: could not delete an old escrow: {f}");
     }
+    for w in &result.warnings {
+        eprintln!("passcrow: warning: {w}");
+    }
     if let Some(info) = &result.ephemeral {
         if batch {
             println!("{}", to_reference_json(&info.record));

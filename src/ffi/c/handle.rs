@@ -18,6 +18,7 @@ pub(super) enum Kind {
     Protected,
     PackList,
     HttpResponse,
+    Health,
     Bytes(usize),
 }
 
@@ -31,6 +32,7 @@ impl Kind {
             Kind::Protected => "passcrow_protected",
             Kind::PackList => "passcrow_pack_list",
             Kind::HttpResponse => "passcrow_http_response",
+            Kind::Health => "passcrow_health",
             Kind::Bytes(_) => "byte buffer",
         }
     }

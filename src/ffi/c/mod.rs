@@ -30,7 +30,8 @@
 //! `boundary.rs` (`ffi_entry!`: NULL and panic guard), `handle.rs` (the
 //! live-handle registry) and `args.rs` (argument readers, out-parameters);
 //! then one file per C object: `http.rs`, `client.rs`, `policy.rs`,
-//! `protect.rs`, `pack.rs`, `verify.rs`, `recover.rs`, `list.rs`.
+//! `protect.rs`, `pack.rs`, `verify.rs`, `recover.rs`, `list.rs`,
+//! `check.rs`.
 //!
 //! cbindgen reads these files one by one in the order `build.rs` lists
 //! them (`CAPI_FILES`), and the header lists the functions in that order.
@@ -43,6 +44,7 @@
 
 mod args;
 mod boundary;
+mod check;
 mod client;
 mod handle;
 mod http;
@@ -54,6 +56,7 @@ mod recover;
 mod result;
 mod verify;
 
+pub use self::check::*;
 pub use self::client::*;
 pub use self::http::*;
 pub use self::list::*;

@@ -24,12 +24,14 @@ use crate::policy::{check_ratio, clamp_lifetime, PolicyRequest};
 use crate::Error;
 
 mod error;
+mod health;
 mod pack;
 mod passcrow_client;
 mod records;
 mod transport;
 
 pub use error::*;
+pub use health::*;
 pub use pack::*;
 pub use passcrow_client::*;
 pub use records::*;

@@ -28,11 +28,10 @@ pub(crate) fn core_client(
     Ok(inner)
 }
 
-// Used by the drop-in's module (feature `python-compat`) only.
-#[cfg_attr(not(feature = "python-compat"), allow(dead_code))]
 impl PasscrowClient {
     /// The binding over a core client (the drop-in's `CompatClient` wraps
     /// one).
+    #[cfg_attr(not(feature = "python-compat"), allow(dead_code))]
     pub(crate) fn from_core(inner: Client) -> Self {
         PasscrowClient { inner }
     }

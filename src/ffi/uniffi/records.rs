@@ -64,6 +64,9 @@ pub struct ProtectResult {
     pub ephemeral: Option<EphemeralDetails>,
     /// Old escrows that could not be deleted after a replace.
     pub cleanup_failures: Vec<FailureInfo>,
+    /// Policy warnings (a threshold one server can meet alone); the pack
+    /// was made anyway.
+    pub warnings: Vec<String>,
 }
 
 /// One verification started: where a code went.
@@ -293,5 +296,6 @@ pub(crate) fn protect_result(p: client::Protected) -> ProtectResult {
             .into_iter()
             .map(FailureInfo::from)
             .collect(),
+        warnings: p.warnings,
     }
 }

@@ -42,6 +42,13 @@ impl Deliver for FileSink {
                     msg.to
                 )
             }
+            Notice::TooManyWrongCodes { paused_until } => match paused_until {
+                Some(t) => format!(
+                    "# notice\t{}\ttoo many wrong codes, none checked until {t}\n",
+                    msg.to
+                ),
+                None => format!("# notice\t{}\ttoo many wrong codes, frozen\n", msg.to),
+            },
         };
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = crate::util::files::private_file_options()

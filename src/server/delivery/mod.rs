@@ -40,6 +40,13 @@ pub enum Notice {
         /// Masked identity the code went to.
         code_sent_to: String,
     },
+    /// Too many wrong codes were tried for an escrow this identity
+    /// verifies or watches.
+    TooManyWrongCodes {
+        /// Until when (unix time) no code is checked; `None`: the escrow
+        /// is frozen for good.
+        paused_until: Option<i64>,
+    },
 }
 
 /// One message to one identity.
@@ -55,6 +62,18 @@ pub struct Outgoing {
     pub about_url: String,
     /// What it says.
     pub notice: Notice,
+    /// Who to contact about it and how to opt out (filled in by
+    /// `Server::send`; leave it `Default::default()`).
+    pub contact: Contact,
+}
+
+/// The footer facts of a message: where to complain, how to stop them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// The abuse contact (or where to find the operator).
+    pub abuse: String,
+    /// The opt-out link, when the server's public URL is known.
+    pub optout_url: Option<String>,
 }
 
 impl Outgoing {
@@ -62,7 +81,7 @@ impl Outgoing {
     pub fn code(&self) -> Option<&str> {
         match &self.notice {
             Notice::Code { code, .. } => Some(code.expose_secret()),
-            Notice::RecoveryStarted { .. } => None,
+            Notice::RecoveryStarted { .. } | Notice::TooManyWrongCodes { .. } => None,
         }
     }
 
@@ -127,6 +146,10 @@ mod tests {
                 code: SecretString::from("A123456"),
                 timeout_seconds: 1800,
             },
+            contact: Contact {
+                abuse: "abuse@x.example".into(),
+                optout_url: Some("https://x.example/passcrow/optout/TOKEN".into()),
+            },
         }
     }
 
@@ -147,5 +170,29 @@ mod tests {
         };
         assert!(!n.long_text().contains("A123456"));
         assert!(n.long_text().contains("b*@e*ple.org"));
+        // 2027-01-15 14:05:00 UTC.
+        let t = 1_799_935_500;
+        for (lang, until, frozen) in [
+            (
+                "en",
+                "until 14:05 UTC",
+                "frozen its part of the data for good",
+            ),
+            ("is", "fyrr en kl. 14:05 (UTC)", "fryst"),
+        ] {
+            let mut n = out(lang);
+            n.notice = Notice::TooManyWrongCodes {
+                paused_until: Some(t),
+            };
+            assert!(n.long_text().contains(until), "{}", n.long_text());
+            assert!(n.short_text().contains("14:05"), "{}", n.short_text());
+            assert!(n.subject().starts_with("Passcrow"), "{}", n.subject());
+            assert!(n.code().is_none());
+            n.notice = Notice::TooManyWrongCodes { paused_until: None };
+            assert!(n.long_text().contains(frozen), "{}", n.long_text());
+            assert!(n.long_text().contains("passcrow renew"));
+            assert!(n.short_text().contains("passcrow renew"));
+            assert!(n.long_text().lines().all(|l| l.chars().count() < 72));
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::proto::{DeletionRequest, DeletionResponse, Version};
 use crate::server::answer::ApiResult;
-use crate::server::escrow_id::{parse_id, short_id};
+use crate::server::escrow_id::parse_id;
 use crate::server::Server;
 
 impl Server {
@@ -11,8 +11,9 @@ impl Server {
     pub(in crate::server) fn deletion(&self, body: &[u8]) -> ApiResult<DeletionResponse> {
         let req: DeletionRequest = Self::parse(body, "deletion request")?;
         let (key, _) = parse_id(&req.escrow_data_id)?;
-        let existed = self.storage.delete_escrow(&key)?;
-        tracing::info!(id = short_id(&key), existed, "deleted");
+        let sid = self.keys.stored_id(&key);
+        let existed = self.storage.delete_escrow(&sid)?;
+        tracing::info!(id = %sid, existed, "deleted");
         Ok(DeletionResponse {
             version: Version,
             escrow_data_id: Some(req.escrow_data_id),

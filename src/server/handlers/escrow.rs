@@ -8,8 +8,7 @@ use crate::payment;
 use crate::proto::{EscrowParameters, EscrowRequest, EscrowResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::error::{ServerError, ServerResult};
-use crate::server::escrow_id::short_id;
-use crate::server::storage::{Inserted, Spend};
+use crate::server::storage::{Inserted, Spend, StoredId};
 use crate::server::Server;
 
 impl Server {
@@ -64,55 +63,80 @@ impl Server {
 
         // The escrow is stored and its token spent in one transaction: a
         // store that fails spends nothing, and a token pays once.
-        let store = |key: &str| -> ApiResult<Inserted> {
-            let sealed = self.keys.seal(key, &raw);
-            Ok(match &spend {
-                Some(sp) => self
-                    .storage
-                    .insert_escrow_paid(key, expiration, &sealed, sp, now)?,
-                None => {
-                    if self.storage.insert_escrow(key, expiration, &sealed, now)? {
-                        Inserted::Stored
-                    } else {
-                        Inserted::IdTaken
-                    }
-                }
-            })
+        // The caps on escrows held and free escrows a day are checked in
+        // that same transaction: a refused escrow stores nothing, counts
+        // nothing and spends no token.
+        let caps = self.caps();
+        let store = |sid: &StoredId| -> ApiResult<Inserted> {
+            let sealed = self.keys.seal(sid, &raw);
+            Ok(self.storage.insert_escrow_capped(
+                sid,
+                expiration,
+                &sealed,
+                spend.as_ref(),
+                &caps,
+                now,
+            )?)
         };
-        let spent = || {
-            ApiError::new(
-                ErrorKind::Payment,
-                "Invalid payment: this hashcash token was already used",
-            )
+        // The refusals after which no other id is tried.
+        let refusal = |r: Inserted| -> ApiError {
+            match r {
+                Inserted::TokenSpent => ApiError::new(
+                    ErrorKind::Payment,
+                    "Invalid payment: this hashcash token was already used",
+                ),
+                Inserted::Full => {
+                    tracing::warn!(max = caps.max_escrows, "refused: the server is full");
+                    ApiError::new(
+                        ErrorKind::Payment,
+                        "This server is full: it holds as many escrows as its operator \
+                         allows. Nothing was stored and no payment was spent; use another \
+                         server, or try again later.",
+                    )
+                }
+                Inserted::FreeCapReached => ApiError::new(
+                    ErrorKind::Payment,
+                    format!(
+                        "This server has made all its free escrows for today (at most {} a \
+                         day); nothing was stored. Ask for a longer expiration (paid with \
+                         hashcash), or try again after 00:00 UTC.",
+                        caps.max_free_per_day
+                    ),
+                ),
+                // Not refusals (handled by the callers).
+                Inserted::Stored | Inserted::IdTaken => ApiError::internal(),
+            }
         };
         if let Some(pref) = &params.prefer_id {
-            match store(pref)? {
+            let sid = self.keys.stored_id(pref);
+            match store(&sid)? {
                 Inserted::Stored => {
-                    tracing::info!(kind = %params.kind, id = short_id(pref), expiration, "escrowed (preferred id)");
+                    tracing::info!(kind = %params.kind, id = %sid, expiration, "escrowed (preferred id)");
                     return Ok(EscrowResponse {
                         version: Version,
                         expiration,
                         escrow_data_id: pref.clone(),
                     });
                 }
-                Inserted::TokenSpent => return Err(spent()),
                 Inserted::IdTaken => tracing::info!("preferred id taken; assigning another"),
+                r => return Err(refusal(r)),
             }
         }
         loop {
             let r: u128 = rand::rngs::OsRng.gen();
             let key = format!("{r:032x}");
-            match store(&key)? {
+            let sid = self.keys.stored_id(&key);
+            match store(&sid)? {
                 Inserted::Stored => {
-                    tracing::info!(kind = %params.kind, id = short_id(&key), expiration, "escrowed");
+                    tracing::info!(kind = %params.kind, id = %sid, expiration, "escrowed");
                     return Ok(EscrowResponse {
                         version: Version,
                         expiration,
                         escrow_data_id: format!("{expiration:x}-{key}"),
                     });
                 }
-                Inserted::TokenSpent => return Err(spent()),
                 Inserted::IdTaken => {}
+                r => return Err(refusal(r)),
             }
         }
     }
@@ -185,7 +209,8 @@ impl Server {
             })?;
             let r: u128 = rand::rngs::OsRng.gen();
             let key = format!("{r:032x}");
-            rows.push((key.clone(), *expiration, self.keys.seal(&key, &raw)));
+            let sid = self.keys.stored_id(&key);
+            rows.push((sid, *expiration, self.keys.seal(&sid, &raw)));
             ids.push(format!("{expiration:x}-{key}"));
         }
         let n = self.storage.insert_escrows(&rows, now)?;

@@ -1,13 +1,20 @@
 //! `verificationrequest`: send a fresh code to the escrow's identity
-//! (rate-limited per escrow), and a notice to its watcher if any.
+//! (rate-limited per escrow, and by the delivery budgets of
+//! `budgets.rs`), and a notice to its watcher if any.
+//!
+//! The checks are ordered so that a refusal changes nothing: the
+//! destination and the delivery budgets first (one transaction that
+//! counts only if every budget has room), then the escrow's own hourly
+//! count (a refusal there gives the budget back), then the delivery (a
+//! failure gives both back), and only then is the new code stored.
 
 use rand::Rng;
 
 use crate::crypto::SecretString;
 use crate::proto::{VerificationRequest, VerificationResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
+use crate::server::budgets::MessageClass;
 use crate::server::delivery::{Notice, Outgoing};
-use crate::server::escrow_id::short_id;
 use crate::server::hints::hint_for;
 use crate::server::Server;
 
@@ -25,17 +32,31 @@ impl Server {
             }
         };
         let now = self.now();
-        let (key, blob, sealed) = self.load_escrow(&req.escrow_data_id, now)?;
-        let esd = self.open_client_data(&blob, &req.escrow_data_key)?;
-        let dlv = self.deliverer(esd.verify.kind())?.clone();
+        let found = self.load_escrow(&req.escrow_data_id, now)?;
+        let sid = found.sid;
+        let esd = self.open_client_data(&found.blob, &req.escrow_data_key)?;
+        // No code for an escrow that could not check it: frozen for good,
+        // or its hour of wrong guesses spent (the code would expire unused
+        // and only bother its owner).
+        if found.row.frozen {
+            return Err(self.frozen_error(""));
+        }
+        if let Some(until) = found.row.guesses.paused_until(&self.guess_limits(), now) {
+            return Err(self.paused_error(until, now));
+        }
+        let dlv_name = self.deliverer(esd.verify.kind())?.name().to_string();
         let max = self.cfg.max_timeout_seconds;
         let tmo = esd.timeout.unwrap_or(max).clamp(1, max);
         let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
-        let mac = self.keys.code_mac(&key, code.expose_secret());
+        let mac = self.keys.code_mac(&found.key, code.expose_secret());
+        // Opt-out, SMS country and delivery budgets: a refusal counts
+        // nothing, here or below.
+        let charged = self.charge(&esd.verify, found.row.created, MessageClass::Code)?;
         let per_hour = self.cfg.verifications_per_hour;
-        let Some(started) = self.storage.start_verification(&key, now, 3600, per_hour)? else {
+        let Some(started) = self.storage.start_verification(&sid, now, 3600, per_hour)? else {
+            self.refund(charged);
             let mut e = ApiError::rate_limited();
             e.message = format!(
                 "Sorry, rate limited. At most {per_hour} verification requests per hour for one escrow."
@@ -52,58 +73,56 @@ impl Server {
                 code,
                 timeout_seconds: tmo,
             },
+            contact: Default::default(),
         };
         // The new code is stored only once delivered: until then the code
         // sent before stays the pending one, and nobody can guess at a code
         // that may never arrive.
-        if let Err(e) = dlv.deliver(&msg) {
-            tracing::warn!(
-                via = dlv.name(),
-                id = short_id(&key),
-                "delivery failed: {e}"
-            );
+        if self.deliver_charged(&msg, charged).is_err() {
             // The user got nothing, so this hour's count is given back, up
             // to as many failures as deliveries allowed (a bound on the
             // messages an outage or a flaky provider can make us send).
-            if let Err(e) = self.storage.verification_failed(&key, started, per_hour) {
-                tracing::error!(id = short_id(&key), "recording the failed delivery: {e}");
+            if let Err(e) = self.storage.verification_failed(&sid, started, per_hour) {
+                tracing::error!(id = %sid, "recording the failed delivery: {e}");
             }
             return Err(ApiError::new(
                 ErrorKind::Internal,
                 "Could not deliver the verification code; try again later",
             ));
         }
-        if !self
-            .storage
-            .set_code(&key, &sealed, &mac, expiration, self.cfg.code_attempts)?
-        {
+        if !self.storage.set_code(
+            &sid,
+            &found.row.sealed,
+            &mac,
+            expiration,
+            self.cfg.code_attempts,
+        )? {
             return Err(ApiError::new(
                 ErrorKind::NotFound,
-                "Not found: the escrow was deleted or expired while its code was being sent",
+                "Not found: the escrow was deleted, expired or frozen while its code was being sent",
             ));
         }
-        tracing::info!(via = dlv.name(), id = short_id(&key), "code sent");
+        tracing::info!(via = dlv_name, id = %sid, "code sent");
         if let Some(watcher) = &esd.notify {
-            match self.deliverers.get(watcher.kind()) {
-                Some(d) => {
-                    let n = Outgoing {
-                        to: watcher.clone(),
-                        language: req.language.clone(),
-                        description: esd.description.clone(),
-                        about_url: self.cfg.about_url.clone(),
-                        notice: Notice::RecoveryStarted {
-                            code_sent_to: hint.clone(),
-                        },
-                    };
-                    if let Err(e) = d.deliver(&n) {
-                        tracing::warn!(via = d.name(), id = short_id(&key), "notice failed: {e}");
-                    }
-                }
-                None => tracing::warn!(
-                    id = short_id(&key),
-                    "cannot notify {} identities",
-                    watcher.kind()
-                ),
+            let n = Outgoing {
+                to: watcher.clone(),
+                language: req.language.clone(),
+                description: esd.description.clone(),
+                about_url: self.cfg.about_url.clone(),
+                notice: Notice::RecoveryStarted {
+                    code_sent_to: hint.clone(),
+                },
+                contact: Default::default(),
+            };
+            // The watcher's budgets count notices too; one refused (or
+            // failed) is logged, the code is out already.
+            if let Err(e) = self.send(&n, found.row.created, MessageClass::Notice) {
+                tracing::warn!(
+                    id = %sid,
+                    kind = e.kind.as_str(),
+                    "recovery notice not sent: {}",
+                    e.message
+                );
             }
         }
         Ok(VerificationResponse {

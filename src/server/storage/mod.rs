@@ -4,7 +4,11 @@
 //! beside `sqlite.rs`; [`SqliteStorage`] is the one we ship (its schema
 //! and migrations in `schema.rs`). Everything handed to storage is
 //! already sealed or hashed by the protocol layer: storage never sees an
-//! escrow in clear, a verification code, or a key.
+//! escrow in clear, a verification code, a key, or an escrow id (escrows
+//! and codes are stored under a [`StoredId`], a keyed hash of the id).
+//! The one exception is the migration of a database from before schema
+//! 3, which held clear ids: [`SqliteStorage::open_migrating`] reads them
+//! once to re-key them through a [`Rekey`] the server hands it.
 //!
 //! Every operation that must not race (checking a code and spending an
 //! attempt, counting a verification and issuing its code, storing a paid
@@ -26,7 +30,61 @@ pub use open::{open_database, Database};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStorage;
 pub use schema::SCHEMA_VERSION;
+#[cfg(feature = "testing")]
+pub(crate) use schema::{write_old_database, OldCode, OldEscrow};
 pub use sqlite::SqliteStorage;
+
+/// The id an escrow (and its pending code) is stored under: a keyed hash
+/// (HMAC-SHA256, under a key derived from the master key) of its clear
+/// storage key, so the database, its WAL and its backups can neither name
+/// an escrow nor be searched for one without the master key. Debug and
+/// Display show only the first 8 hex digits of the hash (what logs carry).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoredId([u8; 32]);
+
+impl StoredId {
+    /// A stored id from its 32 bytes (as the server derives them, or as
+    /// read back from storage).
+    pub fn from_bytes(b: [u8; 32]) -> StoredId {
+        StoredId(b)
+    }
+
+    /// Its 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 8 hex digits of the hash: enough to tell escrows apart
+    /// in logs; it names no escrow (the clear id cannot be found from it
+    /// without the master key).
+    pub fn short(&self) -> String {
+        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for StoredId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredId({}…)", self.short())
+    }
+}
+
+impl std::fmt::Display for StoredId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+/// What migrating a database that held clear escrow ids (schema 1 or 2)
+/// needs from the server: the stored id of a clear storage key, and the
+/// escrow re-sealed for it. Given to [`SqliteStorage::open_migrating`].
+pub trait Rekey {
+    /// The stored id of the clear storage key `key` (lower-case hex).
+    fn stored_id(&self, key: &str) -> StoredId;
+    /// `sealed` (sealed in format 1 under the clear key `key`) opened and
+    /// sealed again in the current format under `id`; `Err` says why not
+    /// (naming no secret).
+    fn reseal(&self, key: &str, id: &StoredId, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
 
 /// A storage failure (always answered as an internal error).
 #[derive(Debug)]
@@ -48,17 +106,85 @@ pub type StorageResult<T> = std::result::Result<T, StorageError>;
 pub struct EscrowRow {
     /// Unix time it expires.
     pub expires: i64,
+    /// Unix time it was stored (0: before schema 4 recorded it, i.e. old).
+    pub created: i64,
     /// The escrow data, sealed under the server's master key.
     pub sealed: Vec<u8>,
+    /// Frozen for good: too many wrong codes were tried over its life. No
+    /// code is sent for it or compared any more (its owner re-protects).
+    pub frozen: bool,
+    /// Its wrong guesses so far.
+    pub guesses: Guesses,
+}
+
+/// The wrong guesses counted for one escrow (see [`GuessLimits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guesses {
+    /// Start (unix time) of the current guessing window, 0 before the
+    /// first wrong guess.
+    pub window: i64,
+    /// Wrong guesses in that window.
+    pub in_window: u32,
+    /// Wrong guesses over the escrow's whole life.
+    pub total: u32,
+}
+
+impl Guesses {
+    /// While the window of `limits` that started at `self.window` is
+    /// still open at `now` and has had its `per_window` wrong guesses: when
+    /// it ends (no code is compared before then).
+    pub fn paused_until(&self, limits: &GuessLimits, now: i64) -> Option<i64> {
+        let ends = self.window.saturating_add(limits.window);
+        (ends > now && self.in_window >= limits.per_window).then_some(ends)
+    }
+}
+
+/// How many wrong codes an escrow may take: at most `per_window` in a
+/// fixed window of `window` seconds (opened by the first wrong guess after
+/// the last window ended), and `lifetime` over its whole life, after which
+/// it is frozen for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuessLimits {
+    /// Window length in seconds.
+    pub window: i64,
+    /// Wrong guesses allowed per window.
+    pub per_window: u32,
+    /// Wrong guesses allowed over the escrow's life.
+    pub lifetime: u32,
+}
+
+/// What an escrow may still take after a wrong guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuessesLeft {
+    /// Wrong guesses left in the current window (0: no code is compared
+    /// until `window_ends`).
+    pub in_window: u32,
+    /// Wrong guesses left over the escrow's life (0: it is now frozen).
+    pub lifetime: u32,
+    /// When the current window ends.
+    pub window_ends: i64,
+}
+
+/// Caps on what escrow requests may fill, checked in the transaction that
+/// stores the escrow ([`Storage::insert_escrow_capped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Escrows held at most (expired ones not yet swept included).
+    pub max_escrows: u64,
+    /// Free escrows stored per UTC day at most.
+    pub max_free_per_day: u32,
 }
 
 impl std::fmt::Debug for EscrowRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EscrowRow {{ expires: {}, sealed: {} bytes }}",
+            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes, frozen: {}, guesses: {:?} }}",
             self.expires,
-            self.sealed.len()
+            self.created,
+            self.sealed.len(),
+            self.frozen,
+            self.guesses
         )
     }
 }
@@ -85,10 +211,22 @@ pub enum CodeCheck {
     Void,
     /// It matched: the code is consumed (removed).
     Right,
-    /// It did not match; one attempt was spent and `left` remain.
+    /// It did not match; one attempt of the code, one wrong guess of the
+    /// window and one of the escrow's life were spent.
     Wrong {
-        /// Attempts left (0: the code is now void).
+        /// Attempts left on this code (0: the code is now void).
         left: u32,
+        /// Wrong guesses the escrow may still take (lifetime 0: it is now
+        /// frozen and its code void).
+        guesses: GuessesLeft,
+    },
+    /// The escrow is frozen: nothing was compared, nothing changed.
+    Frozen,
+    /// The window's wrong guesses are spent: nothing was compared, nothing
+    /// changed, until `until`.
+    Paused {
+        /// When the window ends (unix time).
+        until: i64,
     },
 }
 
@@ -137,6 +275,11 @@ pub enum Inserted {
     TokenSpent,
     /// A live escrow has the id: nothing changed (the token is not spent).
     IdTaken,
+    /// [`Caps::max_escrows`] are held: nothing changed (no token spent).
+    Full,
+    /// [`Caps::max_free_per_day`] free escrows were stored today (UTC):
+    /// nothing changed.
+    FreeCapReached,
 }
 
 /// Counts for `stats`.
@@ -148,12 +291,74 @@ pub struct Counts {
     pub codes: u64,
 }
 
+// ---- Delivery budgets (schema 4) ----
+
+/// One budget a message is counted against: at most `limit` messages in a
+/// window of `window` seconds (starting at the first message counted in
+/// it), plus `reserve` more for charges that may use the reserve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetLimit {
+    /// What is counted: `rcpt:HEX` (a recipient's keyed hash) or
+    /// `kind:NAME` (server-wide, per kind); never an address.
+    pub scope: String,
+    /// Window length in seconds.
+    pub window: i64,
+    /// Messages in a window.
+    pub limit: u32,
+    /// Extra messages in a window, for charges with `reserve_ok`.
+    pub reserve: u32,
+}
+
+/// A message to count ([`Storage::charge_delivery`]).
+#[derive(Clone, Debug)]
+pub struct Charge {
+    /// The recipient's keyed hash (checked against the suppression list).
+    pub recipient: [u8; 16],
+    /// Every budget it is counted against.
+    pub limits: Vec<BudgetLimit>,
+    /// May draw on the reserves (an old escrow).
+    pub reserve_ok: bool,
+    /// Counted even when over every budget (alerts).
+    pub force: bool,
+}
+
+/// One count [`Storage::charge_delivery`] made, for a refund.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// The budget's scope.
+    pub scope: String,
+    /// Its window length.
+    pub window: i64,
+    /// The start of the window it was counted in.
+    pub start: i64,
+    /// Counted in the reserve (not the budget).
+    pub reserve: bool,
+    /// Messages counted in the budget's window (reserve aside) after this one.
+    pub used: u32,
+}
+
+/// What [`Storage::charge_delivery`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Charged {
+    /// Counted against every budget, in order.
+    Counted(Vec<Counted>),
+    /// The recipient opted out: nothing counted.
+    Suppressed,
+    /// The budget of this index in `limits` is spent: nothing counted.
+    Over(usize),
+}
+
 /// The operations the protocol needs.
 pub trait Storage: Send + Sync {
     /// Store an escrow under `id` unless a live one has it; returns whether
     /// it was stored. Durable before it returns.
-    fn insert_escrow(&self, id: &str, expires: i64, sealed: &[u8], now: i64)
-        -> StorageResult<bool>;
+    fn insert_escrow(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        now: i64,
+    ) -> StorageResult<bool>;
     /// Store an escrow paid with a token, and spend the token, in one
     /// transaction: either both happen or neither does. Refused, changing
     /// nothing, when the token was spent before (and its record has not
@@ -162,16 +367,35 @@ pub trait Storage: Send + Sync {
     /// a failed store spend a token, or one token pay twice.
     fn insert_escrow_paid(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         spend: &Spend,
         now: i64,
     ) -> StorageResult<Inserted>;
+    /// Store an escrow as an escrow request does: free (`spend` None) or
+    /// paid with a token, within `caps`, in one transaction. Refused,
+    /// changing nothing (no token spent, no count), when
+    /// [`Caps::max_escrows`] are held ([`Inserted::Full`]), or for a free
+    /// one when [`Caps::max_free_per_day`] free escrows were stored this
+    /// UTC day ([`Inserted::FreeCapReached`]); otherwise as
+    /// [`Storage::insert_escrow`] (free) or [`Storage::insert_escrow_paid`],
+    /// a stored free escrow counted in its day. The escrows held are a
+    /// counter kept with every insert, deletion and sweep, not a count.
+    /// Durable before it returns.
+    fn insert_escrow_capped(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&Spend>,
+        caps: &Caps,
+        now: i64,
+    ) -> StorageResult<Inserted>;
     /// Store many escrows at once (bulk import, benchmarks): ids must be
     /// new; rows whose id is taken are skipped. Returns how many were
     /// stored. The default inserts one by one.
-    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
+    fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
         let mut n = 0;
         for (id, expires, sealed) in rows {
             if self.insert_escrow(id, *expires, sealed, now)? {
@@ -181,18 +405,18 @@ pub trait Storage: Send + Sync {
         Ok(n)
     }
     /// Look an escrow up.
-    fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup>;
+    fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup>;
     /// Remove an escrow and its code; returns whether it existed.
-    fn delete_escrow(&self, id: &str) -> StorageResult<bool>;
+    fn delete_escrow(&self, id: &StoredId) -> StorageResult<bool>;
     /// Count a verification of `id` in a fixed window of `window` seconds,
     /// before its code is sent. Returns `None`, changing nothing, when
     /// `max` were already counted in the window (or there is no such
-    /// escrow). The pending code is left as it is: the new one replaces it
+    /// escrow, or it is frozen). The pending code is left as it is: the new one replaces it
     /// only once delivered ([`Storage::set_code`]), so a code nobody
     /// received can never be guessed at or displace one somebody did.
     fn start_verification(
         &self,
-        id: &str,
+        id: &StoredId,
         now: i64,
         window: i64,
         max: u32,
@@ -203,10 +427,10 @@ pub trait Storage: Send + Sync {
     /// two codes delivered at once, the one requested last stays pending,
     /// whichever arrived last. Returns false, storing nothing, if that
     /// escrow is gone (deleted, swept, or replaced by another escrow with
-    /// the same id while the code was on its way).
+    /// the same id while the code was on its way) or frozen.
     fn set_code(
         &self,
-        id: &str,
+        id: &StoredId,
         sealed: &[u8],
         mac: &[u8],
         expires: i64,
@@ -218,13 +442,47 @@ pub trait Storage: Send + Sync {
     /// uncounted (returns true); past that, failures count like
     /// deliveries, so an escrow never gets more than `max + forgive`
     /// delivery attempts in a window.
-    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool>;
+    fn verification_failed(
+        &self,
+        id: &StoredId,
+        started: Started,
+        forgive: u32,
+    ) -> StorageResult<bool>;
     /// Try `mac` (the keyed hash of a code the user typed) against the
-    /// pending code of `id`, compared in constant time, in one
-    /// transaction: a match consumes the code, a mismatch spends an attempt.
-    fn check_code(&self, id: &str, mac: &[u8], now: i64) -> StorageResult<CodeCheck>;
+    /// pending code of `id`, compared in constant time, in one durable
+    /// transaction with the escrow's guessing budget (`limits`): a frozen
+    /// escrow, or one whose window's wrong guesses are spent, compares
+    /// nothing and changes nothing; a match consumes the code; a mismatch
+    /// spends an attempt of the code and a wrong guess of the window and
+    /// of the escrow's life, and the last of its life freezes the escrow
+    /// for good (voiding its code).
+    fn check_code(
+        &self,
+        id: &StoredId,
+        mac: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck>;
     /// Remove everything expired.
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.
     fn counts(&self) -> StorageResult<Counts>;
+    /// Count a message against every budget of `charge`, in one
+    /// transaction: refused, changing nothing, when the recipient is
+    /// suppressed, or (unless `force`) when any budget, and its reserve if
+    /// `reserve_ok`, is spent. Durable before it returns.
+    fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged>;
+    /// Give back counts of [`Storage::charge_delivery`] (the message did
+    /// not go out); counts of windows that have ended are left alone.
+    fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()>;
+    /// Put a recipient's keyed hash on the suppression list; returns
+    /// whether it was not on it yet. Durable before it returns.
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool>;
+    /// Whether a recipient's keyed hash is on the suppression list.
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool>;
+    /// Count a `status` call on the escrow `id` in a fixed window of
+    /// `window` seconds; returns false, changing nothing, when `max` were
+    /// already counted in the window. Durable before it returns (a limit
+    /// depends on it).
+    fn count_status(&self, id: &StoredId, now: i64, window: i64, max: u32) -> StorageResult<bool>;
 }

@@ -40,8 +40,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, Row};
 
 use super::{
-    CodeCheck, Counts, EscrowRow, Inserted, Lookup, Spend, Started, Storage, StorageError,
-    StorageResult, Swept,
+    Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
+    GuessesLeft, Inserted, Lookup, Spend, Started, Storage, StorageError, StorageResult,
+    StoredId, Swept,
 };
 
 pub use connect::Settings;
@@ -346,18 +347,19 @@ impl Drop for PostgresStorage {
 /// any code left under the id (an orphan) goes. One statement.
 fn insert_new(
     t: &mut Tx<'_>,
-    id: &str,
+    id: &[u8],
     expires: i64,
     sealed: &[u8],
+    now: i64,
 ) -> Result<bool, postgres::Error> {
     let n: i64 = t
         .one(
             "WITH ins AS (
-                 INSERT INTO escrow (id, expires, data) VALUES ($1, $2, $3)
+                 INSERT INTO escrow (id, expires, data, created) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO NOTHING RETURNING id),
              orphan AS (DELETE FROM code WHERE id IN (SELECT id FROM ins))
              SELECT count(*) FROM ins",
-            &[text(&id), int(&expires), bytes(&sealed)],
+            &[bytes(&id), int(&expires), bytes(&sealed), int(&now)],
         )?
         .get(0);
     Ok(n == 1)
@@ -367,36 +369,82 @@ fn insert_new(
 /// its code and store the new one. In the caller's transaction.
 fn insert_row(
     t: &mut Tx<'_>,
-    id: &str,
+    id: &[u8],
     expires: i64,
     sealed: &[u8],
     now: i64,
 ) -> Result<bool, postgres::Error> {
-    if insert_new(t, id, expires, sealed)? {
+    if insert_new(t, id, expires, sealed, now)? {
         return Ok(true);
     }
     let gone = t.exec(
         "DELETE FROM escrow WHERE id = $1 AND expires <= $2",
-        &[text(&id), int(&now)],
+        &[bytes(&id), int(&now)],
     )?;
     if gone == 0 {
         return Ok(false);
     }
-    insert_new(t, id, expires, sealed)
+    insert_new(t, id, expires, sealed, now)
+}
+
+/// Store an escrow paid with `spend` and spend the token, in the caller's
+/// transaction; a refusal rolls everything back.
+fn insert_paid(
+    t: &mut Tx<'_>,
+    id: &[u8],
+    expires: i64,
+    sealed: &[u8],
+    spend: &Spend,
+    now: i64,
+) -> Result<Inserted, postgres::Error> {
+    let hash: &[u8] = &spend.hash;
+    // The token's row first (its lock serialises every request paying
+    // with it, on every instance): inserted, or its expired record
+    // renewed; a live record returns nothing.
+    let fresh = t
+        .opt(
+            "INSERT INTO token (hash, expires) VALUES ($1, $2)
+             ON CONFLICT (hash) DO UPDATE SET expires = EXCLUDED.expires
+                 WHERE token.expires <= $3
+             RETURNING 1",
+            &[bytes(&hash), int(&spend.expires), int(&now)],
+        )?
+        .is_some();
+    if !fresh {
+        t.abandon();
+        return Ok(Inserted::TokenSpent);
+    }
+    if !insert_row(t, id, expires, sealed, now)? {
+        // The token is not spent: all of it is rolled back.
+        t.abandon();
+        return Ok(Inserted::IdTaken);
+    }
+    Ok(Inserted::Stored)
+}
+
+/// The UTC day of `now` (free escrows are counted per day).
+fn day_of(now: i64) -> i64 {
+    now.div_euclid(86_400)
+}
+
+/// A counter read back from a BIGINT column.
+fn count32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
 impl Storage for PostgresStorage {
     fn insert_escrow(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         now: i64,
     ) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
         // The common case, a new id, in one statement; a taken id in a
         // transaction that replaces an expired escrow.
         if self.run("storing an escrow", Mode::Statement, |t| {
-            insert_new(t, id, expires, sealed)
+            insert_new(t, id, expires, sealed, now)
         })? {
             return Ok(true);
         }
@@ -407,102 +455,155 @@ impl Storage for PostgresStorage {
 
     fn insert_escrow_paid(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         spend: &Spend,
         now: i64,
     ) -> StorageResult<Inserted> {
-        let hash: &[u8] = &spend.hash;
+        let id: &[u8] = id.as_bytes();
         self.run("storing a paid escrow", Mode::Durable, |t| {
-            // The token's row first (its lock serialises every request
-            // paying with it, on every instance): inserted, or its
-            // expired record renewed; a live record returns nothing.
-            let fresh = t
-                .opt(
-                    "INSERT INTO token (hash, expires) VALUES ($1, $2)
-                     ON CONFLICT (hash) DO UPDATE SET expires = EXCLUDED.expires
-                         WHERE token.expires <= $3
-                     RETURNING 1",
-                    &[bytes(&hash), int(&spend.expires), int(&now)],
-                )?
-                .is_some();
-            if !fresh {
-                t.abandon();
-                return Ok(Inserted::TokenSpent);
-            }
-            if !insert_row(t, id, expires, sealed, now)? {
-                // The token is not spent: all of it is rolled back.
-                t.abandon();
-                return Ok(Inserted::IdTaken);
-            }
-            Ok(Inserted::Stored)
+            insert_paid(t, id, expires, sealed, spend, now)
         })
     }
 
-    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], _now: i64) -> StorageResult<usize> {
-        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    fn insert_escrow_capped(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&Spend>,
+        caps: &Caps,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let id: &[u8] = id.as_bytes();
+        let max = i64::try_from(caps.max_escrows).unwrap_or(i64::MAX);
+        let max_free = i64::from(caps.max_free_per_day);
+        let day = day_of(now);
+        // The counter of escrows held is locked first (FOR UPDATE) and
+        // kept locked to the commit: capped inserts on every instance
+        // take turns, so two cannot both take the last place or the
+        // day's last free one. Every refusal rolls back.
+        self.run("storing an escrow", Mode::Durable, |t| {
+            let held: i64 = t
+                .opt(
+                    "SELECT n FROM tally WHERE name = 'escrows' FOR UPDATE",
+                    &[],
+                )?
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            if held >= max {
+                t.abandon();
+                return Ok(Inserted::Full);
+            }
+            match spend {
+                Some(sp) => insert_paid(t, id, expires, sealed, sp, now),
+                None => {
+                    let made: i64 = t
+                        .opt("SELECT n FROM free_day WHERE day = $1", &[int(&day)])?
+                        .map(|r| r.get(0))
+                        .unwrap_or(0);
+                    if made >= max_free {
+                        t.abandon();
+                        return Ok(Inserted::FreeCapReached);
+                    }
+                    if !insert_row(t, id, expires, sealed, now)? {
+                        t.abandon();
+                        return Ok(Inserted::IdTaken);
+                    }
+                    t.exec(
+                        "INSERT INTO free_day (day, n) VALUES ($1, 1)
+                         ON CONFLICT (day) DO UPDATE SET n = free_day.n + 1",
+                        &[int(&day)],
+                    )?;
+                    Ok(Inserted::Stored)
+                }
+            }
+        })
+    }
+
+    fn insert_escrows(
+        &self,
+        rows: &[(StoredId, i64, Vec<u8>)],
+        now: i64,
+    ) -> StorageResult<usize> {
+        let ids: Vec<&[u8]> = rows.iter().map(|r| &r.0.as_bytes()[..]).collect();
         let exp: Vec<i64> = rows.iter().map(|r| r.1).collect();
         let data: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
         self.run("storing escrows", Mode::Statement, |t| {
             let n = t.exec(
-                "INSERT INTO escrow (id, expires, data)
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+                "INSERT INTO escrow (id, expires, data, created)
+                 SELECT i, e, d, $4 FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) AS u(i, e, d)
                  ON CONFLICT (id) DO NOTHING",
                 &[
-                    (&ids as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+                    (&ids as &(dyn ToSql + Sync), Type::BYTEA_ARRAY),
                     (&exp as &(dyn ToSql + Sync), Type::INT8_ARRAY),
                     (&data as &(dyn ToSql + Sync), Type::BYTEA_ARRAY),
+                    int(&now),
                 ],
             )?;
             Ok(n as usize)
         })
     }
 
-    fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup> {
+    fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup> {
+        let id: &[u8] = id.as_bytes();
         let row = self.run("reading an escrow", Mode::Statement, |t| {
             t.opt(
-                "SELECT expires, data FROM escrow WHERE id = $1",
-                &[text(&id)],
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created
+                 FROM escrow WHERE id = $1",
+                &[bytes(&id)],
             )
         })?;
         let Some(row) = row else {
             return Ok(Lookup::Missing);
         };
-        let (expires, sealed): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        let expires: i64 = row.get(0);
         if expires > now {
-            return Ok(Lookup::Found(EscrowRow { expires, sealed }));
+            return Ok(Lookup::Found(EscrowRow {
+                expires,
+                sealed: row.get(1),
+                frozen: row.get::<_, i64>(2) != 0,
+                guesses: Guesses {
+                    window: row.get(3),
+                    in_window: count32(row.get(4)),
+                    total: count32(row.get(5)),
+                },
+                created: row.get(6),
+            }));
         }
         self.run("removing an expired escrow", Mode::Housekeeping, |t| {
             if t.exec(
                 "DELETE FROM escrow WHERE id = $1 AND expires <= $2",
-                &[text(&id), int(&now)],
+                &[bytes(&id), int(&now)],
             )? > 0
             {
-                t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
             }
             Ok(())
         })?;
         Ok(Lookup::Expired)
     }
 
-    fn delete_escrow(&self, id: &str) -> StorageResult<bool> {
+    fn delete_escrow(&self, id: &StoredId) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
         // Two statements, so the second sees a code set_code committed
         // while the first waited for the escrow's row.
         self.run("deleting an escrow", Mode::Durable, |t| {
-            let n = t.exec("DELETE FROM escrow WHERE id = $1", &[text(&id)])?;
-            t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+            let n = t.exec("DELETE FROM escrow WHERE id = $1", &[bytes(&id)])?;
+            t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
             Ok(n > 0)
         })
     }
 
     fn start_verification(
         &self,
-        id: &str,
+        id: &StoredId,
         now: i64,
         window: i64,
         max: u32,
     ) -> StorageResult<Option<Started>> {
+        let id: &[u8] = id.as_bytes();
         let max = i64::from(max);
         // One UPDATE: after waiting for the row's lock it re-reads the
         // row, so `vcount < max` holds across instances.
@@ -512,9 +613,9 @@ impl Storage for PostgresStorage {
                      vcount = CASE WHEN vwin + $3 <= $2 THEN 1 ELSE vcount + 1 END,
                      vfail  = CASE WHEN vwin + $3 <= $2 THEN 0 ELSE vfail END,
                      vwin   = CASE WHEN vwin + $3 <= $2 THEN $2 ELSE vwin END
-                 WHERE id = $1 AND (vwin + $3 <= $2 OR vcount < $4)
+                 WHERE id = $1 AND frozen = 0 AND (vwin + $3 <= $2 OR vcount < $4)
                  RETURNING vwin",
-                &[text(&id), int(&now), int(&window), int(&max)],
+                &[bytes(&id), int(&now), int(&window), int(&max)],
             )
         })?;
         Ok(row.map(|r| Started { window: r.get(0) }))
@@ -522,20 +623,23 @@ impl Storage for PostgresStorage {
 
     fn set_code(
         &self,
-        id: &str,
+        id: &StoredId,
         sealed: &[u8],
         mac: &[u8],
         expires: i64,
         attempts: u32,
     ) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
         let attempts = i64::from(attempts);
         // The escrow's row is locked (FOR SHARE) while the code is
-        // stored, so a deletion waits and then removes the code too. The
-        // sealed data (fresh nonce) tells this escrow from a later one
-        // that took its id. A code expiring later stays.
+        // stored, so a deletion (or a wrong guess that freezes it) waits
+        // and then removes the code too. The sealed data (fresh nonce)
+        // tells this escrow from a later one that took its id. A code
+        // expiring later stays.
         self.run("storing a code", Mode::Statement, |t| {
             Ok(t.one(
-                "WITH e AS (SELECT id FROM escrow WHERE id = $1 AND data = $2 FOR SHARE),
+                "WITH e AS (SELECT id FROM escrow
+                            WHERE id = $1 AND data = $2 AND frozen = 0 FOR SHARE),
                  up AS (
                      INSERT INTO code (id, mac, expires, attempts)
                      SELECT id, $3, $4, $5 FROM e
@@ -545,7 +649,7 @@ impl Storage for PostgresStorage {
                      WHERE code.expires <= EXCLUDED.expires)
                  SELECT EXISTS (SELECT 1 FROM e)",
                 &[
-                    text(&id),
+                    bytes(&id),
                     bytes(&sealed),
                     bytes(&mac),
                     int(&expires),
@@ -556,25 +660,61 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
+    fn verification_failed(
+        &self,
+        id: &StoredId,
+        started: Started,
+        forgive: u32,
+    ) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
         let forgive = i64::from(forgive);
         self.run("forgiving a failed delivery", Mode::Statement, |t| {
             let n = t.exec(
                 "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
                  WHERE id = $1 AND vwin = $2 AND vcount > 0 AND vfail < $3",
-                &[text(&id), int(&started.window), int(&forgive)],
+                &[bytes(&id), int(&started.window), int(&forgive)],
             )?;
             Ok(n == 1)
         })
     }
 
-    fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
-        // The code's row is locked until the attempt is spent or the code
-        // consumed: two guesses on two instances take turns.
+    fn check_code(
+        &self,
+        id: &StoredId,
+        given: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck> {
+        let id: &[u8] = id.as_bytes();
+        // The escrow's row is locked first (its guessing budget), then the
+        // code's, until the guess is counted or the code consumed: two
+        // guesses on two instances take turns. Same order as set_code
+        // and delete_escrow (escrow, then code).
         self.run("checking a code", Mode::Durable, |t| {
+            let state = t.opt(
+                "SELECT frozen, gwin, gcount, gtotal FROM escrow WHERE id = $1 FOR UPDATE",
+                &[bytes(&id)],
+            )?;
+            let Some(state) = state else {
+                return Ok(CodeCheck::NoCode);
+            };
+            let frozen = state.get::<_, i64>(0) != 0;
+            let g = Guesses {
+                window: state.get(1),
+                in_window: count32(state.get(2)),
+                total: count32(state.get(3)),
+            };
+            // The budget first: a frozen escrow, or one whose window is
+            // spent, compares nothing (not even the right code).
+            if frozen {
+                return Ok(CodeCheck::Frozen);
+            }
+            if let Some(until) = g.paused_until(limits, now) {
+                return Ok(CodeCheck::Paused { until });
+            }
             let row = t.opt(
                 "SELECT mac, expires, attempts FROM code WHERE id = $1 FOR UPDATE",
-                &[text(&id)],
+                &[bytes(&id)],
             )?;
             let Some(row) = row else {
                 return Ok(CodeCheck::NoCode);
@@ -582,22 +722,52 @@ impl Storage for PostgresStorage {
             let (mac, expires, attempts): (Vec<u8>, i64, i64) =
                 (row.get(0), row.get(1), row.get(2));
             if expires <= now {
-                t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
                 return Ok(CodeCheck::Expired);
             }
             if attempts <= 0 {
                 return Ok(CodeCheck::Void);
             }
             if crate::crypto::ct_eq(&mac, given) {
-                t.exec("DELETE FROM code WHERE id = $1", &[text(&id)])?;
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
                 return Ok(CodeCheck::Right);
             }
             t.exec(
                 "UPDATE code SET attempts = attempts - 1 WHERE id = $1",
-                &[text(&id)],
+                &[bytes(&id)],
             )?;
-            let left = u32::try_from(attempts - 1).unwrap_or(0);
-            Ok(CodeCheck::Wrong { left })
+            // A new window opens with the first wrong guess after the
+            // last one ended.
+            let (window, in_window) =
+                if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+                    (now, 1)
+                } else {
+                    (g.window, g.in_window.saturating_add(1))
+                };
+            let total = g.total.saturating_add(1);
+            let freeze = total >= limits.lifetime;
+            let (in_w, tot, fr) = (i64::from(in_window), i64::from(total), i64::from(freeze));
+            t.exec(
+                "UPDATE escrow SET gwin = $2, gcount = $3, gtotal = $4, frozen = $5
+                 WHERE id = $1",
+                &[bytes(&id), int(&window), int(&in_w), int(&tot), int(&fr)],
+            )?;
+            if freeze {
+                // Frozen for good: its code is void too.
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+            }
+            Ok(CodeCheck::Wrong {
+                left: if freeze {
+                    0
+                } else {
+                    u32::try_from(attempts - 1).unwrap_or(0)
+                },
+                guesses: GuessesLeft {
+                    in_window: limits.per_window.saturating_sub(in_window),
+                    lifetime: limits.lifetime.saturating_sub(total),
+                    window_ends: window.saturating_add(limits.window),
+                },
+            })
         })
     }
 
@@ -626,6 +796,7 @@ impl Storage for PostgresStorage {
                 break;
             }
         }
+        let yesterday = day_of(now) - 1;
         self.run("sweeping codes and tokens", Mode::Housekeeping, |t| {
             let mine: bool = t
                 .one("SELECT pg_try_advisory_xact_lock($1)", &[int(&SWEEP_LOCK)])?
@@ -637,6 +808,14 @@ impl Storage for PostgresStorage {
                     &[],
                 )?;
                 out.tokens = t.exec("DELETE FROM token WHERE expires <= $1", &[int(&now)])?;
+                t.exec(
+                    "DELETE FROM delivery_budget WHERE start + win <= $1",
+                    &[int(&now)],
+                )?;
+                // Yesterday's count is kept (a clock a little behind must
+                // not find it gone); older days are of no use.
+                t.exec("DELETE FROM free_day WHERE day < $1", &[int(&yesterday)])?;
+                t.exec("DELETE FROM status_count WHERE until <= $1", &[int(&now)])?;
             }
             Ok(())
         })?;
@@ -654,6 +833,148 @@ impl Storage for PostgresStorage {
                 escrows: e.max(0) as u64,
                 codes: c.max(0) as u64,
             })
+        })
+    }
+
+    fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged> {
+        let recipient: &[u8] = &charge.recipient;
+        // Each budget's row is made if missing and locked (FOR UPDATE)
+        // before it is read, so charges on every instance take turns on
+        // it; everything is decided before anything is written, and a
+        // refusal rolls back (the rows made for it too).
+        self.run("counting a message", Mode::Durable, |t| {
+            let suppressed: bool = t
+                .one(
+                    "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
+                    &[bytes(&recipient)],
+                )?
+                .get(0);
+            if suppressed {
+                t.abandon();
+                return Ok(Charged::Suppressed);
+            }
+            let mut counted = Vec::with_capacity(charge.limits.len());
+            for (i, l) in charge.limits.iter().enumerate() {
+                let scope: &str = &l.scope;
+                t.exec(
+                    "INSERT INTO delivery_budget (scope, win, start, used, reserve)
+                     VALUES ($1, $2, $3, 0, 0) ON CONFLICT (scope, win) DO NOTHING",
+                    &[text(&scope), int(&l.window), int(&now)],
+                )?;
+                let r = t.one(
+                    "SELECT start, used, reserve FROM delivery_budget
+                     WHERE scope = $1 AND win = $2 FOR UPDATE",
+                    &[text(&scope), int(&l.window)],
+                )?;
+                let (start, used, reserve): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                let (used, reserve) = (count32(used), count32(reserve));
+                // A window starts with the first message counted in it.
+                let (start, used, reserve) = if start + l.window > now && start <= now {
+                    (start, used, reserve)
+                } else {
+                    (now, 0, 0)
+                };
+                let (reserve_hit, used, reserve) = if used < l.limit {
+                    (false, used + 1, reserve)
+                } else if charge.reserve_ok && reserve < l.reserve {
+                    (true, used, reserve + 1)
+                } else if charge.force {
+                    (false, used.saturating_add(1), reserve)
+                } else {
+                    t.abandon();
+                    return Ok(Charged::Over(i));
+                };
+                counted.push((
+                    Counted {
+                        scope: l.scope.clone(),
+                        window: l.window,
+                        start,
+                        reserve: reserve_hit,
+                        used,
+                    },
+                    reserve,
+                ));
+            }
+            for (k, reserve) in &counted {
+                let scope: &str = &k.scope;
+                let (used, reserve) = (i64::from(k.used), i64::from(*reserve));
+                t.exec(
+                    "UPDATE delivery_budget SET start = $3, used = $4, reserve = $5
+                     WHERE scope = $1 AND win = $2",
+                    &[
+                        text(&scope),
+                        int(&k.window),
+                        int(&k.start),
+                        int(&used),
+                        int(&reserve),
+                    ],
+                )?;
+            }
+            Ok(Charged::Counted(
+                counted.into_iter().map(|x| x.0).collect(),
+            ))
+        })
+    }
+
+    fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()> {
+        self.run("giving back a message's count", Mode::Durable, |t| {
+            for k in counted {
+                let scope: &str = &k.scope;
+                // One conditional UPDATE each: never below zero, and only
+                // in the window it was counted in.
+                let sql = if k.reserve {
+                    "UPDATE delivery_budget SET reserve = reserve - 1
+                     WHERE scope = $1 AND win = $2 AND start = $3 AND reserve > 0"
+                } else {
+                    "UPDATE delivery_budget SET used = used - 1
+                     WHERE scope = $1 AND win = $2 AND start = $3 AND used > 0"
+                };
+                t.exec(sql, &[text(&scope), int(&k.window), int(&k.start)])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool> {
+        let r: &[u8] = recipient;
+        self.run("suppressing a recipient", Mode::Statement, |t| {
+            let n = t.exec(
+                "INSERT INTO suppressed (hash, since) VALUES ($1, $2)
+                 ON CONFLICT (hash) DO NOTHING",
+                &[bytes(&r), int(&now)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool> {
+        let r: &[u8] = recipient;
+        self.run("reading the suppression list", Mode::Statement, |t| {
+            Ok(t.one(
+                "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
+                &[bytes(&r)],
+            )?
+            .get(0))
+        })
+    }
+
+    fn count_status(&self, id: &StoredId, now: i64, window: i64, max: u32) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        let max = i64::from(max);
+        // One statement: a new window, or one more in the current one
+        // while under max (re-checked on the newest row after its lock).
+        self.run("counting a status call", Mode::Statement, |t| {
+            let n = t.exec(
+                "INSERT INTO status_count (id, until, count) VALUES ($1, $2 + $3, 1)
+                 ON CONFLICT (id) DO UPDATE SET
+                     count = CASE WHEN status_count.until <= $2 THEN 1
+                                  ELSE status_count.count + 1 END,
+                     until = CASE WHEN status_count.until <= $2 THEN $2 + $3
+                                  ELSE status_count.until END
+                 WHERE status_count.until <= $2 OR status_count.count < $4",
+                &[bytes(&id), int(&now), int(&window), int(&max)],
+            )?;
+            Ok(n == 1)
         })
     }
 }

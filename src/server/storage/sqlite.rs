@@ -10,8 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema;
 use super::{
-    CodeCheck, Counts, EscrowRow, Inserted, Lookup, Spend, Started, Storage, StorageError,
-    StorageResult, Swept,
+    Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
+    GuessesLeft, Inserted, Lookup, Rekey, Spend, Started, Storage, StorageError, StorageResult,
+    StoredId, Swept,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -33,6 +34,14 @@ type Done = Box<dyn FnOnce(bool) + Send>;
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
         StorageError(e.to_string())
+    }
+}
+
+impl rusqlite::ToSql for StoredId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Blob(self.as_bytes()),
+        ))
     }
 }
 
@@ -166,7 +175,7 @@ fn writer_loop(
 /// inside the caller's transaction.
 fn insert_row(
     c: &Connection,
-    id: &str,
+    id: &StoredId,
     expires: i64,
     sealed: &[u8],
     now: i64,
@@ -178,27 +187,142 @@ fn insert_row(
     )?
     .execute(params![id])?;
     let n = c
-        .prepare_cached("INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, expires, sealed])?;
+        .prepare_cached(
+            "INSERT OR IGNORE INTO escrow (id, expires, data, created) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, expires, sealed, now])?;
     Ok(n == 1)
+}
+
+/// [`Storage::charge_delivery`] inside a transaction: decide every budget
+/// first, then write them all (or nothing).
+fn charge_in(c: &Connection, charge: &Charge, now: i64) -> StorageResult<Charged> {
+    let suppressed: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
+        .query_row(params![&charge.recipient[..]], |r| r.get(0))?;
+    if suppressed {
+        return Ok(Charged::Suppressed);
+    }
+    let mut counted = Vec::with_capacity(charge.limits.len());
+    for (i, l) in charge.limits.iter().enumerate() {
+        let row: Option<(i64, u32, u32)> = c
+            .prepare_cached(
+                "SELECT start, used, reserve FROM delivery_budget WHERE scope = ?1 AND win = ?2",
+            )?
+            .query_row(params![l.scope, l.window], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        // A window starts with the first message counted in it.
+        let (start, used, reserve) = match row {
+            Some((start, used, reserve)) if start + l.window > now && start <= now => {
+                (start, used, reserve)
+            }
+            _ => (now, 0, 0),
+        };
+        let (reserve_hit, used, reserve) = if used < l.limit {
+            (false, used + 1, reserve)
+        } else if charge.reserve_ok && reserve < l.reserve {
+            (true, used, reserve + 1)
+        } else if charge.force {
+            (false, used.saturating_add(1), reserve)
+        } else {
+            return Ok(Charged::Over(i));
+        };
+        counted.push((
+            Counted {
+                scope: l.scope.clone(),
+                window: l.window,
+                start,
+                reserve: reserve_hit,
+                used,
+            },
+            reserve,
+        ));
+    }
+    let mut st = c.prepare_cached(
+        "INSERT OR REPLACE INTO delivery_budget (scope, win, start, used, reserve)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (k, reserve) in &counted {
+        st.execute(params![k.scope, k.window, k.start, k.used, reserve])?;
+    }
+    Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
+}
+
+/// Store an escrow paid with `spend` and spend the token, unless it was
+/// spent before or a live escrow has the id. Runs inside the caller's
+/// transaction; changes nothing when refused.
+fn insert_paid_row(
+    c: &Connection,
+    id: &StoredId,
+    expires: i64,
+    sealed: &[u8],
+    spend: &Spend,
+    now: i64,
+) -> StorageResult<Inserted> {
+    let spent: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM token WHERE hash = ?1 AND expires > ?2)")?
+        .query_row(params![&spend.hash[..], now], |r| r.get(0))?;
+    if spent {
+        return Ok(Inserted::TokenSpent);
+    }
+    if !insert_row(c, id, expires, sealed, now)? {
+        return Ok(Inserted::IdTaken);
+    }
+    c.prepare_cached("INSERT OR REPLACE INTO token (hash, expires) VALUES (?1, ?2)")?
+        .execute(params![&spend.hash[..], spend.expires])?;
+    Ok(Inserted::Stored)
+}
+
+/// The UTC day of `now` (free escrows are counted per day).
+fn day_of(now: i64) -> i64 {
+    now.div_euclid(86_400)
+}
+
+/// Escrows held, by the counter the triggers keep.
+fn escrows_held(c: &Connection) -> StorageResult<i64> {
+    Ok(
+        c.prepare_cached("SELECT n FROM tally WHERE name = 'escrows'")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
 }
 
 /// How long a statement waits for another process holding the file.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SqliteStorage {
-    /// Open (creating and migrating as needed) the database at `path`.
+    /// Open (creating and migrating as needed) the database at `path`. A
+    /// database from before schema 3 that holds escrows is refused: its
+    /// clear ids can be re-keyed only with the master key
+    /// ([`SqliteStorage::open_migrating`], what the server uses).
     pub fn open(path: &Path) -> StorageResult<SqliteStorage> {
-        Self::open_waiting(path, BUSY_TIMEOUT)
+        Self::open_waiting(path, BUSY_TIMEOUT, None)
     }
 
-    /// [`SqliteStorage::open`], waiting at most `busy` for another process
-    /// holding the file.
-    fn open_waiting(path: &Path, busy: std::time::Duration) -> StorageResult<SqliteStorage> {
+    /// [`SqliteStorage::open`], migrating a database from before schema 3
+    /// with `rekey`: in one transaction every escrow and pending code is
+    /// re-keyed from its clear id to its stored id and every escrow
+    /// re-sealed (a row that cannot be fails it all, leaving the file as
+    /// it was); then the file is vacuumed and the WAL truncated, so the
+    /// clear ids linger in no free page and no WAL frame.
+    pub fn open_migrating(path: &Path, rekey: &dyn Rekey) -> StorageResult<SqliteStorage> {
+        Self::open_waiting(path, BUSY_TIMEOUT, Some(rekey))
+    }
+
+    /// [`SqliteStorage::open_migrating`], waiting at most `busy` for
+    /// another process holding the file.
+    fn open_waiting(
+        path: &Path,
+        busy: std::time::Duration,
+        rekey: Option<&dyn Rekey>,
+    ) -> StorageResult<SqliteStorage> {
         let conn = Connection::open(path)
             .map_err(|e| StorageError(format!("opening {}: {e}", path.display())))?;
         let _ = crate::util::files::restrict_to_owner(path);
-        Self::setup(&conn, busy)?;
+        Self::setup(&conn, busy, rekey)?;
         let mut readers = vec![];
         for _ in 0..2 {
             let r = Connection::open_with_flags(
@@ -207,7 +331,7 @@ impl SqliteStorage {
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             r.busy_timeout(busy)?;
-            r.execute_batch("PRAGMA cache_size=-2048;")?;
+            r.execute_batch("PRAGMA cache_size=-2048; PRAGMA secure_delete=ON;")?;
             readers.push(Mutex::new(r));
         }
         Self::start(conn, readers)
@@ -216,31 +340,84 @@ impl SqliteStorage {
     /// A private in-memory database (for tests).
     pub fn in_memory() -> StorageResult<SqliteStorage> {
         let conn = Connection::open_in_memory()?;
-        Self::setup(&conn, BUSY_TIMEOUT)?;
+        Self::setup(&conn, BUSY_TIMEOUT, None)?;
         // Another connection would see another database: reads go
         // through the writer.
         Self::start(conn, vec![])
     }
 
-    fn setup(conn: &Connection, busy: std::time::Duration) -> StorageResult<()> {
+    fn setup(
+        conn: &Connection,
+        busy: std::time::Duration,
+        rekey: Option<&dyn Rekey>,
+    ) -> StorageResult<()> {
         conn.busy_timeout(busy)?;
         // journal_mode answers with a row; read and ignore it.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // secure_delete: what is deleted (a deleted escrow, a used code,
+        // the rows a migration replaced) is overwritten with zeros, not
+        // left in free pages.
         conn.execute_batch(
-            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;",
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;
+             PRAGMA secure_delete=ON;",
         )?;
         // The version is read and the migrations run under the write lock,
         // so two processes opening an old file (the server and a `sweep`
         // from cron) migrate it once: the second finds it done.
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let migrated = schema::migrate(conn);
+        let migrated = schema::migrate(conn, rekey);
         let end = if migrated.is_ok() {
             "COMMIT"
         } else {
             "ROLLBACK"
         };
         conn.execute_batch(end)?;
-        migrated
+        migrated?;
+        Self::wipe_old_pages(conn)
+    }
+
+    /// After the ids were re-keyed (the migration left the marker table
+    /// `wipe_pending`): rebuild the file (no free page keeps an old row),
+    /// then truncate the WAL to nothing (no old frame keeps one either; a
+    /// WAL is otherwise reused from its start, never cut). The marker goes
+    /// only once both are done, so a server stopped or refused in between
+    /// wipes at its next start.
+    fn wipe_old_pages(conn: &Connection) -> StorageResult<()> {
+        let pending: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wipe_pending')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !pending {
+            return Ok(());
+        }
+        let wipe = |conn: &Connection| -> StorageResult<bool> {
+            conn.execute_batch("VACUUM")?;
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            Ok(busy == 0)
+        };
+        match wipe(conn) {
+            Ok(true) => {
+                conn.execute_batch("DROP TABLE IF EXISTS wipe_pending")?;
+                Ok(())
+            }
+            // Another process (a `sweep` from cron) holds the file or an
+            // old snapshot: serve anyway, and wipe at the next start.
+            Ok(false) => {
+                tracing::warn!(
+                    "after migrating to hashed ids the WAL could not be truncated \
+                     (another process is using the database); retried at the next start"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "after migrating to hashed ids the file could not be vacuumed ({e}); \
+                     retried at the next start"
+                );
+                Ok(())
+            }
+        }
     }
 
     fn start(conn: Connection, readers: Vec<Mutex<Connection>>) -> StorageResult<SqliteStorage> {
@@ -372,6 +549,12 @@ impl SqliteStorage {
         f(&c)
     }
 
+    /// Escrows held, by the counter kept with every insert and deletion
+    /// (what the cap on escrows held is checked against).
+    pub fn escrows_held(&self) -> StorageResult<u64> {
+        self.read(|c| Ok(escrows_held(c)?.max(0) as u64))
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> StorageResult<i64> {
         self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
@@ -390,71 +573,113 @@ impl Drop for SqliteStorage {
 impl Storage for SqliteStorage {
     fn insert_escrow(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         now: i64,
     ) -> StorageResult<bool> {
-        let (id, sealed) = (id.to_string(), sealed.to_vec());
+        let (id, sealed) = (*id, sealed.to_vec());
         self.write_durable(move |c| insert_row(c, &id, expires, &sealed, now))
     }
 
     fn insert_escrow_paid(
         &self,
-        id: &str,
+        id: &StoredId,
         expires: i64,
         sealed: &[u8],
         spend: &Spend,
         now: i64,
     ) -> StorageResult<Inserted> {
-        let (id, sealed, spend) = (id.to_string(), sealed.to_vec(), *spend);
+        let (id, sealed, spend) = (*id, sealed.to_vec(), *spend);
         // One job, so one savepoint of one transaction: the token row and
         // the escrow row are committed (and synced) together or not at all.
+        self.write_durable(move |c| insert_paid_row(c, &id, expires, &sealed, &spend, now))
+    }
+
+    fn insert_escrow_capped(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&Spend>,
+        caps: &Caps,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let (id, sealed, spend, caps) = (*id, sealed.to_vec(), spend.copied(), *caps);
+        // The caps are read and the escrow stored in one job of one
+        // transaction (the writer runs jobs one after another), so two
+        // requests at once cannot both take the last place. Every refusal
+        // comes before the first change.
         self.write_durable(move |c| {
-            let spent: bool = c
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM token WHERE hash = ?1 AND expires > ?2)",
-                )?
-                .query_row(params![&spend.hash[..], now], |r| r.get(0))?;
-            if spent {
-                return Ok(Inserted::TokenSpent);
+            let held = escrows_held(c)?;
+            if held >= i64::try_from(caps.max_escrows).unwrap_or(i64::MAX) {
+                return Ok(Inserted::Full);
             }
-            if !insert_row(c, &id, expires, &sealed, now)? {
-                return Ok(Inserted::IdTaken);
+            match spend {
+                Some(sp) => insert_paid_row(c, &id, expires, &sealed, &sp, now),
+                None => {
+                    let day = day_of(now);
+                    let made: i64 = c
+                        .prepare_cached("SELECT n FROM free_day WHERE day = ?1")?
+                        .query_row(params![day], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0);
+                    if made >= i64::from(caps.max_free_per_day) {
+                        return Ok(Inserted::FreeCapReached);
+                    }
+                    if !insert_row(c, &id, expires, &sealed, now)? {
+                        return Ok(Inserted::IdTaken);
+                    }
+                    c.prepare_cached(
+                        "INSERT INTO free_day (day, n) VALUES (?1, 1)
+                         ON CONFLICT (day) DO UPDATE SET n = n + 1",
+                    )?
+                    .execute(params![day])?;
+                    Ok(Inserted::Stored)
+                }
             }
-            c.prepare_cached("INSERT OR REPLACE INTO token (hash, expires) VALUES (?1, ?2)")?
-                .execute(params![&spend.hash[..], spend.expires])?;
-            Ok(Inserted::Stored)
         })
     }
 
-    fn insert_escrows(&self, rows: &[(String, i64, Vec<u8>)], _now: i64) -> StorageResult<usize> {
+    fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
         let rows = rows.to_vec();
         self.write_durable(move |c| {
             let mut st = c.prepare_cached(
-                "INSERT OR IGNORE INTO escrow (id, expires, data) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO escrow (id, expires, data, created) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut n = 0;
             for (id, expires, sealed) in &rows {
-                n += st.execute(params![id, expires, sealed])?;
+                n += st.execute(params![id, expires, sealed, now])?;
             }
             Ok(n)
         })
     }
 
-    fn get_escrow(&self, id: &str, now: i64) -> StorageResult<Lookup> {
-        let key = id.to_string();
-        let row: Option<(i64, Vec<u8>)> = self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT expires, data FROM escrow WHERE id = ?1")?
-                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?,
-            )
+    fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup> {
+        let key = *id;
+        let row: Option<EscrowRow> = self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created FROM escrow WHERE id = ?1",
+            )?
+            .query_row(params![key], |r| {
+                Ok(EscrowRow {
+                    expires: r.get(0)?,
+                    sealed: r.get(1)?,
+                    created: r.get(6)?,
+                    frozen: r.get(2)?,
+                    guesses: Guesses {
+                        window: r.get(3)?,
+                        in_window: r.get(4)?,
+                        total: r.get(5)?,
+                    },
+                })
+            })
+            .optional()?)
         })?;
         Ok(match row {
             None => Lookup::Missing,
-            Some((expires, _)) if expires <= now => {
-                let id = id.to_string();
+            Some(row) if row.expires <= now => {
+                let id = *id;
                 self.write(move |c| {
                     c.execute(
                         "DELETE FROM escrow WHERE id = ?1 AND expires <= ?2",
@@ -468,12 +693,12 @@ impl Storage for SqliteStorage {
                 })?;
                 Lookup::Expired
             }
-            Some((expires, sealed)) => Lookup::Found(EscrowRow { expires, sealed }),
+            Some(row) => Lookup::Found(row),
         })
     }
 
-    fn delete_escrow(&self, id: &str) -> StorageResult<bool> {
-        let id = id.to_string();
+    fn delete_escrow(&self, id: &StoredId) -> StorageResult<bool> {
+        let id = *id;
         self.write_durable(move |c| {
             let n = c.execute("DELETE FROM escrow WHERE id = ?1", params![id])?;
             c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
@@ -483,12 +708,12 @@ impl Storage for SqliteStorage {
 
     fn start_verification(
         &self,
-        id: &str,
+        id: &StoredId,
         now: i64,
         window: i64,
         max: u32,
     ) -> StorageResult<Option<Started>> {
-        let id = id.to_string();
+        let id = *id;
         self.write_durable(move |c| {
             // Start a new window, or count in the current one while under max.
             let window: Option<i64> = c
@@ -497,7 +722,7 @@ impl Storage for SqliteStorage {
                          vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
                          vfail  = CASE WHEN vwin + ?3 <= ?2 THEN 0 ELSE vfail END,
                          vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
-                     WHERE id = ?1 AND (vwin + ?3 <= ?2 OR vcount < ?4)
+                     WHERE id = ?1 AND frozen = 0 AND (vwin + ?3 <= ?2 OR vcount < ?4)
                      RETURNING vwin",
                 )?
                 .query_row(params![id, now, window, max], |r| r.get(0))
@@ -508,18 +733,20 @@ impl Storage for SqliteStorage {
 
     fn set_code(
         &self,
-        id: &str,
+        id: &StoredId,
         sealed: &[u8],
         mac: &[u8],
         expires: i64,
         attempts: u32,
     ) -> StorageResult<bool> {
-        let (id, sealed, mac) = (id.to_string(), sealed.to_vec(), mac.to_vec());
+        let (id, sealed, mac) = (*id, sealed.to_vec(), mac.to_vec());
         self.write_durable(move |c| {
             // The data is sealed at rest with a fresh nonce: it tells this
             // escrow from a later one that took its id.
             let same: bool = c
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM escrow WHERE id = ?1 AND data = ?2)")?
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM escrow WHERE id = ?1 AND data = ?2 AND frozen = 0)",
+                )?
                 .query_row(params![id, sealed], |r| r.get(0))?;
             if same {
                 // Codes of one escrow share a timeout, so the later
@@ -535,8 +762,13 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn verification_failed(&self, id: &str, started: Started, forgive: u32) -> StorageResult<bool> {
-        let id = id.to_string();
+    fn verification_failed(
+        &self,
+        id: &StoredId,
+        started: Started,
+        forgive: u32,
+    ) -> StorageResult<bool> {
+        let id = *id;
         self.write_durable(move |c| {
             let n = c.execute(
                 "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
@@ -547,9 +779,39 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn check_code(&self, id: &str, given: &[u8], now: i64) -> StorageResult<CodeCheck> {
-        let (id, given) = (id.to_string(), given.to_vec());
+    fn check_code(
+        &self,
+        id: &StoredId,
+        given: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck> {
+        let (id, given, limits) = (*id, given.to_vec(), *limits);
         self.write_durable(move |c| {
+            // The budget first: a frozen escrow, or one whose window is
+            // spent, compares nothing (not even the right code).
+            let state: Option<(bool, Guesses)> = c
+                .prepare_cached("SELECT frozen, gwin, gcount, gtotal FROM escrow WHERE id = ?1")?
+                .query_row(params![id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Guesses {
+                            window: r.get(1)?,
+                            in_window: r.get(2)?,
+                            total: r.get(3)?,
+                        },
+                    ))
+                })
+                .optional()?;
+            let Some((frozen, g)) = state else {
+                return Ok(CodeCheck::NoCode);
+            };
+            if frozen {
+                return Ok(CodeCheck::Frozen);
+            }
+            if let Some(until) = g.paused_until(&limits, now) {
+                return Ok(CodeCheck::Paused { until });
+            }
             let row: Option<(Vec<u8>, i64, u32)> = c
                 .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -567,11 +829,36 @@ impl Storage for SqliteStorage {
                             .execute(params![id])?;
                         CodeCheck::Right
                     } else {
-                        c.execute(
-                            "UPDATE code SET attempts = attempts - 1 WHERE id = ?1",
-                            params![id],
-                        )?;
-                        CodeCheck::Wrong { left: attempts - 1 }
+                        c.prepare_cached("UPDATE code SET attempts = attempts - 1 WHERE id = ?1")?
+                            .execute(params![id])?;
+                        // A new window opens with the first wrong guess
+                        // after the last one ended.
+                        let (window, in_window) =
+                            if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+                                (now, 1)
+                            } else {
+                                (g.window, g.in_window.saturating_add(1))
+                            };
+                        let total = g.total.saturating_add(1);
+                        let freeze = total >= limits.lifetime;
+                        c.prepare_cached(
+                            "UPDATE escrow SET gwin = ?2, gcount = ?3, gtotal = ?4, frozen = ?5
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, window, in_window, total, freeze])?;
+                        if freeze {
+                            // Frozen for good: its code is void too.
+                            c.prepare_cached("DELETE FROM code WHERE id = ?1")?
+                                .execute(params![id])?;
+                        }
+                        CodeCheck::Wrong {
+                            left: if freeze { 0 } else { attempts - 1 },
+                            guesses: GuessesLeft {
+                                in_window: limits.per_window.saturating_sub(in_window),
+                                lifetime: limits.lifetime.saturating_sub(total),
+                                window_ends: window.saturating_add(limits.window),
+                            },
+                        }
                     }
                 }
             })
@@ -603,6 +890,18 @@ impl Storage for SqliteStorage {
                 [],
             )?;
             let tokens = c.execute("DELETE FROM token WHERE expires <= ?1", params![now])?;
+            c.execute(
+                "DELETE FROM delivery_budget WHERE start + win <= ?1",
+                params![now],
+            )?;
+            // Yesterday's count is kept (a clock a little behind must not
+            // find it gone); older days are of no use.
+            c.execute(
+                "DELETE FROM free_day WHERE day < ?1",
+                params![day_of(now) - 1],
+            )?;
+            // Status counts whose window is over count nothing any more.
+            c.execute("DELETE FROM status_count WHERE until <= ?1", params![now])?;
             Ok(Swept {
                 escrows: 0,
                 codes: codes as u64,
@@ -621,6 +920,66 @@ impl Storage for SqliteStorage {
                 escrows: escrows.max(0) as u64,
                 codes: codes.max(0) as u64,
             })
+        })
+    }
+
+    fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged> {
+        let charge = charge.clone();
+        self.write_durable(move |c| charge_in(c, &charge, now))
+    }
+
+    fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()> {
+        let counted = counted.to_vec();
+        self.write_durable(move |c| {
+            for k in &counted {
+                let col = if k.reserve { "reserve" } else { "used" };
+                c.execute(
+                    &format!(
+                        "UPDATE delivery_budget SET {col} = {col} - 1
+                         WHERE scope = ?1 AND win = ?2 AND start = ?3 AND {col} > 0"
+                    ),
+                    params![k.scope, k.window, k.start],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool> {
+        let r = *recipient;
+        self.write_durable(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO suppressed (hash, since) VALUES (?1, ?2)",
+                params![&r[..], now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool> {
+        let r = *recipient;
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
+                    .query_row(params![&r[..]], |row| row.get(0))?,
+            )
+        })
+    }
+
+    fn count_status(&self, id: &StoredId, now: i64, window: i64, max: u32) -> StorageResult<bool> {
+        let id = *id;
+        self.write_durable(move |c| {
+            // A new window, or one more in the current one while under max.
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO status_count (id, until, count) VALUES (?1, ?2 + ?3, 1)
+                     ON CONFLICT (id) DO UPDATE SET
+                         count = CASE WHEN until <= ?2 THEN 1 ELSE count + 1 END,
+                         until = CASE WHEN until <= ?2 THEN ?2 + ?3 ELSE until END
+                     WHERE until <= ?2 OR count < ?4",
+                )?
+                .execute(params![id, now, window, max])?;
+            Ok(n == 1)
         })
     }
 }

@@ -25,28 +25,52 @@ enum Col {
 }
 
 /// Every table of [`super::super::SCHEMA_VERSION`], with its columns.
+/// (`tally` is not copied: the triggers count the escrows as they are
+/// inserted, and the copy checks the counter against the rows.)
 const TABLES: &[(&str, &[(&str, Col)])] = &[
     (
         "escrow",
         &[
-            ("id", Col::Text),
+            ("id", Col::Blob),
             ("expires", Col::Int),
             ("data", Col::Blob),
             ("vwin", Col::Int),
             ("vcount", Col::Int),
             ("vfail", Col::Int),
+            ("kv", Col::Int),
+            ("created", Col::Int),
+            ("gwin", Col::Int),
+            ("gcount", Col::Int),
+            ("gtotal", Col::Int),
+            ("frozen", Col::Int),
         ],
     ),
     (
         "code",
         &[
-            ("id", Col::Text),
+            ("id", Col::Blob),
             ("mac", Col::Blob),
             ("expires", Col::Int),
             ("attempts", Col::Int),
         ],
     ),
     ("token", &[("hash", Col::Blob), ("expires", Col::Int)]),
+    (
+        "delivery_budget",
+        &[
+            ("scope", Col::Text),
+            ("win", Col::Int),
+            ("start", Col::Int),
+            ("used", Col::Int),
+            ("reserve", Col::Int),
+        ],
+    ),
+    ("suppressed", &[("hash", Col::Blob), ("since", Col::Int)]),
+    ("free_day", &[("day", Col::Int), ("n", Col::Int)]),
+    (
+        "status_count",
+        &[("id", Col::Blob), ("until", Col::Int), ("count", Col::Int)],
+    ),
 ];
 
 /// Rows sent per statement.
@@ -212,6 +236,22 @@ pub fn copy_from_sqlite(src: &Path, dst: &PostgresStorage) -> StorageResult<Copi
             )));
         }
         out.tables.push((name, copied));
+    }
+    // The counter of escrows held (the triggers') matches the rows.
+    let (held, rows): (i64, i64) = {
+        let r = t
+            .query_one(
+                "SELECT (SELECT n FROM tally WHERE name = 'escrows'), (SELECT count(*) FROM escrow)",
+                &[],
+            )
+            .map_err(|e| pgerr("counting", e))?;
+        (r.get(0), r.get(1))
+    };
+    if held != rows {
+        return Err(StorageError(format!(
+            "migrate: the escrows held are counted {held} but {rows} rows were copied: \
+             nothing was committed"
+        )));
     }
     t.commit().map_err(|e| pgerr("committing", e))?;
     Ok(out)

@@ -4,7 +4,7 @@
 //! Versions are numbered as SQLite's ([`super::super::SCHEMA_VERSION`]):
 //! version N here holds what version N there holds, so a data set moves
 //! between them table for table (`passcrow-server migrate`). PostgreSQL
-//! started at version 2, created whole. All integers are BIGINT.
+//! starts at version 6, created whole. All integers are BIGINT.
 
 use postgres::Client;
 
@@ -14,20 +14,33 @@ use super::super::{StorageError, SCHEMA_VERSION};
 /// nothing else on the database uses: "pcrw" "schm").
 const MIGRATION_LOCK: i64 = 0x7063_7277_7363_686d;
 
-/// Version 2, created whole: escrows (with their verification window and
-/// forgiven failures), codes, spent tokens.
-const SCHEMA_V2: &str = "
+/// Version 6, created whole (PostgreSQL databases start there): escrows
+/// under their keyed-hash ids (BYTEA, 32 bytes) with their verification
+/// window and forgiven failures, key version, creation time and guessing
+/// budget; codes; spent tokens; delivery budgets and the suppression
+/// list; the escrows held as a counter kept by statement triggers in the
+/// transaction that inserts or deletes (so the cap costs no `count(*)`);
+/// free escrows per UTC day; `status` calls per escrow. Columns and
+/// meanings are SQLite's (`storage/schema.rs`), integers BIGINT, `frozen`
+/// 0 or 1 as there.
+const SCHEMA_V6: &str = "
 CREATE TABLE escrow (
-    id      TEXT PRIMARY KEY,
+    id      BYTEA PRIMARY KEY,
     expires BIGINT NOT NULL,
     data    BYTEA NOT NULL,
     vwin    BIGINT NOT NULL DEFAULT 0,
     vcount  BIGINT NOT NULL DEFAULT 0,
-    vfail   BIGINT NOT NULL DEFAULT 0
+    vfail   BIGINT NOT NULL DEFAULT 0,
+    kv      BIGINT NOT NULL DEFAULT 1,
+    created BIGINT NOT NULL DEFAULT 0,
+    gwin    BIGINT NOT NULL DEFAULT 0,
+    gcount  BIGINT NOT NULL DEFAULT 0,
+    gtotal  BIGINT NOT NULL DEFAULT 0,
+    frozen  BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX escrow_expires ON escrow (expires);
 CREATE TABLE code (
-    id       TEXT PRIMARY KEY,
+    id       BYTEA PRIMARY KEY,
     mac      BYTEA NOT NULL,
     expires  BIGINT NOT NULL,
     attempts BIGINT NOT NULL
@@ -38,15 +51,63 @@ CREATE TABLE token (
     expires BIGINT NOT NULL
 );
 CREATE INDEX token_expires ON token (expires);
+CREATE TABLE delivery_budget (
+    scope   TEXT NOT NULL,
+    win     BIGINT NOT NULL,
+    start   BIGINT NOT NULL,
+    used    BIGINT NOT NULL,
+    reserve BIGINT NOT NULL,
+    PRIMARY KEY (scope, win)
+);
+CREATE TABLE suppressed (
+    hash  BYTEA PRIMARY KEY,
+    since BIGINT NOT NULL
+);
+CREATE TABLE tally (
+    name TEXT PRIMARY KEY,
+    n    BIGINT NOT NULL
+);
+INSERT INTO tally (name, n) VALUES ('escrows', 0);
+CREATE FUNCTION passcrow_tally_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE k BIGINT;
+BEGIN
+    SELECT count(*) INTO k FROM new_rows;
+    IF k > 0 THEN UPDATE tally SET n = n + k WHERE name = 'escrows'; END IF;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION passcrow_tally_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE k BIGINT;
+BEGIN
+    SELECT count(*) INTO k FROM old_rows;
+    IF k > 0 THEN UPDATE tally SET n = n - k WHERE name = 'escrows'; END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER escrow_tally_insert AFTER INSERT ON escrow
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION passcrow_tally_insert();
+CREATE TRIGGER escrow_tally_delete AFTER DELETE ON escrow
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION passcrow_tally_delete();
+CREATE TABLE free_day (
+    day BIGINT PRIMARY KEY,
+    n   BIGINT NOT NULL
+);
+CREATE TABLE status_count (
+    id    BYTEA PRIMARY KEY,
+    until BIGINT NOT NULL,
+    count BIGINT NOT NULL
+);
 ";
 
 /// The statements that bring a database from version `v - 1` to `v`.
+/// Versions 1 to 5 never existed here (a development build's version 2,
+/// with clear ids, is refused: see [`MigrateError::Old`]); version 6
+/// creates everything.
 fn step(v: i64) -> Option<&'static str> {
     match v {
-        // Version 1 never existed here: version 2 creates everything.
-        1 => Some(""),
-        2 => Some(SCHEMA_V2),
-        // Later versions go here: `3 => Some(SCHEMA_V3)`.
+        1..=5 => Some(""),
+        6 => Some(SCHEMA_V6),
+        // Later versions go here: `7 => Some(SCHEMA_V7)`.
         _ => None,
     }
 }
@@ -65,6 +126,9 @@ pub(super) fn migrate(c: &mut Client) -> Result<i64, MigrateError> {
     let found = found.unwrap_or(0);
     if found > SCHEMA_VERSION {
         return Err(MigrateError::Newer(found));
+    }
+    if (1..6).contains(&found) {
+        return Err(MigrateError::Old(found));
     }
     for v in found + 1..=SCHEMA_VERSION {
         let sql = step(v).ok_or(MigrateError::Missing(v))?;
@@ -88,6 +152,8 @@ pub(super) enum MigrateError {
     Db(postgres::Error),
     Newer(i64),
     Missing(i64),
+    /// A schema of a development build (clear ids): nothing migrates it.
+    Old(i64),
 }
 
 impl From<postgres::Error> for MigrateError {
@@ -106,6 +172,12 @@ impl MigrateError {
             MigrateError::Newer(v) => StorageError(format!(
                 "postgres {}: database schema {v} is newer than this server understands \
                  ({SCHEMA_VERSION}): upgrade passcrow-server",
+                conn.label
+            )),
+            MigrateError::Old(v) => StorageError(format!(
+                "postgres {}: database schema {v} was made by a development build \
+                 (clear escrow ids) and cannot be migrated: use a new database and \
+                 `passcrow-server migrate --from sqlite:PATH`",
                 conn.label
             )),
             MigrateError::Missing(v) => StorageError(format!(
