@@ -19,7 +19,14 @@ use common::newest_code;
 use passcrow::payment;
 use passcrow::server::config::{Config, HashcashOffer};
 use passcrow::server::storage::postgres::{PostgresStorage, Settings};
-use passcrow::server::storage::{Lookup, Storage};
+use passcrow::server::storage::{Lookup, Storage, StoredId};
+
+/// A test's id as a stored id (its bytes, zero-padded to 32).
+fn sid(s: &str) -> StoredId {
+    let mut b = [0u8; 32];
+    b[..s.len()].copy_from_slice(s.as_bytes());
+    StoredId::from_bytes(b)
+}
 use passcrow::server::{self, Handle, Server};
 use passcrow::testing::{random_key, seal};
 
@@ -547,7 +554,7 @@ fn tls_with_certificate_verification() {
         ca.display()
     );
     let s = open(&tls);
-    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100, b"x", 10).unwrap());
     let n: i64 = c
         .admin(db)
         .query_one(
@@ -591,7 +598,7 @@ fn one_instance_sweeps_at_a_time() {
     let url = c.new_database();
     let s = open(&url);
     for i in 0..10 {
-        assert!(s.insert_escrow(&format!("e{i}"), 100, b"x", 10).unwrap());
+        assert!(s.insert_escrow(&sid(&format!("e{i}")), 100, b"x", 10).unwrap());
     }
     // Another instance is sweeping (holds the sweep lock): we skip.
     let mut other = c.admin(pg_cluster::db_name(&url));
@@ -604,7 +611,7 @@ fn one_instance_sweeps_at_a_time() {
         .batch_execute("SELECT pg_advisory_unlock(x'7063727773776570'::bigint)")
         .unwrap();
     assert_eq!(s.sweep(200).unwrap().escrows, 10);
-    assert!(matches!(s.get_escrow("e1", 50).unwrap(), Lookup::Missing));
+    assert!(matches!(s.get_escrow(&sid("e1"), 50).unwrap(), Lookup::Missing));
 }
 
 #[test]
@@ -662,7 +669,7 @@ fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
     let url = c.new_database();
     let db = pg_cluster::db_name(&url);
     let s = open(&url);
-    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
     // As a restart or failover would: every connection of ours is cut.
     let n: i64 = c
         .admin(db)
@@ -676,6 +683,6 @@ fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
     assert!(n >= 1);
     // The next transaction finds its connection closed at BEGIN (nothing
     // ran) and runs on a new one.
-    assert!(s.delete_escrow("a").unwrap());
-    assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Missing));
+    assert!(s.delete_escrow(&sid("a")).unwrap());
+    assert!(matches!(s.get_escrow(&sid("a"), 50).unwrap(), Lookup::Missing));
 }

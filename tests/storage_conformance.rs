@@ -15,7 +15,26 @@ mod pg_cluster;
 
 use std::sync::Barrier;
 
-use passcrow::server::storage::{CodeCheck, Counts, Inserted, Lookup, Spend, Started, Storage};
+use passcrow::server::storage::{
+    BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup, Spend,
+    Started, Storage, StoredId,
+};
+
+/// A test's id as a stored id (its bytes, zero-padded to 32).
+fn sid(s: &str) -> StoredId {
+    let mut b = [0u8; 32];
+    assert!(s.len() <= 32, "test id too long");
+    b[..s.len()].copy_from_slice(s.as_bytes());
+    StoredId::from_bytes(b)
+}
+
+/// A guessing budget too wide to matter, for the checks of the codes
+/// themselves.
+const LIMITS: GuessLimits = GuessLimits {
+    window: 3600,
+    per_window: 1000,
+    lifetime: 1000,
+};
 
 /// One database of one backend, and how to open another handle on it.
 struct Db {
@@ -54,47 +73,47 @@ fn pg() -> Db {
 
 fn escrows_codes_tokens(db: &Db) {
     let s = db.open();
-    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
-    assert!(!s.insert_escrow("a", 100, b"y", 10).unwrap());
-    assert!(matches!(s.get_escrow("a", 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
-    let v = |id: &str, now| s.start_verification(id, now, 10, 2).unwrap();
+    assert!(s.insert_escrow(&sid("a"), 100, b"x", 10).unwrap());
+    assert!(!s.insert_escrow(&sid("a"), 100, b"y", 10).unwrap());
+    assert!(matches!(s.get_escrow(&sid("a"), 50).unwrap(), Lookup::Found(r) if r.sealed == b"x"));
+    let v = |id: &str, now| s.start_verification(&sid(id), now, 10, 2).unwrap();
     assert_eq!(v("a", 20), Some(Started { window: 20 }));
-    assert!(s.set_code("a", b"x", b"m1", 60, 2).unwrap());
+    assert!(s.set_code(&sid("a"), b"x", b"m1", 60, 2).unwrap());
     assert_eq!(v("a", 21), Some(Started { window: 20 }));
-    assert!(s.set_code("a", b"x", b"m2", 60, 2).unwrap());
+    assert!(s.set_code(&sid("a"), b"x", b"m2", 60, 2).unwrap());
     // Requested before m2, delivered after it: m2 stays.
-    assert!(s.set_code("a", b"x", b"m0", 59, 2).unwrap());
+    assert!(s.set_code(&sid("a"), b"x", b"m0", 59, 2).unwrap());
     assert_eq!(v("a", 22), None);
     assert_eq!(v("nope", 30), None);
-    assert!(!s.set_code("nope", b"x", b"m", 60, 2).unwrap());
+    assert!(!s.set_code(&sid("nope"), b"x", b"m", 60, 2).unwrap());
     assert!(
-        !s.set_code("a", b"other", b"m", 60, 2).unwrap(),
+        !s.set_code(&sid("a"), b"other", b"m", 60, 2).unwrap(),
         "another escrow's data"
     );
-    assert_eq!(
-        s.check_code("a", b"m1", 25).unwrap(),
-        CodeCheck::Wrong { left: 1 }
-    );
-    assert_eq!(
-        s.check_code("a", b"m3", 25).unwrap(),
-        CodeCheck::Wrong { left: 0 }
-    );
-    assert_eq!(s.check_code("a", b"m2", 25).unwrap(), CodeCheck::Void);
+    assert!(matches!(
+        s.check_code(&sid("a"), b"m1", 25, &LIMITS).unwrap(),
+        CodeCheck::Wrong { left: 1, .. }
+    ));
+    assert!(matches!(
+        s.check_code(&sid("a"), b"m3", 25, &LIMITS).unwrap(),
+        CodeCheck::Wrong { left: 0, .. }
+    ));
+    assert_eq!(s.check_code(&sid("a"), b"m2", 25, &LIMITS).unwrap(), CodeCheck::Void);
     assert_eq!(v("a", 30), Some(Started { window: 30 }));
-    assert!(s.set_code("a", b"x", b"m4", 60, 3).unwrap());
-    assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::Right);
-    assert_eq!(s.check_code("a", b"m4", 31).unwrap(), CodeCheck::NoCode);
-    assert!(s.set_code("a", b"x", b"m5", 60, 3).unwrap());
-    assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::Expired);
-    assert_eq!(s.check_code("a", b"m5", 60).unwrap(), CodeCheck::NoCode);
-    assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Expired));
-    assert!(matches!(s.get_escrow("a", 100).unwrap(), Lookup::Missing));
-    assert!(s.insert_escrow("b", 100, b"x", 10).unwrap());
-    assert!(s.set_code("b", b"x", b"m", 200, 3).unwrap());
-    assert!(s.delete_escrow("b").unwrap());
-    assert!(!s.delete_escrow("b").unwrap());
-    assert_eq!(s.check_code("b", b"m", 50).unwrap(), CodeCheck::NoCode);
-    assert!(s.insert_escrow("c", 100, b"x", 10).unwrap());
+    assert!(s.set_code(&sid("a"), b"x", b"m4", 60, 3).unwrap());
+    assert_eq!(s.check_code(&sid("a"), b"m4", 31, &LIMITS).unwrap(), CodeCheck::Right);
+    assert_eq!(s.check_code(&sid("a"), b"m4", 31, &LIMITS).unwrap(), CodeCheck::NoCode);
+    assert!(s.set_code(&sid("a"), b"x", b"m5", 60, 3).unwrap());
+    assert_eq!(s.check_code(&sid("a"), b"m5", 60, &LIMITS).unwrap(), CodeCheck::Expired);
+    assert_eq!(s.check_code(&sid("a"), b"m5", 60, &LIMITS).unwrap(), CodeCheck::NoCode);
+    assert!(matches!(s.get_escrow(&sid("a"), 100).unwrap(), Lookup::Expired));
+    assert!(matches!(s.get_escrow(&sid("a"), 100).unwrap(), Lookup::Missing));
+    assert!(s.insert_escrow(&sid("b"), 100, b"x", 10).unwrap());
+    assert!(s.set_code(&sid("b"), b"x", b"m", 200, 3).unwrap());
+    assert!(s.delete_escrow(&sid("b")).unwrap());
+    assert!(!s.delete_escrow(&sid("b")).unwrap());
+    assert_eq!(s.check_code(&sid("b"), b"m", 50, &LIMITS).unwrap(), CodeCheck::NoCode);
+    assert!(s.insert_escrow(&sid("c"), 100, b"x", 10).unwrap());
     assert_eq!(
         s.counts().unwrap(),
         Counts {
@@ -108,17 +127,17 @@ fn escrows_codes_tokens(db: &Db) {
 
 fn an_expired_escrow_gives_its_id_away_with_its_code(db: &Db) {
     let s = db.open();
-    assert!(s.insert_escrow("a", 100, b"old", 10).unwrap());
-    assert!(s.start_verification("a", 20, 3600, 5).unwrap().is_some());
-    assert!(s.set_code("a", b"old", b"m", 1000, 3).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100, b"old", 10).unwrap());
+    assert!(s.start_verification(&sid("a"), 20, 3600, 5).unwrap().is_some());
+    assert!(s.set_code(&sid("a"), b"old", b"m", 1000, 3).unwrap());
     // Expired at 100: the id is free again, and the old code is gone
     // with it (a new escrow cannot be opened with the old one's code).
-    assert!(s.insert_escrow("a", 5000, b"new", 100).unwrap());
-    assert_eq!(s.check_code("a", b"m", 101).unwrap(), CodeCheck::NoCode);
-    assert!(matches!(s.get_escrow("a", 101).unwrap(), Lookup::Found(r) if r.sealed == b"new"));
+    assert!(s.insert_escrow(&sid("a"), 5000, b"new", 100).unwrap());
+    assert_eq!(s.check_code(&sid("a"), b"m", 101, &LIMITS).unwrap(), CodeCheck::NoCode);
+    assert!(matches!(s.get_escrow(&sid("a"), 101).unwrap(), Lookup::Found(r) if r.sealed == b"new"));
     // Its verification count starts afresh (the old one's was spent).
-    assert!(s.start_verification("a", 102, 3600, 1).unwrap().is_some());
-    assert_eq!(s.start_verification("a", 103, 3600, 1).unwrap(), None);
+    assert!(s.start_verification(&sid("a"), 102, 3600, 1).unwrap().is_some());
+    assert_eq!(s.start_verification(&sid("a"), 103, 3600, 1).unwrap(), None);
 }
 
 fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
@@ -127,8 +146,8 @@ fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
         hash: [7; 32],
         expires: 40,
     };
-    let paid = |id: &str, now| s.insert_escrow_paid(id, 100, b"x", &t, now).unwrap();
-    assert!(s.insert_escrow("a", 100, b"x", 10).unwrap());
+    let paid = |id: &str, now| s.insert_escrow_paid(&sid(id), 100, b"x", &t, now).unwrap();
+    assert!(s.insert_escrow(&sid("a"), 100, b"x", 10).unwrap());
     assert_eq!(paid("a", 10), Inserted::IdTaken);
     assert_eq!(paid("b", 11), Inserted::Stored);
     assert_eq!(paid("c", 20), Inserted::TokenSpent);
@@ -137,7 +156,7 @@ fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
         Inserted::TokenSpent,
         "spent, whatever the id"
     );
-    assert!(matches!(s.get_escrow("c", 20).unwrap(), Lookup::Missing));
+    assert!(matches!(s.get_escrow(&sid("c"), 20).unwrap(), Lookup::Missing));
     assert_eq!(s.counts().unwrap().escrows, 2);
     assert_eq!(paid("c", 40), Inserted::Stored, "its record expired");
     assert_eq!(s.sweep(39).unwrap().tokens, 0);
@@ -147,17 +166,17 @@ fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
 
 fn failed_deliveries_are_forgiven_up_to_a_bound(db: &Db) {
     let s = db.open();
-    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
-    let v = |now| s.start_verification("a", now, 100, 2).unwrap();
-    let failed = |st| s.verification_failed("a", st, 2).unwrap();
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
+    let v = |now| s.start_verification(&sid("a"), now, 100, 2).unwrap();
+    let failed = |st| s.verification_failed(&sid("a"), st, 2).unwrap();
     let first = v(10_020).unwrap();
-    assert!(s.set_code("a", b"x", b"m1", 10_500, 3).unwrap());
+    assert!(s.set_code(&sid("a"), b"x", b"m1", 10_500, 3).unwrap());
     let (x, y) = (v(10_021).unwrap(), v(10_022));
     assert_eq!(y, None);
     assert!(failed(x));
     let y = v(10_023).unwrap();
     assert!(failed(y));
-    assert_eq!(s.check_code("a", b"m1", 10_024).unwrap(), CodeCheck::Right);
+    assert_eq!(s.check_code(&sid("a"), b"m1", 10_024, &LIMITS).unwrap(), CodeCheck::Right);
     let z = v(10_025).unwrap();
     assert!(!failed(z));
     assert_eq!(v(10_026), None);
@@ -167,19 +186,19 @@ fn failed_deliveries_are_forgiven_up_to_a_bound(db: &Db) {
     assert_eq!(v(10_202), None);
     assert!(failed(w));
     assert!(v(10_203).is_some());
-    assert!(s.delete_escrow("a").unwrap());
-    assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
-    assert!(s.insert_escrow("a", 100_000, b"y", 10_300).unwrap());
-    assert!(!s.set_code("a", b"x", b"m2", 10_900, 3).unwrap());
+    assert!(s.delete_escrow(&sid("a")).unwrap());
+    assert!(!s.set_code(&sid("a"), b"x", b"m2", 10_900, 3).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"y", 10_300).unwrap());
+    assert!(!s.set_code(&sid("a"), b"x", b"m2", 10_900, 3).unwrap());
     assert_eq!(s.counts().unwrap().codes, 0);
 }
 
 fn sweep_in_slices_and_bulk_insert(db: &Db) {
     let s = db.open();
-    let rows: Vec<(String, i64, Vec<u8>)> = (0..12_345)
+    let rows: Vec<(StoredId, i64, Vec<u8>)> = (0..12_345)
         .map(|i| {
             (
-                format!("{i:032x}"),
+                sid(&format!("{i:032x}")),
                 if i % 2 == 0 { 50 } else { 500 },
                 vec![1; 8],
             )
@@ -214,19 +233,19 @@ fn race<T: Send>(db: &Db, n: usize, f: impl Fn(usize, &dyn Storage) -> T + Sync)
 
 fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
     let s = db.open();
-    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
-    assert!(s.start_verification("a", 20, 3600, 5).unwrap().is_some());
-    assert!(s.set_code("a", b"x", b"right", 10_000, 3).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
+    assert!(s.start_verification(&sid("a"), 20, 3600, 5).unwrap().is_some());
+    assert!(s.set_code(&sid("a"), b"x", b"right", 10_000, 3).unwrap());
     // 12 wrong guesses at once, half through each instance: 3 are
     // counted (2, 1, 0 left), the rest find the code void.
     let got = race(db, 12, |i, s| {
-        s.check_code("a", format!("wrong{i}").as_bytes(), 30)
+        s.check_code(&sid("a"), format!("wrong{i}").as_bytes(), 30, &LIMITS)
             .unwrap()
     });
     let wrong: Vec<u32> = got
         .iter()
         .filter_map(|c| match c {
-            CodeCheck::Wrong { left } => Some(*left),
+            CodeCheck::Wrong { left, .. } => Some(*left),
             _ => None,
         })
         .collect();
@@ -237,18 +256,18 @@ fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
         got.iter().filter(|c| **c == CodeCheck::Void).count() == 9,
         "{got:?}"
     );
-    assert_eq!(s.check_code("a", b"right", 30).unwrap(), CodeCheck::Void);
+    assert_eq!(s.check_code(&sid("a"), b"right", 30, &LIMITS).unwrap(), CodeCheck::Void);
     // A fresh code for the legitimate user works.
-    assert!(s.start_verification("a", 40, 3600, 5).unwrap().is_some());
-    assert!(s.set_code("a", b"x", b"fresh", 10_000, 3).unwrap());
-    assert_eq!(s.check_code("a", b"fresh", 41).unwrap(), CodeCheck::Right);
+    assert!(s.start_verification(&sid("a"), 40, 3600, 5).unwrap().is_some());
+    assert!(s.set_code(&sid("a"), b"x", b"fresh", 10_000, 3).unwrap());
+    assert_eq!(s.check_code(&sid("a"), b"fresh", 41, &LIMITS).unwrap(), CodeCheck::Right);
 }
 
 fn a_right_code_opens_once_across_instances(db: &Db) {
     let s = db.open();
-    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
-    assert!(s.set_code("a", b"x", b"right", 10_000, 3).unwrap());
-    let got = race(db, 8, |_, s| s.check_code("a", b"right", 30).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
+    assert!(s.set_code(&sid("a"), b"x", b"right", 10_000, 3).unwrap());
+    let got = race(db, 8, |_, s| s.check_code(&sid("a"), b"right", 30, &LIMITS).unwrap());
     assert_eq!(
         got.iter().filter(|c| **c == CodeCheck::Right).count(),
         1,
@@ -261,15 +280,15 @@ fn a_right_code_opens_once_across_instances(db: &Db) {
 
 fn verifications_per_window_hold_across_instances(db: &Db) {
     let s = db.open();
-    assert!(s.insert_escrow("a", 100_000, b"x", 10).unwrap());
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
     let got = race(db, 16, |i, s| {
-        s.start_verification("a", 100 + (i as i64 % 3), 3600, 5)
+        s.start_verification(&sid("a"), 100 + (i as i64 % 3), 3600, 5)
             .unwrap()
     });
     assert_eq!(got.iter().filter(|g| g.is_some()).count(), 5, "{got:?}");
-    assert_eq!(s.start_verification("a", 200, 3600, 5).unwrap(), None);
+    assert_eq!(s.start_verification(&sid("a"), 200, 3600, 5).unwrap(), None);
     // The next window, for the legitimate user.
-    assert!(s.start_verification("a", 3700, 3600, 5).unwrap().is_some());
+    assert!(s.start_verification(&sid("a"), 3700, 3600, 5).unwrap().is_some());
 }
 
 fn one_token_pays_once_across_instances(db: &Db) {
@@ -278,7 +297,7 @@ fn one_token_pays_once_across_instances(db: &Db) {
         expires: 1_000_000,
     };
     let got = race(db, 12, |i, s| {
-        s.insert_escrow_paid(&format!("id{i}"), 100_000, b"x", &t, 10)
+        s.insert_escrow_paid(&sid(&format!("id{i}")), 100_000, b"x", &t, 10)
             .unwrap()
     });
     assert_eq!(
@@ -294,7 +313,7 @@ fn one_token_pays_once_across_instances(db: &Db) {
 
 fn one_id_is_stored_once_across_instances(db: &Db) {
     let got = race(db, 10, |i, s| {
-        s.insert_escrow("same", 100_000, format!("data{i}").as_bytes(), 10)
+        s.insert_escrow(&sid("same"), 100_000, format!("data{i}").as_bytes(), 10)
             .unwrap()
     });
     assert_eq!(got.iter().filter(|g| **g).count(), 1, "{got:?}");
@@ -305,7 +324,7 @@ fn one_id_is_stored_once_across_instances(db: &Db) {
             hash: [i as u8 + 10; 32],
             expires: 1_000_000,
         };
-        s.insert_escrow_paid("paid", 100_000, b"x", &t, 10).unwrap()
+        s.insert_escrow_paid(&sid("paid"), 100_000, b"x", &t, 10).unwrap()
     });
     assert_eq!(
         got.iter().filter(|g| **g == Inserted::Stored).count(),
@@ -320,7 +339,7 @@ fn one_id_is_stored_once_across_instances(db: &Db) {
             expires: 1_000_000,
         };
         let r = s
-            .insert_escrow_paid(&format!("other{i}"), 100_000, b"x", &t, 10)
+            .insert_escrow_paid(&sid(&format!("other{i}")), 100_000, b"x", &t, 10)
             .unwrap();
         match g {
             Inserted::IdTaken => {
@@ -337,16 +356,16 @@ fn a_code_delivered_while_its_escrow_is_deleted_does_not_outlive_it(db: &Db) {
     let s = db.open();
     for round in 0..20 {
         let id = format!("r{round}");
-        assert!(s.insert_escrow(&id, 100_000, b"x", 10).unwrap());
+        assert!(s.insert_escrow(&sid(&id), 100_000, b"x", 10).unwrap());
         race(db, 2, |i, s| {
             if i == 0 {
-                let _ = s.set_code(&id, b"x", b"m", 10_000, 3).unwrap();
+                let _ = s.set_code(&sid(&id), b"x", b"m", 10_000, 3).unwrap();
             } else {
-                assert!(s.delete_escrow(&id).unwrap());
+                assert!(s.delete_escrow(&sid(&id)).unwrap());
             }
         });
         assert_eq!(
-            s.check_code(&id, b"m", 20).unwrap(),
+            s.check_code(&sid(&id), b"m", 20, &LIMITS).unwrap(),
             CodeCheck::NoCode,
             "round {round}"
         );
