@@ -598,7 +598,9 @@ fn one_instance_sweeps_at_a_time() {
     let url = c.new_database();
     let s = open(&url);
     for i in 0..10 {
-        assert!(s.insert_escrow(&sid(&format!("e{i}")), 100, b"x", 10).unwrap());
+        assert!(s
+            .insert_escrow(&sid(&format!("e{i}")), 100, b"x", 10)
+            .unwrap());
     }
     // Another instance is sweeping (holds the sweep lock): we skip.
     let mut other = c.admin(pg_cluster::db_name(&url));
@@ -611,7 +613,10 @@ fn one_instance_sweeps_at_a_time() {
         .batch_execute("SELECT pg_advisory_unlock(x'7063727773776570'::bigint)")
         .unwrap();
     assert_eq!(s.sweep(200).unwrap().escrows, 10);
-    assert!(matches!(s.get_escrow(&sid("e1"), 50).unwrap(), Lookup::Missing));
+    assert!(matches!(
+        s.get_escrow(&sid("e1"), 50).unwrap(),
+        Lookup::Missing
+    ));
 }
 
 #[test]
@@ -684,5 +689,8 @@ fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
     // The next transaction finds its connection closed at BEGIN (nothing
     // ran) and runs on a new one.
     assert!(s.delete_escrow(&sid("a")).unwrap());
-    assert!(matches!(s.get_escrow(&sid("a"), 50).unwrap(), Lookup::Missing));
+    assert!(matches!(
+        s.get_escrow(&sid("a"), 50).unwrap(),
+        Lookup::Missing
+    ));
 }

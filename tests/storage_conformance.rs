@@ -98,21 +98,45 @@ fn escrows_codes_tokens(db: &Db) {
         s.check_code(&sid("a"), b"m3", 25, &LIMITS).unwrap(),
         CodeCheck::Wrong { left: 0, .. }
     ));
-    assert_eq!(s.check_code(&sid("a"), b"m2", 25, &LIMITS).unwrap(), CodeCheck::Void);
+    assert_eq!(
+        s.check_code(&sid("a"), b"m2", 25, &LIMITS).unwrap(),
+        CodeCheck::Void
+    );
     assert_eq!(v("a", 30), Some(Started { window: 30 }));
     assert!(s.set_code(&sid("a"), b"x", b"m4", 60, 3).unwrap());
-    assert_eq!(s.check_code(&sid("a"), b"m4", 31, &LIMITS).unwrap(), CodeCheck::Right);
-    assert_eq!(s.check_code(&sid("a"), b"m4", 31, &LIMITS).unwrap(), CodeCheck::NoCode);
+    assert_eq!(
+        s.check_code(&sid("a"), b"m4", 31, &LIMITS).unwrap(),
+        CodeCheck::Right
+    );
+    assert_eq!(
+        s.check_code(&sid("a"), b"m4", 31, &LIMITS).unwrap(),
+        CodeCheck::NoCode
+    );
     assert!(s.set_code(&sid("a"), b"x", b"m5", 60, 3).unwrap());
-    assert_eq!(s.check_code(&sid("a"), b"m5", 60, &LIMITS).unwrap(), CodeCheck::Expired);
-    assert_eq!(s.check_code(&sid("a"), b"m5", 60, &LIMITS).unwrap(), CodeCheck::NoCode);
-    assert!(matches!(s.get_escrow(&sid("a"), 100).unwrap(), Lookup::Expired));
-    assert!(matches!(s.get_escrow(&sid("a"), 100).unwrap(), Lookup::Missing));
+    assert_eq!(
+        s.check_code(&sid("a"), b"m5", 60, &LIMITS).unwrap(),
+        CodeCheck::Expired
+    );
+    assert_eq!(
+        s.check_code(&sid("a"), b"m5", 60, &LIMITS).unwrap(),
+        CodeCheck::NoCode
+    );
+    assert!(matches!(
+        s.get_escrow(&sid("a"), 100).unwrap(),
+        Lookup::Expired
+    ));
+    assert!(matches!(
+        s.get_escrow(&sid("a"), 100).unwrap(),
+        Lookup::Missing
+    ));
     assert!(s.insert_escrow(&sid("b"), 100, b"x", 10).unwrap());
     assert!(s.set_code(&sid("b"), b"x", b"m", 200, 3).unwrap());
     assert!(s.delete_escrow(&sid("b")).unwrap());
     assert!(!s.delete_escrow(&sid("b")).unwrap());
-    assert_eq!(s.check_code(&sid("b"), b"m", 50, &LIMITS).unwrap(), CodeCheck::NoCode);
+    assert_eq!(
+        s.check_code(&sid("b"), b"m", 50, &LIMITS).unwrap(),
+        CodeCheck::NoCode
+    );
     assert!(s.insert_escrow(&sid("c"), 100, b"x", 10).unwrap());
     assert_eq!(
         s.counts().unwrap(),
@@ -128,15 +152,26 @@ fn escrows_codes_tokens(db: &Db) {
 fn an_expired_escrow_gives_its_id_away_with_its_code(db: &Db) {
     let s = db.open();
     assert!(s.insert_escrow(&sid("a"), 100, b"old", 10).unwrap());
-    assert!(s.start_verification(&sid("a"), 20, 3600, 5).unwrap().is_some());
+    assert!(s
+        .start_verification(&sid("a"), 20, 3600, 5)
+        .unwrap()
+        .is_some());
     assert!(s.set_code(&sid("a"), b"old", b"m", 1000, 3).unwrap());
     // Expired at 100: the id is free again, and the old code is gone
     // with it (a new escrow cannot be opened with the old one's code).
     assert!(s.insert_escrow(&sid("a"), 5000, b"new", 100).unwrap());
-    assert_eq!(s.check_code(&sid("a"), b"m", 101, &LIMITS).unwrap(), CodeCheck::NoCode);
-    assert!(matches!(s.get_escrow(&sid("a"), 101).unwrap(), Lookup::Found(r) if r.sealed == b"new"));
+    assert_eq!(
+        s.check_code(&sid("a"), b"m", 101, &LIMITS).unwrap(),
+        CodeCheck::NoCode
+    );
+    assert!(
+        matches!(s.get_escrow(&sid("a"), 101).unwrap(), Lookup::Found(r) if r.sealed == b"new")
+    );
     // Its verification count starts afresh (the old one's was spent).
-    assert!(s.start_verification(&sid("a"), 102, 3600, 1).unwrap().is_some());
+    assert!(s
+        .start_verification(&sid("a"), 102, 3600, 1)
+        .unwrap()
+        .is_some());
     assert_eq!(s.start_verification(&sid("a"), 103, 3600, 1).unwrap(), None);
 }
 
@@ -156,7 +191,10 @@ fn a_paid_escrow_and_its_token_are_one_transaction(db: &Db) {
         Inserted::TokenSpent,
         "spent, whatever the id"
     );
-    assert!(matches!(s.get_escrow(&sid("c"), 20).unwrap(), Lookup::Missing));
+    assert!(matches!(
+        s.get_escrow(&sid("c"), 20).unwrap(),
+        Lookup::Missing
+    ));
     assert_eq!(s.counts().unwrap().escrows, 2);
     assert_eq!(paid("c", 40), Inserted::Stored, "its record expired");
     assert_eq!(s.sweep(39).unwrap().tokens, 0);
@@ -176,7 +214,10 @@ fn failed_deliveries_are_forgiven_up_to_a_bound(db: &Db) {
     assert!(failed(x));
     let y = v(10_023).unwrap();
     assert!(failed(y));
-    assert_eq!(s.check_code(&sid("a"), b"m1", 10_024, &LIMITS).unwrap(), CodeCheck::Right);
+    assert_eq!(
+        s.check_code(&sid("a"), b"m1", 10_024, &LIMITS).unwrap(),
+        CodeCheck::Right
+    );
     let z = v(10_025).unwrap();
     assert!(!failed(z));
     assert_eq!(v(10_026), None);
@@ -234,7 +275,10 @@ fn race<T: Send>(db: &Db, n: usize, f: impl Fn(usize, &dyn Storage) -> T + Sync)
 fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
     let s = db.open();
     assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
-    assert!(s.start_verification(&sid("a"), 20, 3600, 5).unwrap().is_some());
+    assert!(s
+        .start_verification(&sid("a"), 20, 3600, 5)
+        .unwrap()
+        .is_some());
     assert!(s.set_code(&sid("a"), b"x", b"right", 10_000, 3).unwrap());
     // 12 wrong guesses at once, half through each instance: 3 are
     // counted (2, 1, 0 left), the rest find the code void.
@@ -256,18 +300,29 @@ fn wrong_guesses_on_two_instances_spend_one_budget(db: &Db) {
         got.iter().filter(|c| **c == CodeCheck::Void).count() == 9,
         "{got:?}"
     );
-    assert_eq!(s.check_code(&sid("a"), b"right", 30, &LIMITS).unwrap(), CodeCheck::Void);
+    assert_eq!(
+        s.check_code(&sid("a"), b"right", 30, &LIMITS).unwrap(),
+        CodeCheck::Void
+    );
     // A fresh code for the legitimate user works.
-    assert!(s.start_verification(&sid("a"), 40, 3600, 5).unwrap().is_some());
+    assert!(s
+        .start_verification(&sid("a"), 40, 3600, 5)
+        .unwrap()
+        .is_some());
     assert!(s.set_code(&sid("a"), b"x", b"fresh", 10_000, 3).unwrap());
-    assert_eq!(s.check_code(&sid("a"), b"fresh", 41, &LIMITS).unwrap(), CodeCheck::Right);
+    assert_eq!(
+        s.check_code(&sid("a"), b"fresh", 41, &LIMITS).unwrap(),
+        CodeCheck::Right
+    );
 }
 
 fn a_right_code_opens_once_across_instances(db: &Db) {
     let s = db.open();
     assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
     assert!(s.set_code(&sid("a"), b"x", b"right", 10_000, 3).unwrap());
-    let got = race(db, 8, |_, s| s.check_code(&sid("a"), b"right", 30, &LIMITS).unwrap());
+    let got = race(db, 8, |_, s| {
+        s.check_code(&sid("a"), b"right", 30, &LIMITS).unwrap()
+    });
     assert_eq!(
         got.iter().filter(|c| **c == CodeCheck::Right).count(),
         1,
@@ -288,7 +343,10 @@ fn verifications_per_window_hold_across_instances(db: &Db) {
     assert_eq!(got.iter().filter(|g| g.is_some()).count(), 5, "{got:?}");
     assert_eq!(s.start_verification(&sid("a"), 200, 3600, 5).unwrap(), None);
     // The next window, for the legitimate user.
-    assert!(s.start_verification(&sid("a"), 3700, 3600, 5).unwrap().is_some());
+    assert!(s
+        .start_verification(&sid("a"), 3700, 3600, 5)
+        .unwrap()
+        .is_some());
 }
 
 fn one_token_pays_once_across_instances(db: &Db) {
@@ -324,7 +382,8 @@ fn one_id_is_stored_once_across_instances(db: &Db) {
             hash: [i as u8 + 10; 32],
             expires: 1_000_000,
         };
-        s.insert_escrow_paid(&sid("paid"), 100_000, b"x", &t, 10).unwrap()
+        s.insert_escrow_paid(&sid("paid"), 100_000, b"x", &t, 10)
+            .unwrap()
     });
     assert_eq!(
         got.iter().filter(|g| **g == Inserted::Stored).count(),
@@ -373,6 +432,321 @@ fn a_code_delivered_while_its_escrow_is_deleted_does_not_outlive_it(db: &Db) {
     assert_eq!(s.counts().unwrap(), Counts::default());
 }
 
+/// A budget of 3 wrong guesses an hour and 5 a life.
+const TIGHT: GuessLimits = GuessLimits {
+    window: 3600,
+    per_window: 3,
+    lifetime: 5,
+};
+
+fn the_guessing_budget_pauses_then_freezes(db: &Db) {
+    let s = db.open();
+    let a = sid("a");
+    assert!(s.insert_escrow(&a, 1_000_000, b"x", 10).unwrap());
+    let Lookup::Found(r) = s.get_escrow(&a, 11).unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!((r.created, r.frozen, r.guesses.total), (10, false, 0));
+    let code = |now| {
+        assert!(s.start_verification(&a, now, 1, 1000).unwrap().is_some());
+        assert!(s.set_code(&a, b"x", b"right", now + 9000, 100).unwrap());
+    };
+    code(100);
+    for (i, now) in [100, 101, 102].into_iter().enumerate() {
+        match s.check_code(&a, b"wrong", now, &TIGHT).unwrap() {
+            CodeCheck::Wrong { guesses, .. } => {
+                assert_eq!(guesses.in_window, 2 - i as u32);
+                assert_eq!(guesses.lifetime, 4 - i as u32);
+                assert_eq!(guesses.window_ends, 100 + 3600);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Paused: even the right code is not compared, nothing is spent.
+    assert_eq!(
+        s.check_code(&a, b"right", 103, &TIGHT).unwrap(),
+        CodeCheck::Paused { until: 3700 }
+    );
+    let Lookup::Found(r) = s.get_escrow(&a, 104).unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!(
+        (r.guesses.window, r.guesses.in_window, r.guesses.total),
+        (100, 3, 3)
+    );
+    // The next window: the owner gets in with the right code.
+    assert_eq!(
+        s.check_code(&a, b"right", 3700, &TIGHT).unwrap(),
+        CodeCheck::Right
+    );
+    code(3800);
+    assert!(matches!(
+        s.check_code(&a, b"wrong", 3801, &TIGHT).unwrap(),
+        CodeCheck::Wrong { .. }
+    ));
+    // The fifth wrong guess of its life freezes it for good.
+    assert!(matches!(
+        s.check_code(&a, b"wrong", 3802, &TIGHT).unwrap(),
+        CodeCheck::Wrong { left: 0, .. }
+    ));
+    assert_eq!(
+        s.check_code(&a, b"right", 3803, &TIGHT).unwrap(),
+        CodeCheck::Frozen
+    );
+    let Lookup::Found(r) = s.get_escrow(&a, 3804).unwrap() else {
+        panic!("stored")
+    };
+    assert!(r.frozen);
+    assert_eq!(r.guesses.total, 5);
+    assert_eq!(s.start_verification(&a, 9000, 1, 1000).unwrap(), None);
+    assert!(!s.set_code(&a, b"x", b"m", 9900, 3).unwrap());
+    assert_eq!(s.counts().unwrap().codes, 0, "its code is void");
+    assert_eq!(
+        s.check_code(&sid("none"), b"m", 10, &TIGHT).unwrap(),
+        CodeCheck::NoCode
+    );
+}
+
+fn a_guessing_window_holds_across_instances(db: &Db) {
+    let s = db.open();
+    let a = sid("a");
+    assert!(s.insert_escrow(&a, 1_000_000, b"x", 10).unwrap());
+    assert!(s.set_code(&a, b"x", b"right", 10_000, 100).unwrap());
+    let got = race(db, 12, |i, s| {
+        s.check_code(&a, format!("wrong{i}").as_bytes(), 30, &TIGHT)
+            .unwrap()
+    });
+    let wrong = got
+        .iter()
+        .filter(|c| matches!(c, CodeCheck::Wrong { .. }))
+        .count();
+    assert_eq!(wrong, 3, "{got:?}");
+    assert!(got
+        .iter()
+        .all(|c| matches!(c, CodeCheck::Wrong { .. } | CodeCheck::Paused { .. })));
+    let Lookup::Found(r) = s.get_escrow(&a, 31).unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!((r.guesses.in_window, r.guesses.total), (3, 3));
+    assert_eq!(
+        s.check_code(&a, b"right", 3630, &TIGHT).unwrap(),
+        CodeCheck::Right
+    );
+}
+
+fn caps_on_escrows_held_and_free_ones_a_day(db: &Db) {
+    let s = db.open();
+    let caps = Caps {
+        max_escrows: 3,
+        max_free_per_day: 2,
+    };
+    let day = 86_400 * 100;
+    let tok = |b: u8| Spend {
+        hash: [b; 32],
+        expires: day * 10,
+    };
+    let free = |id: &str, now| {
+        s.insert_escrow_capped(&sid(id), day + 5000, b"x", None, &caps, now)
+            .unwrap()
+    };
+    assert_eq!(free("a", day), Inserted::Stored);
+    assert_eq!(free("a", day), Inserted::IdTaken);
+    assert_eq!(free("b", day + 1), Inserted::Stored);
+    assert_eq!(free("c", day + 2), Inserted::FreeCapReached);
+    assert!(matches!(
+        s.get_escrow(&sid("c"), day + 3).unwrap(),
+        Lookup::Missing
+    ));
+    // Paid ones are not counted against the free cap.
+    let paid = s
+        .insert_escrow_capped(&sid("p"), day * 3, b"x", Some(&tok(1)), &caps, day + 3)
+        .unwrap();
+    assert_eq!(paid, Inserted::Stored);
+    // Full: refused free and paid, the token not spent.
+    assert_eq!(free("d", day + 86_400), Inserted::Full);
+    let full = s
+        .insert_escrow_capped(&sid("q"), day * 3, b"x", Some(&tok(2)), &caps, day + 4)
+        .unwrap();
+    assert_eq!(full, Inserted::Full);
+    // A deletion frees a place; the token refused above still pays.
+    assert!(s.delete_escrow(&sid("a")).unwrap());
+    let again = s
+        .insert_escrow_capped(&sid("q"), day * 3, b"x", Some(&tok(2)), &caps, day + 5)
+        .unwrap();
+    assert_eq!(again, Inserted::Stored);
+    // The sweep frees places too (a and b expire at day + 5000), and
+    // the next day has its own free count.
+    assert_eq!(free("e", day + 6), Inserted::Full);
+    assert_eq!(s.sweep(day + 5000).unwrap().escrows, 1);
+    assert_eq!(free("e", day + 5001), Inserted::FreeCapReached);
+    assert_eq!(free("e", day + 86_400), Inserted::Stored);
+    assert_eq!(s.counts().unwrap().escrows, 3);
+}
+
+fn the_last_places_are_taken_once_across_instances(db: &Db) {
+    let caps = Caps {
+        max_escrows: 5,
+        max_free_per_day: 3,
+    };
+    let got = race(db, 12, |i, s| {
+        s.insert_escrow_capped(&sid(&format!("f{i}")), 100_000, b"x", None, &caps, 10)
+            .unwrap()
+    });
+    let stored = got.iter().filter(|g| **g == Inserted::Stored).count();
+    assert_eq!(stored, 3, "free ones a day: {got:?}");
+    let got = race(db, 12, |i, s| {
+        let t = Spend {
+            hash: [i as u8 + 1; 32],
+            expires: 1_000_000,
+        };
+        s.insert_escrow_capped(&sid(&format!("p{i}")), 100_000, b"x", Some(&t), &caps, 10)
+            .unwrap()
+    });
+    let stored = got.iter().filter(|g| **g == Inserted::Stored).count();
+    assert_eq!(stored, 2, "places held: {got:?}");
+    assert!(got
+        .iter()
+        .all(|g| matches!(g, Inserted::Stored | Inserted::Full)));
+    assert_eq!(db.open().counts().unwrap().escrows, 5);
+}
+
+fn budget(scope: &str, window: i64, limit: u32, reserve: u32) -> BudgetLimit {
+    BudgetLimit {
+        scope: scope.into(),
+        window,
+        limit,
+        reserve,
+    }
+}
+
+fn delivery_budgets_refunds_and_suppression(db: &Db) {
+    let s = db.open();
+    let charge = |limits: Vec<BudgetLimit>, reserve_ok, force| Charge {
+        recipient: [9; 16],
+        limits,
+        reserve_ok,
+        force,
+    };
+    let two = || vec![budget("r:x", 100, 2, 0), budget("all", 1000, 3, 1)];
+    let Charged::Counted(c1) = s.charge_delivery(&charge(two(), false, false), 10).unwrap() else {
+        panic!("counted")
+    };
+    assert_eq!(c1.len(), 2);
+    assert_eq!((c1[0].start, c1[0].used, c1[0].reserve), (10, 1, false));
+    assert!(matches!(
+        s.charge_delivery(&charge(two(), false, false), 11).unwrap(),
+        Charged::Counted(_)
+    ));
+    // The recipient's budget is spent: refused, the server-wide one not
+    // counted either.
+    assert_eq!(
+        s.charge_delivery(&charge(two(), false, false), 12).unwrap(),
+        Charged::Over(0)
+    );
+    // A refund gives one back, in its window.
+    s.refund_delivery(&c1).unwrap();
+    let Charged::Counted(c3) = s.charge_delivery(&charge(two(), false, false), 13).unwrap() else {
+        panic!("refunded")
+    };
+    assert_eq!((c3[0].used, c3[1].used), (2, 2), "the refund of both");
+    // The server-wide budget is spent: its reserve serves alerts once.
+    let all = || vec![budget("all", 1000, 3, 1)];
+    assert!(matches!(
+        s.charge_delivery(&charge(all(), false, false), 14).unwrap(),
+        Charged::Counted(_)
+    ));
+    assert_eq!(
+        s.charge_delivery(&charge(all(), false, false), 14).unwrap(),
+        Charged::Over(0)
+    );
+    let Charged::Counted(r) = s.charge_delivery(&charge(all(), true, false), 15).unwrap() else {
+        panic!("reserve")
+    };
+    assert!(r[0].reserve);
+    assert_eq!(
+        s.charge_delivery(&charge(all(), true, false), 16).unwrap(),
+        Charged::Over(0)
+    );
+    s.refund_delivery(&r).unwrap();
+    assert!(matches!(
+        s.charge_delivery(&charge(all(), true, false), 17).unwrap(),
+        Charged::Counted(_)
+    ));
+    // Forced (an owner's notice) counts past the limit.
+    let Charged::Counted(f) = s.charge_delivery(&charge(all(), false, true), 18).unwrap() else {
+        panic!("forced")
+    };
+    assert_eq!(f[0].used, 4);
+    // A new window starts with its first message.
+    let Charged::Counted(n) = s
+        .charge_delivery(&charge(all(), false, false), 1010)
+        .unwrap()
+    else {
+        panic!("new window")
+    };
+    assert_eq!((n[0].start, n[0].used), (1010, 1));
+    // A refund of an ended window changes nothing.
+    s.refund_delivery(&f).unwrap();
+    // Suppression.
+    assert!(!s.is_suppressed(&[9; 16]).unwrap());
+    assert!(s.suppress(&[9; 16], 20).unwrap());
+    assert!(!s.suppress(&[9; 16], 21).unwrap(), "already on the list");
+    assert!(s.is_suppressed(&[9; 16]).unwrap());
+    assert!(!s.is_suppressed(&[8; 16]).unwrap());
+    assert_eq!(
+        s.charge_delivery(&charge(all(), true, true), 1011).unwrap(),
+        Charged::Suppressed
+    );
+    let other = Charge {
+        recipient: [8; 16],
+        ..charge(all(), false, false)
+    };
+    let Charged::Counted(n) = s.charge_delivery(&other, 1012).unwrap() else {
+        panic!("counted")
+    };
+    assert_eq!(n[0].used, 2, "the suppressed one counted nothing");
+}
+
+fn a_delivery_budget_holds_across_instances(db: &Db) {
+    let got = race(db, 12, |i, s| {
+        let c = Charge {
+            recipient: [i as u8; 16],
+            limits: vec![budget("r:same", 3600, 100, 0), budget("all", 3600, 4, 0)],
+            reserve_ok: false,
+            force: false,
+        };
+        s.charge_delivery(&c, 10).unwrap()
+    });
+    let counted = got
+        .iter()
+        .filter(|g| matches!(g, Charged::Counted(_)))
+        .count();
+    assert_eq!(counted, 4, "{got:?}");
+    assert!(got
+        .iter()
+        .all(|g| matches!(g, Charged::Counted(_) | Charged::Over(1))));
+}
+
+fn status_calls_are_counted_per_window(db: &Db) {
+    let s = db.open();
+    let a = sid("a");
+    assert!(s.count_status(&a, 10, 3600, 2).unwrap());
+    assert!(s.count_status(&a, 11, 3600, 2).unwrap());
+    assert!(!s.count_status(&a, 12, 3600, 2).unwrap());
+    assert!(
+        s.count_status(&sid("b"), 12, 3600, 2).unwrap(),
+        "per escrow"
+    );
+    assert!(
+        s.count_status(&a, 3610, 3600, 2).unwrap(),
+        "the next window"
+    );
+    let got = race(db, 12, |_, s| s.count_status(&a, 3620, 3600, 5).unwrap());
+    assert_eq!(got.iter().filter(|g| **g).count(), 4, "{got:?}");
+    s.sweep(7210).unwrap();
+    assert!(s.count_status(&a, 7210, 3600, 1).unwrap());
+}
+
 /// One test per check and backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -397,4 +771,11 @@ conformance!(
     one_token_pays_once_across_instances,
     one_id_is_stored_once_across_instances,
     a_code_delivered_while_its_escrow_is_deleted_does_not_outlive_it,
+    the_guessing_budget_pauses_then_freezes,
+    a_guessing_window_holds_across_instances,
+    caps_on_escrows_held_and_free_ones_a_day,
+    the_last_places_are_taken_once_across_instances,
+    delivery_budgets_refunds_and_suppression,
+    a_delivery_budget_holds_across_instances,
+    status_calls_are_counted_per_window,
 );

@@ -41,8 +41,8 @@ use postgres::{Client, Row};
 
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
-    GuessesLeft, Inserted, Lookup, Spend, Started, Storage, StorageError, StorageResult,
-    StoredId, Swept,
+    GuessesLeft, Inserted, Lookup, Spend, Started, Storage, StorageError, StorageResult, StoredId,
+    Swept,
 };
 
 pub use connect::Settings;
@@ -486,10 +486,7 @@ impl Storage for PostgresStorage {
         // day's last free one. Every refusal rolls back.
         self.run("storing an escrow", Mode::Durable, |t| {
             let held: i64 = t
-                .opt(
-                    "SELECT n FROM tally WHERE name = 'escrows' FOR UPDATE",
-                    &[],
-                )?
+                .opt("SELECT n FROM tally WHERE name = 'escrows' FOR UPDATE", &[])?
                 .map(|r| r.get(0))
                 .unwrap_or(0);
             if held >= max {
@@ -522,11 +519,7 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn insert_escrows(
-        &self,
-        rows: &[(StoredId, i64, Vec<u8>)],
-        now: i64,
-    ) -> StorageResult<usize> {
+    fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
         let ids: Vec<&[u8]> = rows.iter().map(|r| &r.0.as_bytes()[..]).collect();
         let exp: Vec<i64> = rows.iter().map(|r| r.1).collect();
         let data: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
@@ -910,9 +903,7 @@ impl Storage for PostgresStorage {
                     ],
                 )?;
             }
-            Ok(Charged::Counted(
-                counted.into_iter().map(|x| x.0).collect(),
-            ))
+            Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
         })
     }
 
