@@ -489,6 +489,111 @@ fn migrate_moves_a_sqlite_data_set_and_refuses_a_full_target() {
     assert!(!ok && err.contains("/nonexistent/x.sqlite"), "{err}");
 }
 
+/// Every table and column of the current schema moves: hashed ids, a
+/// frozen escrow and another's guessing budget and creation time, the
+/// suppression list, delivery budgets, free escrows of the day, the
+/// escrows held (the cap) and `status` counts; each limit is as spent on
+/// PostgreSQL as it was on SQLite.
+#[test]
+fn migrate_copies_every_table_and_every_limit_stays_spent() {
+    use passcrow::server::storage::{
+        BudgetLimit, Caps, Charge, Charged, CodeCheck, GuessLimits, Inserted, SqliteStorage,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let limits = GuessLimits {
+        window: 3600,
+        per_window: 10,
+        lifetime: 2,
+    };
+    let caps = Caps {
+        max_escrows: 3,
+        max_free_per_day: 2,
+    };
+    let day = 86_400 * 200;
+    let budget = || Charge {
+        recipient: [5; 16],
+        limits: vec![BudgetLimit {
+            scope: "all".into(),
+            window: 86_400,
+            limit: 1,
+            reserve: 0,
+        }],
+        reserve_ok: false,
+        force: false,
+    };
+    {
+        let q = SqliteStorage::open(&path).unwrap();
+        for id in ["frozen", "guessed"] {
+            let r = q.insert_escrow_capped(&sid(id), day * 9, b"x", None, &caps, day);
+            assert_eq!(r.unwrap(), Inserted::Stored);
+            assert!(q.set_code(&sid(id), b"x", b"right", day + 900, 5).unwrap());
+        }
+        for _ in 0..2 {
+            q.check_code(&sid("frozen"), b"wrong", day + 1, &limits)
+                .unwrap();
+        }
+        q.check_code(&sid("guessed"), b"wrong", day + 2, &limits)
+            .unwrap();
+        assert!(q.suppress(&[7; 16], day).unwrap());
+        assert!(matches!(
+            q.charge_delivery(&budget(), day).unwrap(),
+            Charged::Counted(_)
+        ));
+        assert!(q.count_status(&sid("guessed"), day, 3600, 1).unwrap());
+    }
+    let url = pg_cluster::cluster().new_database();
+    let pg = open(&url);
+    let copied = passcrow::server::storage::postgres::copy_from_sqlite(&path, &pg).unwrap();
+    let n = |t: &str| copied.tables.iter().find(|x| x.0 == t).map(|x| x.1);
+    assert_eq!(n("escrow"), Some(2));
+    assert_eq!(n("code"), Some(1), "the frozen escrow's code went");
+    for t in ["suppressed", "delivery_budget", "free_day", "status_count"] {
+        assert_eq!(n(t), Some(1), "{t}");
+    }
+    let Lookup::Found(f) = pg.get_escrow(&sid("frozen"), day + 3).unwrap() else {
+        panic!("copied")
+    };
+    assert!(f.frozen);
+    assert_eq!(f.created, day);
+    let Lookup::Found(g) = pg.get_escrow(&sid("guessed"), day + 3).unwrap() else {
+        panic!("copied")
+    };
+    assert_eq!(
+        (g.frozen, g.guesses.total, g.guesses.window),
+        (false, 1, day + 2)
+    );
+    assert_eq!(
+        pg.check_code(&sid("frozen"), b"right", day + 3, &limits)
+            .unwrap(),
+        CodeCheck::Frozen
+    );
+    // One wrong guess left of its life: the next freezes it.
+    assert!(matches!(
+        pg.check_code(&sid("guessed"), b"wrong", day + 4, &limits)
+            .unwrap(),
+        CodeCheck::Wrong { left: 0, .. }
+    ));
+    assert!(pg.is_suppressed(&[7; 16]).unwrap());
+    assert_eq!(
+        pg.charge_delivery(&budget(), day + 5).unwrap(),
+        Charged::Over(0)
+    );
+    assert!(!pg.count_status(&sid("guessed"), day + 5, 3600, 1).unwrap());
+    // Two free escrows were made today: the third is refused; a paid one
+    // takes the last place held, and then the server is full.
+    let free = pg.insert_escrow_capped(&sid("c"), day * 9, b"x", None, &caps, day + 6);
+    assert_eq!(free.unwrap(), Inserted::FreeCapReached);
+    let t = |b: u8| passcrow::server::storage::Spend {
+        hash: [b; 32],
+        expires: day * 9,
+    };
+    let paid = pg.insert_escrow_capped(&sid("p"), day * 9, b"x", Some(&t(1)), &caps, day + 6);
+    assert_eq!(paid.unwrap(), Inserted::Stored);
+    let full = pg.insert_escrow_capped(&sid("q"), day * 9, b"x", Some(&t(2)), &caps, day + 6);
+    assert_eq!(full.unwrap(), Inserted::Full);
+}
+
 fn open(url: &str) -> PostgresStorage {
     PostgresStorage::open(url, &pg_cluster::cluster().settings()).unwrap()
 }
