@@ -3,7 +3,9 @@
 //! `postgres`).
 //!
 //! Every piece of state a limit depends on (codes and their attempts,
-//! verification counts and their windows, spent tokens) is a row, and
+//! verification counts and their windows, spent tokens, guessing budgets
+//! and frozen escrows, the escrows held and free escrows a day, delivery
+//! budgets and the suppression list, `status` counts) is a row, and
 //! every operation that must not race is serialised by the database, never
 //! by process memory: a single statement (`UPDATE ... WHERE ... RETURNING`,
 //! `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ... RETURNING`, which
