@@ -9,6 +9,7 @@
 //!                 [--header-timeout S] [--keep-alive-timeout S]
 //!                 [--body-timeout S] [--max-connections-per-address N]
 //! passcrow-server sweep [--config FILE] [--data DIR]
+//! passcrow-server migrate --from sqlite:PATH --to postgres://USER@HOST:PORT/DB
 //! ```
 
 use std::path::PathBuf;
@@ -28,11 +29,17 @@ Usage:
   passcrow-server init DIR        write DIR/config.toml and DIR/master.key
   passcrow-server [serve] [OPTIONS]
   passcrow-server sweep [OPTIONS] remove expired data and exit
+  passcrow-server migrate --from sqlite:PATH --to postgres://USER@HOST:PORT/DB [OPTIONS]
+                                  copy a SQLite data set into an empty PostgreSQL
+                                  database (the master key stays the same)
 
 Options (override the config file):
   --config FILE           TOML config (default: DATA/config.toml if --data has one)
   --listen ADDR           listen address (default 127.0.0.1:8451; port 0 = any)
   --data DIR              data directory (database, master key)
+  --database DB           sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DB
+                          (no password here: use postgres.password_file or
+                          PASSCROW_DATABASE_PASSWORD; see docs/server.md)
   --smtp URL              smtp://HOST:PORT (plain), smtps://HOST, smtp+starttls://HOST
                           (no password here: other users see it; use
                           delivery.smtp.password_file or PASSCROW_SMTP_PASSWORD)
@@ -72,6 +79,9 @@ struct Args {
     keep_alive_timeout: Option<u64>,
     body_timeout: Option<u64>,
     max_connections_per_address: Option<u32>,
+    database: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
@@ -98,6 +108,9 @@ fn parse_args() -> Result<Args, String> {
         keep_alive_timeout: None,
         body_timeout: None,
         max_connections_per_address: None,
+        database: None,
+        from: None,
+        to: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(first) = it.peek() {
@@ -106,7 +119,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     match a.command.as_str() {
-        "serve" | "sweep" => {}
+        "serve" | "sweep" | "migrate" => {}
         "init" => {
             a.init_dir = Some(PathBuf::from(it.next().ok_or("init needs a directory")?));
         }
@@ -150,6 +163,9 @@ fn parse_args() -> Result<Args, String> {
                         .collect(),
                 );
             }
+            "--database" => a.database = Some(value()?),
+            "--from" if a.command == "migrate" => a.from = Some(value()?),
+            "--to" if a.command == "migrate" => a.to = Some(value()?),
             "--forwarded-header" => a.forwarded_header = Some(value()?),
             "--header-timeout" => a.header_timeout = Some(number(&flag, value()?)?),
             "--keep-alive-timeout" => a.keep_alive_timeout = Some(number(&flag, value()?)?),
@@ -174,9 +190,20 @@ fn load_config(a: &Args) -> Result<Config, BoxError> {
         Some(f) => Config::load(f)?,
         None => match &a.data {
             Some(d) => Config::new(d),
+            // migrate needs no data directory.
+            None if a.command == "migrate" => Config::default(),
             None => return Err("give --config FILE or --data DIR (see --help)".into()),
         },
     };
+    if let Some(db) = &a.database {
+        if server::credentials::url_has_password(db) {
+            tracing::warn!(
+                "the database password in --database is visible to other users of this \
+                 machine (ps, /proc): use postgres.password_file or $PASSCROW_DATABASE_PASSWORD"
+            );
+        }
+        c.database = Some(db.clone());
+    }
     if let Some(d) = &a.data {
         c.data_dir = d.clone();
     }
@@ -241,6 +268,9 @@ fn run() -> Result<(), BoxError> {
         return Ok(());
     }
     let cfg = load_config(&a)?;
+    if a.command == "migrate" {
+        return migrate(&a, &cfg);
+    }
     if a.command == "sweep" {
         let s = Server::open(cfg)?;
         let sw = s.sweep()?;
@@ -278,6 +308,51 @@ fn run() -> Result<(), BoxError> {
             .map_err(|source| ServerError::Http { source })?;
         Ok(())
     })
+}
+
+/// `migrate --from sqlite:PATH --to postgres://...`.
+#[cfg(feature = "postgres")]
+fn migrate(a: &Args, cfg: &Config) -> Result<(), BoxError> {
+    use server::storage::{postgres, Database};
+    let here = std::path::Path::new(".");
+    let from = match Database::parse(a.from.as_deref(), here)? {
+        Database::Sqlite(p) if a.from.is_some() => p,
+        _ => return Err("migrate needs --from sqlite:PATH (the SQLite file to copy)".into()),
+    };
+    let to = match a.to.as_deref().map(|t| Database::parse(Some(t), here)) {
+        Some(Ok(Database::Postgres(u))) => u,
+        Some(Err(e)) => return Err(e.into()),
+        _ => return Err("migrate needs --to postgres://USER@HOST:PORT/DB".into()),
+    };
+    if server::credentials::url_has_password(&to) {
+        tracing::warn!(
+            "the database password in --to is visible to other users of this machine: \
+             use $PASSCROW_DATABASE_PASSWORD or postgres.password_file (--config)"
+        );
+    }
+    let settings = server::storage::postgres_settings(cfg, &|n: &str| std::env::var(n).ok())?;
+    let dst = postgres::PostgresStorage::open(&to, &settings)?;
+    let copied = postgres::copy_from_sqlite(&from, &dst)?;
+    let rows: Vec<String> = copied
+        .tables
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    println!(
+        "copied {} from {} into {} (counts verified); every instance needs the same master key",
+        rows.join(", "),
+        from.display(),
+        server::storage::Database::Postgres(to).describe()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn migrate(_a: &Args, _cfg: &Config) -> Result<(), BoxError> {
+    Err(
+        "this passcrow-server was built without PostgreSQL (cargo build --features postgres)"
+            .into(),
+    )
 }
 
 fn main() -> ExitCode {

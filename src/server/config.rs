@@ -345,6 +345,67 @@ pub struct DeliveryConfig {
     pub file: Option<PathBuf>,
 }
 
+/// PostgreSQL settings (`[postgres]`), used when `database` is a
+/// `postgres://` URL. The password is never in the URL: it comes from
+/// `$PASSCROW_DATABASE_PASSWORD`, `password_file`, or libpq's `$PGPASSWORD`,
+/// in that order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// A file holding the database password (its trailing newline dropped).
+    pub password_file: Option<PathBuf>,
+    /// Connections each instance keeps open at most.
+    pub pool_size: u32,
+    /// Longest wait for a free connection, in ms (shorter than the request
+    /// timeout).
+    pub acquire_timeout_ms: u64,
+    /// Longest wait to open a connection, in ms.
+    pub connect_timeout_ms: u64,
+    /// `statement_timeout` of every session, in ms.
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout` of every session, in ms.
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            password_file: None,
+            pool_size: 16,
+            acquire_timeout_ms: 5000,
+            connect_timeout_ms: 5000,
+            statement_timeout_ms: 10_000,
+            lock_timeout_ms: 5000,
+        }
+    }
+}
+
+impl PostgresConfig {
+    fn validate(&self, request_timeout_seconds: u64) -> ServerResult<()> {
+        if self.pool_size == 0 || self.pool_size > 1000 {
+            return Err(ServerError::config("postgres.pool_size must be 1 to 1000"));
+        }
+        let ms = [
+            ("acquire_timeout_ms", self.acquire_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("statement_timeout_ms", self.statement_timeout_ms),
+            ("lock_timeout_ms", self.lock_timeout_ms),
+        ];
+        for (name, v) in ms {
+            if v == 0 {
+                return Err(ServerError::config(format!(
+                    "postgres.{name} must be at least 1"
+                )));
+            }
+        }
+        if self.acquire_timeout_ms >= request_timeout_seconds.saturating_mul(1000) {
+            return Err(ServerError::config(
+                "postgres.acquire_timeout_ms must be shorter than request_timeout_seconds",
+            ));
+        }
+        Ok(())
+    }
+}
 /// `status` calls per escrow per hour: a client checks a pack now and
 /// then (daily at most, an app on launch), so 6 leaves room for retries
 /// and several devices while bounding the work (an HMAC over the escrow)
@@ -359,8 +420,12 @@ pub struct Config {
     pub listen: String,
     /// Where the database (and by default the master key) live.
     pub data_dir: PathBuf,
-    /// The database file (default `DATA_DIR/passcrow.sqlite`).
-    pub database: Option<PathBuf>,
+    /// The database: a SQLite file (a path or `sqlite:PATH`; default
+    /// `DATA_DIR/passcrow.sqlite`) or `postgres://USER@HOST:PORT/DB`
+    /// (settings in [`Config::postgres`]).
+    pub database: Option<String>,
+    /// PostgreSQL settings (used when `database` is a `postgres://` URL).
+    pub postgres: PostgresConfig,
     /// The master key file (default `DATA_DIR/master.key`).
     pub master_key_file: Option<PathBuf>,
     /// Create the master key on first start if it is missing and there is no
@@ -429,6 +494,7 @@ impl Default for Config {
             listen: "127.0.0.1:8451".into(),
             data_dir: PathBuf::from("/var/lib/passcrow-server"),
             database: None,
+            postgres: PostgresConfig::default(),
             master_key_file: None,
             create_master_key: false,
             country_code: "??".into(),
@@ -502,11 +568,18 @@ impl Config {
         Ok(c)
     }
 
-    /// The database path.
+    /// The database `database` names.
+    pub fn database(&self) -> ServerResult<super::storage::Database> {
+        super::storage::Database::parse(self.database.as_deref(), &self.data_dir)
+    }
+
+    /// The SQLite file, when the database is SQLite (otherwise the file
+    /// the data directory would hold).
     pub fn database_path(&self) -> PathBuf {
-        self.database
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("passcrow.sqlite"))
+        match self.database() {
+            Ok(super::storage::Database::Sqlite(p)) => p,
+            _ => self.data_dir.join("passcrow.sqlite"),
+        }
     }
 
     /// The master key path.
@@ -551,6 +624,8 @@ impl Config {
                 "rate_limit_max_clients must be at least 1",
             ));
         }
+        self.database()?;
+        self.postgres.validate(self.request_timeout_seconds)?;
         self.limits.validate()?;
         super::http::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header)?;
         if self.country_code.is_empty() || self.country_code.len() > 8 {
@@ -577,6 +652,15 @@ listen = "127.0.0.1:8451"
 # keep it (mode 0600) and back it up apart from the database.
 data_dir = "{DATA_DIR}"
 # database = "{DATA_DIR}/passcrow.sqlite"
+# Or PostgreSQL, shared by several instances (see "Deployment" in
+# docs/server.md); the password from PASSCROW_DATABASE_PASSWORD or a file:
+# database = "postgres://passcrow@db.example.org:5432/passcrow?sslrootcert=/etc/passcrow-server/db-ca.pem"
+# postgres.password_file = "/etc/passcrow-server/db-password"
+# postgres.pool_size = 16               # connections per instance
+# postgres.acquire_timeout_ms = 5000    # wait for a free one (< request timeout)
+# postgres.connect_timeout_ms = 5000
+# postgres.statement_timeout_ms = 10000
+# postgres.lock_timeout_ms = 5000
 # master_key_file = "{DATA_DIR}/master.key"
 
 # Who you are. Why should users trust you with their recovery data?
@@ -696,6 +780,28 @@ mod tests {
         assert_eq!(c.payment, PaymentConfig::default());
         c.validate().unwrap();
         assert!(Config::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn postgres_settings() {
+        let c = Config::from_toml(
+            "database = \"postgres://pc@db.example.org/pc\"\n[postgres]\npool_size = 4\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.postgres.pool_size, 4);
+        let old = Config::from_toml("database = \"/var/lib/pc/old.sqlite\"").unwrap();
+        assert_eq!(old.database_path(), PathBuf::from("/var/lib/pc/old.sqlite"));
+        let bad = |t: &str| {
+            Config::from_toml(t)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[postgres]\npool_size = 0").contains("postgres.pool_size"));
+        assert!(bad("[postgres]\nacquire_timeout_ms = 60000").contains("acquire_timeout_ms"));
+        assert!(bad("database = \"mysql://x@y/z\"").contains("mysql"));
+        assert!(bad("[postgres]\npassword = \"x\"").contains("password"));
     }
 
     #[test]

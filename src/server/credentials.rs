@@ -130,7 +130,8 @@ pub fn holds_credentials(cfg: &Config) -> bool {
         .webhooks
         .iter()
         .any(|w| w.bearer_token.as_deref().is_some_and(|t| !t.is_empty()));
-    smtp || sms || hooks
+    let db = cfg.database.as_deref().is_some_and(url_has_password);
+    smtp || sms || hooks || db
 }
 
 /// Warn when the config file at `path` holds a credential and its group

@@ -215,17 +215,29 @@ impl Server {
         cfg.validate()?;
         private_dir(&cfg.data_dir)?;
         let key_path = cfg.master_key_path();
-        let db_path = cfg.database_path();
+        let db = cfg.database()?;
+        // Whether the database holds data already (then a missing key is
+        // a lost key, not a first start). A SQLite file is opened only
+        // once the key is there; PostgreSQL is asked.
+        let (opened, db_exists) = match &db {
+            storage::Database::Sqlite(p) => (None, p.exists()),
+            storage::Database::Postgres(_) => {
+                let s = storage::open_database(&db, &cfg)?;
+                let c = s.counts()?;
+                let held = c.escrows > 0 || c.codes > 0;
+                (Some(s), held)
+            }
+        };
         let master = if key_path.exists() {
             load_master_key(&key_path)?
-        } else if cfg.create_master_key && !db_path.exists() {
+        } else if cfg.create_master_key && !db_exists {
             tracing::info!("creating master key {}", key_path.display());
             create_master_key(&key_path)?
-        } else if db_path.exists() {
+        } else if db_exists {
             return Err(ServerError::master_key(format!(
                 "master key {} is missing but the database {} exists: restore the key",
                 key_path.display(),
-                db_path.display()
+                db.describe()
             )));
         } else {
             return Err(ServerError::master_key(format!(
@@ -233,19 +245,23 @@ impl Server {
                 key_path.display()
             )));
         };
-        // A database from before schema 3 holds clear escrow ids: they are
-        // re-keyed (and the escrows re-sealed) now, before serving.
-        let storage = SqliteStorage::open_migrating(&db_path, &Keys::derive(&master))?;
+        let storage: Box<dyn Storage> = match opened {
+            Some(s) => s,
+            // A SQLite database from before schema 3 holds clear escrow
+            // ids: they are re-keyed (and the escrows re-sealed) now,
+            // before serving.
+            None => match &db {
+                storage::Database::Sqlite(p) => {
+                    Box::new(SqliteStorage::open_migrating(p, &Keys::derive(&master))?)
+                }
+                storage::Database::Postgres(_) => storage::open_database(&db, &cfg)?,
+            },
+        };
         let deliverers = deliverers_from_config(&cfg)?;
         if deliverers.is_empty() {
             tracing::warn!("no delivery configured: every escrow will be refused");
         }
-        Ok(Server::with_parts(
-            cfg,
-            Box::new(storage),
-            &master,
-            deliverers,
-        ))
+        Ok(Server::with_parts(cfg, storage, &master, deliverers))
     }
 
     /// A server over given parts.

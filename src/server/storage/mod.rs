@@ -18,9 +18,17 @@
 //! verification counts, codes set, attempts spent, codes used) is durable
 //! before it returns: a power cut right after an answer cannot undo it.
 
+mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod schema;
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use open::postgres_settings;
+pub use open::{open_database, Database};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStorage;
 pub use schema::SCHEMA_VERSION;
 #[cfg(feature = "testing")]
 pub(crate) use schema::{write_old_database, OldCode, OldEscrow};

@@ -1,0 +1,973 @@
+//! [`PostgresStorage`]: the [`Storage`] backend for several
+//! `passcrow-server` instances sharing one PostgreSQL database (feature
+//! `postgres`).
+//!
+//! Every piece of state a limit depends on (codes and their attempts,
+//! verification counts and their windows, spent tokens, guessing budgets
+//! and frozen escrows, the escrows held and free escrows a day, delivery
+//! budgets and the suppression list, `status` counts) is a row, and
+//! every operation that must not race is serialised by the database, never
+//! by process memory: a single statement (`UPDATE ... WHERE ... RETURNING`,
+//! `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ... RETURNING`, which
+//! re-check their condition on the newest row version after waiting for
+//! its lock) or one transaction holding the rows' locks (`SELECT ... FOR
+//! UPDATE` / `FOR SHARE`). Deadlocks and serialization failures (both
+//! rolled back by the database) are retried a bounded number of times; no
+//! transaction is held open across a delivery (the protocol calls
+//! [`Storage::start_verification`], delivers, then [`Storage::set_code`]).
+//!
+//! Each operation is one function below with its SQL in it: a new method
+//! of the trait is one more function. Statements are sent with their
+//! parameter types (`query_typed`: parse, bind and execute in one round
+//! trip on the unnamed statement), so no prepared statement outlives a
+//! request.
+//!
+//! Durability: every connection runs with `synchronous_commit` on (set at
+//! connect when the server's default is `off`), so a commit, and so every
+//! answer, waits for the WAL flush; PostgreSQL groups the flushes of
+//! concurrent commits itself. Housekeeping (sweeps, expired rows removed
+//! on read) commits with `synchronous_commit = off`, like SQLite's.
+//!
+//! Clock: the instances' (the `now` each call is given), so their clocks
+//! must agree (NTP); see docs/server.md.
+
+mod connect;
+mod copy;
+mod pool;
+mod schema;
+
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row};
+
+use super::{
+    Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
+    GuessesLeft, Inserted, Lookup, Spend, Started, Storage, StorageError, StorageResult, StoredId,
+    Swept,
+};
+
+pub use connect::Settings;
+pub use copy::{copy_from_sqlite, Copied};
+
+/// The environment variable holding the database password (overrides
+/// `postgres.password_file`; libpq's `PGPASSWORD` is read after it).
+pub const ENV_DATABASE_PASSWORD: &str = "PASSCROW_DATABASE_PASSWORD";
+
+/// Deadlocks and serialization failures retried before giving up.
+const RETRIES: u32 = 4;
+
+/// Key of the advisory lock a sweep holds, so instances do not sweep at
+/// once ("pcrw" "swep"): the others skip their turn.
+const SWEEP_LOCK: i64 = 0x7063_7277_7377_6570;
+
+/// Rows a sweep removes per transaction.
+const SWEEP_SLICE: i64 = 5000;
+
+/// PostgreSQL storage; see the module documentation.
+pub struct PostgresStorage {
+    pool: pool::Pool,
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStorage({})", self.pool.connector().label)
+    }
+}
+
+/// One parameter and its type.
+type P<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn text<'a, 'b: 'a>(v: &'a &'b str) -> P<'a> {
+    (v as &(dyn ToSql + Sync), Type::TEXT)
+}
+fn int(v: &i64) -> P<'_> {
+    (v as &(dyn ToSql + Sync), Type::INT8)
+}
+fn bytes<'a, 'b: 'a>(v: &'a &'b [u8]) -> P<'a> {
+    (v as &(dyn ToSql + Sync), Type::BYTEA)
+}
+
+/// How an operation runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One statement, committed by itself (durable).
+    Statement,
+    /// A transaction, durable before its answer.
+    Durable,
+    /// A transaction of housekeeping that may be lost and redone
+    /// (committed with `synchronous_commit = off`).
+    Housekeeping,
+}
+
+/// An open transaction (or one statement, in [`Mode::Statement`]).
+struct Tx<'a> {
+    c: &'a mut Client,
+    /// Roll back instead of committing (a refused request changes nothing).
+    rollback: bool,
+}
+
+impl Tx<'_> {
+    fn exec(&mut self, sql: &str, p: &[P<'_>]) -> Result<u64, postgres::Error> {
+        self.c.execute_typed(sql, p)
+    }
+    fn opt(&mut self, sql: &str, p: &[P<'_>]) -> Result<Option<Row>, postgres::Error> {
+        self.c.query_typed_opt(sql, p)
+    }
+    fn one(&mut self, sql: &str, p: &[P<'_>]) -> Result<Row, postgres::Error> {
+        self.c.query_typed_one(sql, p)
+    }
+    /// Undo everything this transaction did, and answer all the same.
+    fn abandon(&mut self) {
+        self.rollback = true;
+    }
+}
+
+fn retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// Why an attempt failed.
+enum Failed {
+    /// The transaction could not begin: nothing ran.
+    Begin(postgres::Error),
+    /// Later: it may or may not have committed.
+    Run(postgres::Error),
+}
+
+/// Run `f` once on `c` in `mode`.
+fn attempt<T>(
+    c: &mut Client,
+    mode: Mode,
+    f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
+) -> Result<T, Failed> {
+    match mode {
+        Mode::Statement => {}
+        Mode::Durable => c.batch_execute("BEGIN").map_err(Failed::Begin)?,
+        Mode::Housekeeping => c
+            .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
+            .map_err(Failed::Begin)?,
+    }
+    attempt_body(c, mode, f).map_err(Failed::Run)
+}
+
+fn attempt_body<T>(
+    c: &mut Client,
+    mode: Mode,
+    f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
+    let mut tx = Tx {
+        c: &mut *c,
+        rollback: false,
+    };
+    let v = f(&mut tx)?;
+    let rollback = tx.rollback;
+    if mode != Mode::Statement {
+        c.batch_execute(if rollback { "ROLLBACK" } else { "COMMIT" })?;
+    }
+    Ok(v)
+}
+
+/// Session set-up of every new connection: the timeouts, and
+/// `synchronous_commit` on if the server's default is off. Returns
+/// whether it was off.
+fn session_setup(c: &mut Client, s: &Settings) -> Result<bool, postgres::Error> {
+    c.batch_execute(&format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        s.statement_timeout.as_millis().max(1),
+        s.lock_timeout.as_millis().max(1)
+    ))?;
+    let sc = show(c, "synchronous_commit")?;
+    let off = sc == "off";
+    if off {
+        c.batch_execute("SET synchronous_commit = on")?;
+    }
+    Ok(off)
+}
+
+fn show(c: &mut Client, name: &str) -> Result<String, postgres::Error> {
+    // Names are ours (no user input): SHOW takes no parameter.
+    let rows = c.simple_query(&format!("SHOW {name}"))?;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+impl PostgresStorage {
+    /// Connect to `url` (see [`Settings`] and the `connect` module for the
+    /// URL's TLS parameters), create or migrate the schema (under an
+    /// advisory lock: instances starting together migrate it once), and
+    /// refuse a schema newer than this build knows.
+    pub fn open(url: &str, settings: &Settings) -> StorageResult<PostgresStorage> {
+        let connector = connect::Connector::new(url, settings)?;
+        let s = settings.clone();
+        let warned = std::sync::atomic::AtomicBool::new(false);
+        let label = connector.label.clone();
+        let setup = Box::new(move |c: &mut Client| -> StorageResult<()> {
+            let off = session_setup(c, &s).map_err(|e| {
+                StorageError(format!(
+                    "postgres {label}: session set-up: {}",
+                    connect::error_text(&e)
+                ))
+            })?;
+            if off && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "postgres {label}: synchronous_commit is off by default there; \
+                     passcrow-server turns it on for its own sessions"
+                );
+            }
+            Ok(())
+        });
+        let pool = pool::Pool::new(
+            connector,
+            settings.pool_size,
+            settings.acquire_timeout,
+            setup,
+        );
+        let storage = PostgresStorage { pool };
+        {
+            let mut lent = storage.pool.get()?;
+            let c = &mut lent.conn().client;
+            schema::migrate(c).map_err(|e| e.into_storage(storage.pool.connector()))?;
+            let fsync = show(c, "fsync").map_err(|e| storage.err("reading fsync", &e))?;
+            if fsync == "off" {
+                tracing::warn!(
+                    "postgres {}: fsync is off on the database server: a power cut there can \
+                     undo acknowledged escrows",
+                    storage.pool.connector().label
+                );
+            }
+        }
+        Ok(storage)
+    }
+
+    fn err(&self, what: &str, e: &postgres::Error) -> StorageError {
+        self.pool.connector().error(what, connect::error_text(e))
+    }
+
+    /// Run `f` in `mode` on a pooled connection, retrying deadlocks and
+    /// serialization failures (which the database rolled back).
+    fn run<T>(
+        &self,
+        what: &'static str,
+        mode: Mode,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
+    ) -> StorageResult<T> {
+        let mut tries = 0;
+        loop {
+            let mut lent = self.pool.get()?;
+            let c = &mut lent.conn().client;
+            match attempt(c, mode, &mut f) {
+                Ok(v) => return Ok(v),
+                // A connection that died while idle (the database
+                // restarted or failed over): nothing ran, so try again on
+                // a new one.
+                Err(Failed::Begin(e)) if c.is_closed() && tries < RETRIES => {
+                    tracing::info!(
+                        "postgres {}: a pooled connection was closed ({}); reconnecting",
+                        self.pool.connector().label,
+                        connect::error_text(&e)
+                    );
+                    tries += 1;
+                    lent.broken = true;
+                    drop(lent);
+                    continue;
+                }
+                Err(Failed::Begin(e) | Failed::Run(e)) => {
+                    // Leave the connection outside any transaction, or
+                    // drop it.
+                    if mode != Mode::Statement
+                        && !c.is_closed()
+                        && c.batch_execute("ROLLBACK").is_err()
+                    {
+                        lent.broken = true;
+                    }
+                    if retryable(&e) && tries < RETRIES {
+                        tries += 1;
+                        drop(lent);
+                        let jitter = rand::RngCore::next_u64(&mut rand::rngs::OsRng) % 10;
+                        std::thread::sleep(Duration::from_millis((5 << tries) + jitter));
+                        continue;
+                    }
+                    return Err(self.err(what, &e));
+                }
+            }
+        }
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> StorageResult<i64> {
+        self.run("reading the schema version", Mode::Statement, |t| {
+            Ok(t.one("SELECT max(version) FROM passcrow_schema", &[])?
+                .get(0))
+        })
+    }
+
+    /// The value of a setting in this backend's sessions (`SHOW name`;
+    /// `name` is a setting's name, not user input).
+    pub fn session_setting(&self, name: &str) -> StorageResult<String> {
+        let mut lent = self.pool.get()?;
+        show(&mut lent.conn().client, name).map_err(|e| self.err("SHOW", &e))
+    }
+
+    /// Whether the database holds no escrow, code or spent token.
+    pub fn is_empty(&self) -> StorageResult<bool> {
+        self.run("counting rows", Mode::Statement, |t| {
+            Ok(t.one(
+                "SELECT NOT EXISTS (SELECT 1 FROM escrow) AND NOT EXISTS (SELECT 1 FROM code)
+                     AND NOT EXISTS (SELECT 1 FROM token)",
+                &[],
+            )?
+            .get(0))
+        })
+    }
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        // Each client owns a small runtime, which must not be dropped on
+        // an async thread (the server may drop us on one).
+        let idle = self.pool.drain();
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("passcrow-pg-close".into())
+                .spawn(move || drop(idle))
+                .map(|t| t.join());
+        }
+    }
+}
+
+/// Store a new escrow unless the id is taken (by anything, live or not);
+/// any code left under the id (an orphan) goes. One statement.
+fn insert_new(
+    t: &mut Tx<'_>,
+    id: &[u8],
+    expires: i64,
+    sealed: &[u8],
+    now: i64,
+) -> Result<bool, postgres::Error> {
+    let n: i64 = t
+        .one(
+            "WITH ins AS (
+                 INSERT INTO escrow (id, expires, data, created) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO NOTHING RETURNING id),
+             orphan AS (DELETE FROM code WHERE id IN (SELECT id FROM ins))
+             SELECT count(*) FROM ins",
+            &[bytes(&id), int(&expires), bytes(&sealed), int(&now)],
+        )?
+        .get(0);
+    Ok(n == 1)
+}
+
+/// [`insert_new`], or, when an expired escrow holds the id, remove it and
+/// its code and store the new one. In the caller's transaction.
+fn insert_row(
+    t: &mut Tx<'_>,
+    id: &[u8],
+    expires: i64,
+    sealed: &[u8],
+    now: i64,
+) -> Result<bool, postgres::Error> {
+    if insert_new(t, id, expires, sealed, now)? {
+        return Ok(true);
+    }
+    let gone = t.exec(
+        "DELETE FROM escrow WHERE id = $1 AND expires <= $2",
+        &[bytes(&id), int(&now)],
+    )?;
+    if gone == 0 {
+        return Ok(false);
+    }
+    insert_new(t, id, expires, sealed, now)
+}
+
+/// Store an escrow paid with `spend` and spend the token, in the caller's
+/// transaction; a refusal rolls everything back.
+fn insert_paid(
+    t: &mut Tx<'_>,
+    id: &[u8],
+    expires: i64,
+    sealed: &[u8],
+    spend: &Spend,
+    now: i64,
+) -> Result<Inserted, postgres::Error> {
+    let hash: &[u8] = &spend.hash;
+    // The token's row first (its lock serialises every request paying
+    // with it, on every instance): inserted, or its expired record
+    // renewed; a live record returns nothing.
+    let fresh = t
+        .opt(
+            "INSERT INTO token (hash, expires) VALUES ($1, $2)
+             ON CONFLICT (hash) DO UPDATE SET expires = EXCLUDED.expires
+                 WHERE token.expires <= $3
+             RETURNING 1",
+            &[bytes(&hash), int(&spend.expires), int(&now)],
+        )?
+        .is_some();
+    if !fresh {
+        t.abandon();
+        return Ok(Inserted::TokenSpent);
+    }
+    if !insert_row(t, id, expires, sealed, now)? {
+        // The token is not spent: all of it is rolled back.
+        t.abandon();
+        return Ok(Inserted::IdTaken);
+    }
+    Ok(Inserted::Stored)
+}
+
+/// The UTC day of `now` (free escrows are counted per day).
+fn day_of(now: i64) -> i64 {
+    now.div_euclid(86_400)
+}
+
+/// A counter read back from a BIGINT column.
+fn count32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+impl Storage for PostgresStorage {
+    fn insert_escrow(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        now: i64,
+    ) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        // The common case, a new id, in one statement; a taken id in a
+        // transaction that replaces an expired escrow.
+        if self.run("storing an escrow", Mode::Statement, |t| {
+            insert_new(t, id, expires, sealed, now)
+        })? {
+            return Ok(true);
+        }
+        self.run("storing an escrow", Mode::Durable, |t| {
+            insert_row(t, id, expires, sealed, now)
+        })
+    }
+
+    fn insert_escrow_paid(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: &Spend,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let id: &[u8] = id.as_bytes();
+        self.run("storing a paid escrow", Mode::Durable, |t| {
+            insert_paid(t, id, expires, sealed, spend, now)
+        })
+    }
+
+    fn insert_escrow_capped(
+        &self,
+        id: &StoredId,
+        expires: i64,
+        sealed: &[u8],
+        spend: Option<&Spend>,
+        caps: &Caps,
+        now: i64,
+    ) -> StorageResult<Inserted> {
+        let id: &[u8] = id.as_bytes();
+        let max = i64::try_from(caps.max_escrows).unwrap_or(i64::MAX);
+        let max_free = i64::from(caps.max_free_per_day);
+        let day = day_of(now);
+        // The counter of escrows held is locked first (FOR UPDATE) and
+        // kept locked to the commit: capped inserts on every instance
+        // take turns, so two cannot both take the last place or the
+        // day's last free one. Every refusal rolls back.
+        self.run("storing an escrow", Mode::Durable, |t| {
+            let held: i64 = t
+                .opt("SELECT n FROM tally WHERE name = 'escrows' FOR UPDATE", &[])?
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            if held >= max {
+                t.abandon();
+                return Ok(Inserted::Full);
+            }
+            match spend {
+                Some(sp) => insert_paid(t, id, expires, sealed, sp, now),
+                None => {
+                    let made: i64 = t
+                        .opt("SELECT n FROM free_day WHERE day = $1", &[int(&day)])?
+                        .map(|r| r.get(0))
+                        .unwrap_or(0);
+                    if made >= max_free {
+                        t.abandon();
+                        return Ok(Inserted::FreeCapReached);
+                    }
+                    if !insert_row(t, id, expires, sealed, now)? {
+                        t.abandon();
+                        return Ok(Inserted::IdTaken);
+                    }
+                    t.exec(
+                        "INSERT INTO free_day (day, n) VALUES ($1, 1)
+                         ON CONFLICT (day) DO UPDATE SET n = free_day.n + 1",
+                        &[int(&day)],
+                    )?;
+                    Ok(Inserted::Stored)
+                }
+            }
+        })
+    }
+
+    fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {
+        let ids: Vec<&[u8]> = rows.iter().map(|r| &r.0.as_bytes()[..]).collect();
+        let exp: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let data: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
+        self.run("storing escrows", Mode::Statement, |t| {
+            let n = t.exec(
+                "INSERT INTO escrow (id, expires, data, created)
+                 SELECT i, e, d, $4 FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) AS u(i, e, d)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    (&ids as &(dyn ToSql + Sync), Type::BYTEA_ARRAY),
+                    (&exp as &(dyn ToSql + Sync), Type::INT8_ARRAY),
+                    (&data as &(dyn ToSql + Sync), Type::BYTEA_ARRAY),
+                    int(&now),
+                ],
+            )?;
+            Ok(n as usize)
+        })
+    }
+
+    fn get_escrow(&self, id: &StoredId, now: i64) -> StorageResult<Lookup> {
+        let id: &[u8] = id.as_bytes();
+        let row = self.run("reading an escrow", Mode::Statement, |t| {
+            t.opt(
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created
+                 FROM escrow WHERE id = $1",
+                &[bytes(&id)],
+            )
+        })?;
+        let Some(row) = row else {
+            return Ok(Lookup::Missing);
+        };
+        let expires: i64 = row.get(0);
+        if expires > now {
+            return Ok(Lookup::Found(EscrowRow {
+                expires,
+                sealed: row.get(1),
+                frozen: row.get::<_, i64>(2) != 0,
+                guesses: Guesses {
+                    window: row.get(3),
+                    in_window: count32(row.get(4)),
+                    total: count32(row.get(5)),
+                },
+                created: row.get(6),
+            }));
+        }
+        self.run("removing an expired escrow", Mode::Housekeeping, |t| {
+            if t.exec(
+                "DELETE FROM escrow WHERE id = $1 AND expires <= $2",
+                &[bytes(&id), int(&now)],
+            )? > 0
+            {
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+            }
+            Ok(())
+        })?;
+        Ok(Lookup::Expired)
+    }
+
+    fn delete_escrow(&self, id: &StoredId) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        // Two statements, so the second sees a code set_code committed
+        // while the first waited for the escrow's row.
+        self.run("deleting an escrow", Mode::Durable, |t| {
+            let n = t.exec("DELETE FROM escrow WHERE id = $1", &[bytes(&id)])?;
+            t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn start_verification(
+        &self,
+        id: &StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> StorageResult<Option<Started>> {
+        let id: &[u8] = id.as_bytes();
+        let max = i64::from(max);
+        // One UPDATE: after waiting for the row's lock it re-reads the
+        // row, so `vcount < max` holds across instances.
+        let row = self.run("counting a verification", Mode::Statement, |t| {
+            t.opt(
+                "UPDATE escrow SET
+                     vcount = CASE WHEN vwin + $3 <= $2 THEN 1 ELSE vcount + 1 END,
+                     vfail  = CASE WHEN vwin + $3 <= $2 THEN 0 ELSE vfail END,
+                     vwin   = CASE WHEN vwin + $3 <= $2 THEN $2 ELSE vwin END
+                 WHERE id = $1 AND frozen = 0 AND (vwin + $3 <= $2 OR vcount < $4)
+                 RETURNING vwin",
+                &[bytes(&id), int(&now), int(&window), int(&max)],
+            )
+        })?;
+        Ok(row.map(|r| Started { window: r.get(0) }))
+    }
+
+    fn set_code(
+        &self,
+        id: &StoredId,
+        sealed: &[u8],
+        mac: &[u8],
+        expires: i64,
+        attempts: u32,
+    ) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        let attempts = i64::from(attempts);
+        // The escrow's row is locked (FOR SHARE) while the code is
+        // stored, so a deletion (or a wrong guess that freezes it) waits
+        // and then removes the code too. The sealed data (fresh nonce)
+        // tells this escrow from a later one that took its id. A code
+        // expiring later stays.
+        self.run("storing a code", Mode::Statement, |t| {
+            Ok(t.one(
+                "WITH e AS (SELECT id FROM escrow
+                            WHERE id = $1 AND data = $2 AND frozen = 0 FOR SHARE),
+                 up AS (
+                     INSERT INTO code (id, mac, expires, attempts)
+                     SELECT id, $3, $4, $5 FROM e
+                     ON CONFLICT (id) DO UPDATE SET
+                         mac = EXCLUDED.mac, expires = EXCLUDED.expires,
+                         attempts = EXCLUDED.attempts
+                     WHERE code.expires <= EXCLUDED.expires)
+                 SELECT EXISTS (SELECT 1 FROM e)",
+                &[
+                    bytes(&id),
+                    bytes(&sealed),
+                    bytes(&mac),
+                    int(&expires),
+                    int(&attempts),
+                ],
+            )?
+            .get(0))
+        })
+    }
+
+    fn verification_failed(
+        &self,
+        id: &StoredId,
+        started: Started,
+        forgive: u32,
+    ) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        let forgive = i64::from(forgive);
+        self.run("forgiving a failed delivery", Mode::Statement, |t| {
+            let n = t.exec(
+                "UPDATE escrow SET vcount = vcount - 1, vfail = vfail + 1
+                 WHERE id = $1 AND vwin = $2 AND vcount > 0 AND vfail < $3",
+                &[bytes(&id), int(&started.window), int(&forgive)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn check_code(
+        &self,
+        id: &StoredId,
+        given: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck> {
+        let id: &[u8] = id.as_bytes();
+        // The escrow's row is locked first (its guessing budget), then the
+        // code's, until the guess is counted or the code consumed: two
+        // guesses on two instances take turns. Same order as set_code
+        // and delete_escrow (escrow, then code).
+        self.run("checking a code", Mode::Durable, |t| {
+            let state = t.opt(
+                "SELECT frozen, gwin, gcount, gtotal FROM escrow WHERE id = $1 FOR UPDATE",
+                &[bytes(&id)],
+            )?;
+            let Some(state) = state else {
+                return Ok(CodeCheck::NoCode);
+            };
+            let frozen = state.get::<_, i64>(0) != 0;
+            let g = Guesses {
+                window: state.get(1),
+                in_window: count32(state.get(2)),
+                total: count32(state.get(3)),
+            };
+            // The budget first: a frozen escrow, or one whose window is
+            // spent, compares nothing (not even the right code).
+            if frozen {
+                return Ok(CodeCheck::Frozen);
+            }
+            if let Some(until) = g.paused_until(limits, now) {
+                return Ok(CodeCheck::Paused { until });
+            }
+            let row = t.opt(
+                "SELECT mac, expires, attempts FROM code WHERE id = $1 FOR UPDATE",
+                &[bytes(&id)],
+            )?;
+            let Some(row) = row else {
+                return Ok(CodeCheck::NoCode);
+            };
+            let (mac, expires, attempts): (Vec<u8>, i64, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            if expires <= now {
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+                return Ok(CodeCheck::Expired);
+            }
+            if attempts <= 0 {
+                return Ok(CodeCheck::Void);
+            }
+            if crate::crypto::ct_eq(&mac, given) {
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+                return Ok(CodeCheck::Right);
+            }
+            t.exec(
+                "UPDATE code SET attempts = attempts - 1 WHERE id = $1",
+                &[bytes(&id)],
+            )?;
+            // A new window opens with the first wrong guess after the
+            // last one ended.
+            let (window, in_window) =
+                if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+                    (now, 1)
+                } else {
+                    (g.window, g.in_window.saturating_add(1))
+                };
+            let total = g.total.saturating_add(1);
+            let freeze = total >= limits.lifetime;
+            let (in_w, tot, fr) = (i64::from(in_window), i64::from(total), i64::from(freeze));
+            t.exec(
+                "UPDATE escrow SET gwin = $2, gcount = $3, gtotal = $4, frozen = $5
+                 WHERE id = $1",
+                &[bytes(&id), int(&window), int(&in_w), int(&tot), int(&fr)],
+            )?;
+            if freeze {
+                // Frozen for good: its code is void too.
+                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+            }
+            Ok(CodeCheck::Wrong {
+                left: if freeze {
+                    0
+                } else {
+                    u32::try_from(attempts - 1).unwrap_or(0)
+                },
+                guesses: GuessesLeft {
+                    in_window: limits.per_window.saturating_sub(in_window),
+                    lifetime: limits.lifetime.saturating_sub(total),
+                    window_ends: window.saturating_add(limits.window),
+                },
+            })
+        })
+    }
+
+    fn sweep(&self, now: i64) -> StorageResult<Swept> {
+        // In slices (short transactions), each under the sweep lock: while
+        // one instance sweeps, the others skip their turn.
+        let mut out = Swept::default();
+        loop {
+            let n = self.run("sweeping escrows", Mode::Housekeeping, |t| {
+                let mine: bool = t
+                    .one("SELECT pg_try_advisory_xact_lock($1)", &[int(&SWEEP_LOCK)])?
+                    .get(0);
+                if !mine {
+                    return Ok(None);
+                }
+                Ok(Some(t.exec(
+                    "DELETE FROM escrow WHERE id IN (
+                         SELECT id FROM escrow WHERE expires <= $1
+                         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    &[int(&now), int(&SWEEP_SLICE)],
+                )?))
+            })?;
+            let Some(n) = n else { return Ok(out) };
+            out.escrows += n;
+            if (n as i64) < SWEEP_SLICE {
+                break;
+            }
+        }
+        let yesterday = day_of(now) - 1;
+        self.run("sweeping codes and tokens", Mode::Housekeeping, |t| {
+            let mine: bool = t
+                .one("SELECT pg_try_advisory_xact_lock($1)", &[int(&SWEEP_LOCK)])?
+                .get(0);
+            if mine {
+                out.codes = t.exec("DELETE FROM code WHERE expires <= $1", &[int(&now)])?;
+                out.codes += t.exec(
+                    "DELETE FROM code c WHERE NOT EXISTS (SELECT 1 FROM escrow e WHERE e.id = c.id)",
+                    &[],
+                )?;
+                out.tokens = t.exec("DELETE FROM token WHERE expires <= $1", &[int(&now)])?;
+                t.exec(
+                    "DELETE FROM delivery_budget WHERE start + win <= $1",
+                    &[int(&now)],
+                )?;
+                // Yesterday's count is kept (a clock a little behind must
+                // not find it gone); older days are of no use.
+                t.exec("DELETE FROM free_day WHERE day < $1", &[int(&yesterday)])?;
+                t.exec("DELETE FROM status_count WHERE until <= $1", &[int(&now)])?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn counts(&self) -> StorageResult<Counts> {
+        self.run("counting", Mode::Statement, |t| {
+            let r = t.one(
+                "SELECT (SELECT count(*) FROM escrow), (SELECT count(*) FROM code)",
+                &[],
+            )?;
+            let (e, c): (i64, i64) = (r.get(0), r.get(1));
+            Ok(Counts {
+                escrows: e.max(0) as u64,
+                codes: c.max(0) as u64,
+            })
+        })
+    }
+
+    fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged> {
+        let recipient: &[u8] = &charge.recipient;
+        // Each budget's row is made if missing and locked (FOR UPDATE)
+        // before it is read, so charges on every instance take turns on
+        // it; everything is decided before anything is written, and a
+        // refusal rolls back (the rows made for it too).
+        self.run("counting a message", Mode::Durable, |t| {
+            let suppressed: bool = t
+                .one(
+                    "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
+                    &[bytes(&recipient)],
+                )?
+                .get(0);
+            if suppressed {
+                t.abandon();
+                return Ok(Charged::Suppressed);
+            }
+            let mut counted = Vec::with_capacity(charge.limits.len());
+            for (i, l) in charge.limits.iter().enumerate() {
+                let scope: &str = &l.scope;
+                t.exec(
+                    "INSERT INTO delivery_budget (scope, win, start, used, reserve)
+                     VALUES ($1, $2, $3, 0, 0) ON CONFLICT (scope, win) DO NOTHING",
+                    &[text(&scope), int(&l.window), int(&now)],
+                )?;
+                let r = t.one(
+                    "SELECT start, used, reserve FROM delivery_budget
+                     WHERE scope = $1 AND win = $2 FOR UPDATE",
+                    &[text(&scope), int(&l.window)],
+                )?;
+                let (start, used, reserve): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                let (used, reserve) = (count32(used), count32(reserve));
+                // A window starts with the first message counted in it.
+                let (start, used, reserve) = if start + l.window > now && start <= now {
+                    (start, used, reserve)
+                } else {
+                    (now, 0, 0)
+                };
+                let (reserve_hit, used, reserve) = if used < l.limit {
+                    (false, used + 1, reserve)
+                } else if charge.reserve_ok && reserve < l.reserve {
+                    (true, used, reserve + 1)
+                } else if charge.force {
+                    (false, used.saturating_add(1), reserve)
+                } else {
+                    t.abandon();
+                    return Ok(Charged::Over(i));
+                };
+                counted.push((
+                    Counted {
+                        scope: l.scope.clone(),
+                        window: l.window,
+                        start,
+                        reserve: reserve_hit,
+                        used,
+                    },
+                    reserve,
+                ));
+            }
+            for (k, reserve) in &counted {
+                let scope: &str = &k.scope;
+                let (used, reserve) = (i64::from(k.used), i64::from(*reserve));
+                t.exec(
+                    "UPDATE delivery_budget SET start = $3, used = $4, reserve = $5
+                     WHERE scope = $1 AND win = $2",
+                    &[
+                        text(&scope),
+                        int(&k.window),
+                        int(&k.start),
+                        int(&used),
+                        int(&reserve),
+                    ],
+                )?;
+            }
+            Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
+        })
+    }
+
+    fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()> {
+        self.run("giving back a message's count", Mode::Durable, |t| {
+            for k in counted {
+                let scope: &str = &k.scope;
+                // One conditional UPDATE each: never below zero, and only
+                // in the window it was counted in.
+                let sql = if k.reserve {
+                    "UPDATE delivery_budget SET reserve = reserve - 1
+                     WHERE scope = $1 AND win = $2 AND start = $3 AND reserve > 0"
+                } else {
+                    "UPDATE delivery_budget SET used = used - 1
+                     WHERE scope = $1 AND win = $2 AND start = $3 AND used > 0"
+                };
+                t.exec(sql, &[text(&scope), int(&k.window), int(&k.start)])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn suppress(&self, recipient: &[u8; 16], now: i64) -> StorageResult<bool> {
+        let r: &[u8] = recipient;
+        self.run("suppressing a recipient", Mode::Statement, |t| {
+            let n = t.exec(
+                "INSERT INTO suppressed (hash, since) VALUES ($1, $2)
+                 ON CONFLICT (hash) DO NOTHING",
+                &[bytes(&r), int(&now)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn is_suppressed(&self, recipient: &[u8; 16]) -> StorageResult<bool> {
+        let r: &[u8] = recipient;
+        self.run("reading the suppression list", Mode::Statement, |t| {
+            Ok(t.one(
+                "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
+                &[bytes(&r)],
+            )?
+            .get(0))
+        })
+    }
+
+    fn count_status(&self, id: &StoredId, now: i64, window: i64, max: u32) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        let max = i64::from(max);
+        // One statement: a new window, or one more in the current one
+        // while under max (re-checked on the newest row after its lock).
+        self.run("counting a status call", Mode::Statement, |t| {
+            let n = t.exec(
+                "INSERT INTO status_count (id, until, count) VALUES ($1, $2 + $3, 1)
+                 ON CONFLICT (id) DO UPDATE SET
+                     count = CASE WHEN status_count.until <= $2 THEN 1
+                                  ELSE status_count.count + 1 END,
+                     until = CASE WHEN status_count.until <= $2 THEN $2 + $3
+                                  ELSE status_count.until END
+                 WHERE status_count.until <= $2 OR status_count.count < $4",
+                &[bytes(&id), int(&now), int(&window), int(&max)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+}
