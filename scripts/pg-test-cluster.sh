@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL cluster for the tests (tests/postgres/mod.rs
+# A throwaway PostgreSQL cluster for the tests (tests/common/pg.rs
 # runs this once per test binary):
 #
 #   scripts/pg-test-cluster.sh OWNER_PID

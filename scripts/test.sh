@@ -5,7 +5,11 @@
 # 1. the reference (python-passcrow 0.0.7 from PyPI) in target/ref-venv;
 # 2. formatting and clippy (warnings are errors);
 # 3. cargo test with every feature: unit, property, vector, interop, server,
-#    bad-input tests;
+#    bad-input tests (the storage conformance and multi-instance tests start
+#    a real PostgreSQL: scripts/pg-test-cluster.sh);
+# 3b. the protocol test files again with every server they start on its own
+#    PostgreSQL database (PASSCROW_TEST_BACKEND=postgres, tests/common/
+#    backend.rs), so both backends answer the same attacks;
 # 4. the quickstart (the README's first command) must recover its secret;
 # 5. every scripts/test.d/*.sh in name order (C ABI, bindings, ...), each a
 #    self-contained step that installs what it needs.
@@ -25,6 +29,12 @@ cargo clippy --all-targets --all-features -- -D warnings
 
 step "cargo test --all-features"
 cargo test --all-features -- --test-threads="${PASSCROW_TEST_THREADS:-2}"
+
+step "the protocol tests again, each server on its own PostgreSQL database"
+PASSCROW_TEST_BACKEND=postgres cargo test --all-features \
+    --test server_http --test server_interop --test server_payments \
+    --test server_guessing --test server_budgets --test server_connections \
+    --test health_check -- --test-threads="${PASSCROW_TEST_THREADS:-2}"
 
 step "the README's first command: cargo run --features server --example quickstart"
 out=$(cargo run -q --features server --example quickstart)

@@ -27,19 +27,32 @@ pub fn old_server_database(
     crate::server::write_old_database(path, master, version, escrows, codes)
 }
 
+/// The key under which the server whose master key is in `master_key_file`
+/// stores the escrow `escrow_id` (a keyed hash of the part after the last
+/// dash): for tests that reach into a stopped server's database.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub fn stored_escrow_key(
+    master_key_file: &std::path::Path,
+    escrow_id: &str,
+) -> Result<[u8; 32], String> {
+    let key = escrow_id.rsplit('-').next().unwrap_or(escrow_id);
+    let master = crate::server::load_master_key(master_key_file).map_err(|e| e.to_string())?;
+    Ok(crate::server::stored_id_bytes(
+        &master,
+        &key.to_ascii_lowercase(),
+    ))
+}
+
 /// Alter the stored escrow `escrow_id` in the SQLite file `db` of a
-/// stopped `passcrow-server` (its `master.key` beside it) (one byte of its sealed data flipped), as
-/// a failing disk or a careless restore would: for the health check's
-/// tests. Returns an error naming what was not found.
+/// stopped `passcrow-server` (its `master.key` beside it) (one byte of its
+/// sealed data flipped), as a failing disk or a careless restore would:
+/// for the health check's tests. Returns an error naming what was not
+/// found.
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub fn alter_stored_escrow(db: &std::path::Path, escrow_id: &str) -> Result<(), String> {
-    // Storage knows escrows by a keyed hash of the part of the id after
-    // the last dash, under the master key beside the database.
-    let key = escrow_id.rsplit('-').next().unwrap_or(escrow_id);
-    let master = crate::server::load_master_key(&db.with_file_name("master.key"))
-        .map_err(|e| e.to_string())?;
-    let key = crate::server::stored_id_bytes(&master, &key.to_ascii_lowercase()).to_vec();
+    let key = stored_escrow_key(&db.with_file_name("master.key"), escrow_id)?.to_vec();
     let c = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
     let mut data: Vec<u8> = c
         .query_row(

@@ -18,7 +18,6 @@ use common::*;
 use passcrow::client::{
     Client, ClientConfig, EscrowState, Pacing, ProtectOptions, Recoverable, RenewalReason,
 };
-use passcrow::server::config::Config;
 use passcrow::server::{self, Server};
 
 /// A client whose retries are quick (a stopped server is given up on
@@ -62,7 +61,7 @@ impl Ours {
     }
 
     fn spawn(data: &Path, codes: &Path, clock: &Arc<AtomicI64>, listen: &str) -> server::Handle {
-        let mut cfg = Config::for_testing(data, codes);
+        let mut cfg = common::backend::server_config(data, codes);
         cfg.listen = listen.into();
         let mut s = Server::open(cfg).unwrap();
         let c = clock.clone();
@@ -88,10 +87,6 @@ impl Ours {
             &self.clock,
             &self.addr.to_string(),
         ));
-    }
-
-    fn db(&self) -> PathBuf {
-        self.data.join("passcrow.sqlite")
     }
 
     /// What the delivery file holds (codes and notices).
@@ -220,19 +215,15 @@ fn restored_from_an_old_backup_and_altered_on_disk() {
     let mut s = three(dir.path());
     let c = client(&dir.path().join("home"));
     // A backup of the first server's database, made before the escrow.
-    let backup = dir.path().join("backup.sqlite");
     s[0].stop();
-    std::fs::copy(s[0].db(), &backup).unwrap();
+    let backup = common::backend::backup(&s[0].data, &dir.path().join("backup.sqlite"));
     s[0].restart();
     let pack = protect_2_of_3(&c, &[&s[0], &s[1], &s[2]], "wallet");
     assert_eq!(c.check(&pack).unwrap().margin, 1);
 
     // The database restored from that backup: the escrow is missing.
     s[0].stop();
-    for ext in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", s[0].db().display()));
-    }
-    std::fs::copy(&backup, s[0].db()).unwrap();
+    common::backend::restore(&s[0].data, &backup);
     s[0].restart();
     let h = c.check(&pack).unwrap();
     assert_eq!(
@@ -243,8 +234,7 @@ fn restored_from_an_old_backup_and_altered_on_disk() {
 
     // A stored blob altered on disk (one byte flipped): altered.
     s[1].stop();
-    passcrow::testing::alter_stored_escrow(&s[1].db(), &pack.escrow[1].response.escrow_data_id)
-        .unwrap();
+    common::backend::alter_stored_escrow(&s[1].data, &pack.escrow[1].response.escrow_data_id);
     s[1].restart();
     let h = c.check(&pack).unwrap();
     assert_eq!(
@@ -656,7 +646,8 @@ fn status_is_also_limited_per_client_address() {
     // per-escrow count) is cut off at the burst and served again once the
     // bucket refills.
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::for_testing(dir.path().join("s"), dir.path().join("codes.txt"));
+    let mut cfg =
+        common::backend::server_config(dir.path().join("s"), dir.path().join("codes.txt"));
     cfg.rate_limit_burst = 3;
     cfg.rate_limit_per_second = 4.0;
     let h = server::spawn(cfg).unwrap();

@@ -10,6 +10,8 @@
 //! Each test plays the attacker: many fresh escrows naming one victim,
 //! each asked for a code.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,7 @@ impl Srv {
     fn start(tune: impl FnOnce(&mut Config, &Path)) -> Srv {
         let tmp = tempfile::tempdir().unwrap();
         let codes = tmp.path().join("codes.txt");
-        let mut cfg = Config::for_testing(tmp.path().join("server"), &codes);
+        let mut cfg = common::backend::server_config(tmp.path().join("server"), &codes);
         // Free escrows that live long enough to become old.
         cfg.payment.free_seconds = 60 * DAY;
         tune(&mut cfg, tmp.path());

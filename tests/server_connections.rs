@@ -5,6 +5,8 @@
 //! client still served. (The whole of 127/8 is loopback on Linux: client
 //! sockets are bound to 127.0.0.2 and others to be other addresses.)
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use passcrow::server::config::Config;
 use passcrow::server::{self, Handle};
 
 fn start(tmp: &tempfile::TempDir, set: impl FnOnce(&mut Config)) -> Handle {
-    let mut cfg = Config::for_testing(tmp.path().join("data"), tmp.path().join("codes"));
+    let mut cfg = common::backend::server_config(tmp.path().join("data"), tmp.path().join("codes"));
     set(&mut cfg);
     server::spawn(cfg).unwrap()
 }

@@ -41,7 +41,7 @@ impl Srv {
     fn start(tune: impl FnOnce(&mut Config)) -> Srv {
         let tmp = tempfile::tempdir().unwrap();
         let codes = tmp.path().join("codes.txt");
-        let mut cfg = Config::for_testing(tmp.path().join("server"), &codes);
+        let mut cfg = common::backend::server_config(tmp.path().join("server"), &codes);
         tune(&mut cfg);
         let mut s = Server::open(cfg).unwrap();
         let clock = Arc::new(AtomicI64::new(passcrow::util::clock::unix_now()));

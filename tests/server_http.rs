@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::newest_code;
 use passcrow::client::{Client, ClientConfig, Ephemeral, ProtectOptions, Recovered};
-use passcrow::server::config::{Config, SmsConfig, WebhookConfig};
+use passcrow::server::config::{SmsConfig, WebhookConfig};
 use passcrow::server::{self, Server};
 use passcrow::testing::{b64encode, random_key, seal};
 
@@ -42,7 +42,7 @@ fn client_against_our_server_with_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("server");
     let codes = tmp.path().join("codes.txt");
-    let handle = server::spawn(Config::for_testing(&data, &codes)).unwrap();
+    let handle = server::spawn(common::backend::server_config(&data, &codes)).unwrap();
     let url = handle.url();
     let addr = handle.addr();
     let c = client(&tmp.path().join("home"));
@@ -62,7 +62,7 @@ fn client_against_our_server_with_restart() {
 
     // Restart on the same port and data: nothing is lost.
     handle.shutdown();
-    let mut cfg = Config::for_testing(&data, &codes);
+    let mut cfg = common::backend::server_config(&data, &codes);
     cfg.listen = addr.to_string();
     let handle = server::spawn(cfg).unwrap();
     assert_eq!(stats(&url)["storage"]["escrows"], 3);
@@ -155,7 +155,7 @@ fn post(url: &str, body: &[u8]) -> (u16, serde_json::Value) {
 #[test]
 fn http_refusals_and_aliases() {
     let tmp = tempfile::tempdir().unwrap();
-    let h = server::spawn(Config::for_testing(
+    let h = server::spawn(common::backend::server_config(
         tmp.path().join("s"),
         tmp.path().join("codes"),
     ))
@@ -228,7 +228,7 @@ fn http_refusals_and_aliases() {
 #[test]
 fn rate_limit_per_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = Config::for_testing(tmp.path().join("s"), tmp.path().join("codes"));
+    let mut cfg = common::backend::server_config(tmp.path().join("s"), tmp.path().join("codes"));
     cfg.rate_limit_burst = 3;
     cfg.rate_limit_per_second = 0.5;
     let h = server::spawn(cfg).unwrap();
@@ -372,7 +372,7 @@ fn sms_and_webhook_delivery() {
     let (sms_url, sms_rx) = listener();
     let (hook_url, hook_rx) = listener();
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = Config::for_testing(tmp.path(), tmp.path().join("codes"));
+    let mut cfg = common::backend::server_config(tmp.path(), tmp.path().join("codes"));
     cfg.delivery.file = None;
     cfg.delivery.sms = Some(SmsConfig {
         base_url: Some(sms_url),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use passcrow::client::{Client, ClientConfig, ProtectOptions, Recovered};
-use passcrow::server::config::{Config, SmtpConfig};
+use passcrow::server::config::SmtpConfig;
 use passcrow::server::{self, Handle};
 
 const IDS: [&str; 3] = [
@@ -22,7 +22,7 @@ const IDS: [&str; 3] = [
 
 fn our_server(dir: &Path) -> (Handle, PathBuf) {
     let codes = dir.join("codes.txt");
-    let h = server::spawn(Config::for_testing(dir.join("server"), &codes)).unwrap();
+    let h = server::spawn(common::backend::server_config(dir.join("server"), &codes)).unwrap();
     (h, codes)
 }
 
@@ -222,7 +222,8 @@ impl Drop for SmtpSink {
 fn email_over_smtp_for_real() {
     let dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(dir.path());
-    let mut cfg = Config::for_testing(dir.path().join("server"), dir.path().join("unused"));
+    let mut cfg =
+        common::backend::server_config(dir.path().join("server"), dir.path().join("unused"));
     cfg.delivery.file = None;
     cfg.delivery.mail_from = Some("Passcrow Test <noreply@passcrow.test>".into());
     cfg.delivery.smtp = Some(SmtpConfig {
@@ -278,7 +279,8 @@ fn email_over_smtp_for_real() {
     }
 
     // Plain SMTP is refused for anything but loopback.
-    let mut bad = Config::for_testing(dir.path().join("server2"), dir.path().join("unused"));
+    let mut bad =
+        common::backend::server_config(dir.path().join("server2"), dir.path().join("unused"));
     bad.delivery.mail_from = Some("noreply@passcrow.test".into());
     bad.delivery.smtp = Some(SmtpConfig {
         url: "smtp://mail.example.org:25".into(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use common::newest_code;
 use passcrow::client::{Client, ClientConfig, ProtectOptions, Recovered};
 use passcrow::payment;
-use passcrow::server::config::{Config, HashcashOffer};
+use passcrow::server::config::HashcashOffer;
 use passcrow::server::{self, Handle};
 use passcrow::testing::{random_key, seal};
 
@@ -21,7 +21,7 @@ const DAY: i64 = 86400;
 /// A test server on loopback that sells 100 days for 8 bits of hashcash
 /// and gives nothing away.
 fn paying_server(dir: &Path) -> Handle {
-    let mut cfg = Config::for_testing(dir.join("server"), dir.join("codes.txt"));
+    let mut cfg = common::backend::server_config(dir.join("server"), dir.join("codes.txt"));
     cfg.payment.free_seconds = 0;
     cfg.payment.hashcash = vec![HashcashOffer {
         bits: BITS,

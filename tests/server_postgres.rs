@@ -1,12 +1,13 @@
 //! Several passcrow-server instances on one PostgreSQL database, over real
-//! HTTP on loopback (tests/pg_cluster/mod.rs starts a real PostgreSQL):
+//! HTTP on loopback (tests/common/pg.rs starts a real PostgreSQL):
 //! what one instance is told holds on the other, every limit counts the
 //! requests of both, a SIGKILLed instance loses no acknowledged escrow,
 //! `migrate` moves a SQLite data set over, and the backend's own
 //! guarantees (schema, durability settings, TLS, sweeping, secrets).
 
 mod common;
-mod pg_cluster;
+
+use common::pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -44,7 +45,7 @@ fn instance_config(dir: &Path, name: &str, url: &str) -> Config {
     let mut cfg = Config::for_testing(dir.join(name), dir.join("codes.txt"));
     cfg.database = Some(url.to_string());
     cfg.master_key_file = Some(dir.join("master.key"));
-    cfg.postgres.password_file = Some(pg_cluster::password_file().to_path_buf());
+    cfg.postgres.password_file = Some(pg::password_file().to_path_buf());
     cfg
 }
 
@@ -59,7 +60,7 @@ struct Pair {
 
 fn pair(tune: impl Fn(&mut Config)) -> Pair {
     let tmp = tempfile::tempdir().unwrap();
-    let url = pg_cluster::cluster().new_database();
+    let url = pg::cluster().new_database();
     let clock = Arc::new(AtomicI64::new(now()));
     let start = |name: &str| {
         let mut cfg = instance_config(tmp.path(), name, &url);
@@ -342,7 +343,7 @@ fn write_config(dir: &Path, name: &str, url: &str) -> std::path::PathBuf {
              postgres.password_file = {:?}\n[delivery]\nfile = {:?}\n",
             data.to_str().unwrap(),
             dir.join("master.key").to_str().unwrap(),
-            pg_cluster::password_file().to_str().unwrap(),
+            pg::password_file().to_str().unwrap(),
             dir.join("codes.txt").to_str().unwrap(),
         ),
     )
@@ -353,7 +354,7 @@ fn write_config(dir: &Path, name: &str, url: &str) -> std::path::PathBuf {
 #[test]
 fn sigkill_of_one_instance_loses_no_acknowledged_escrow() {
     let tmp = tempfile::tempdir().unwrap();
-    let url = pg_cluster::cluster().new_database();
+    let url = pg::cluster().new_database();
     let (proc_a, a) = start_bin(&write_config(tmp.path(), "a", &url));
     let (_proc_b, b) = start_bin(&write_config(tmp.path(), "b", &url));
     type Acked = Vec<(String, String, String, String)>;
@@ -421,10 +422,7 @@ fn migrate_cmd(from: &str, to: &str) -> (bool, String, String) {
     common::run(
         Command::new(env!("CARGO_BIN_EXE_passcrow-server"))
             .args(["migrate", "--from", from, "--to", to])
-            .env(
-                "PASSCROW_DATABASE_PASSWORD",
-                &pg_cluster::cluster().password,
-            )
+            .env("PASSCROW_DATABASE_PASSWORD", &pg::cluster().password)
             .env("RUST_LOG", "warn"),
     )
 }
@@ -451,7 +449,7 @@ fn migrate_moves_a_sqlite_data_set_and_refuses_a_full_target() {
     let sqlite = tmp.path().join("data/passcrow.sqlite");
     let from = format!("sqlite:{}", sqlite.display());
 
-    let url = pg_cluster::cluster().new_database();
+    let url = pg::cluster().new_database();
     let (ok, out, err) = migrate_cmd(&from, &url);
     assert!(ok, "migrate: {out} {err}");
     assert!(out.contains("30 escrow, 1 code"), "{out}");
@@ -484,7 +482,7 @@ fn migrate_moves_a_sqlite_data_set_and_refuses_a_full_target() {
     assert!(!ok && err.contains("--to postgres://"), "{err}");
     let (ok, _, err) = migrate_cmd(
         "sqlite:/nonexistent/x.sqlite",
-        &pg_cluster::cluster().new_database(),
+        &pg::cluster().new_database(),
     );
     assert!(!ok && err.contains("/nonexistent/x.sqlite"), "{err}");
 }
@@ -542,7 +540,7 @@ fn migrate_copies_every_table_and_every_limit_stays_spent() {
         ));
         assert!(q.count_status(&sid("guessed"), day, 3600, 1).unwrap());
     }
-    let url = pg_cluster::cluster().new_database();
+    let url = pg::cluster().new_database();
     let pg = open(&url);
     let copied = passcrow::server::storage::postgres::copy_from_sqlite(&path, &pg).unwrap();
     let n = |t: &str| copied.tables.iter().find(|x| x.0 == t).map(|x| x.1);
@@ -595,19 +593,19 @@ fn migrate_copies_every_table_and_every_limit_stays_spent() {
 }
 
 fn open(url: &str) -> PostgresStorage {
-    PostgresStorage::open(url, &pg_cluster::cluster().settings()).unwrap()
+    PostgresStorage::open(url, &pg::cluster().settings()).unwrap()
 }
 
 #[test]
 fn schema_created_once_by_instances_starting_together_and_newer_refused() {
-    let url = pg_cluster::cluster().new_database();
+    let url = pg::cluster().new_database();
     let barrier = Barrier::new(4);
     std::thread::scope(|s| {
         let ts: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
-                    PostgresStorage::open(&url, &pg_cluster::cluster().settings())
+                    PostgresStorage::open(&url, &pg::cluster().settings())
                         .map(|s| s.schema_version().unwrap())
                 })
             })
@@ -619,8 +617,8 @@ fn schema_created_once_by_instances_starting_together_and_newer_refused() {
             );
         }
     });
-    let c = pg_cluster::cluster();
-    c.admin(pg_cluster::db_name(&url))
+    let c = pg::cluster();
+    c.admin(pg::db_name(&url))
         .batch_execute("UPDATE passcrow_schema SET version = 99")
         .unwrap();
     let e = PostgresStorage::open(&url, &c.settings()).unwrap_err();
@@ -629,9 +627,9 @@ fn schema_created_once_by_instances_starting_together_and_newer_refused() {
 
 #[test]
 fn commits_are_synchronous_even_when_the_database_default_is_off() {
-    let c = pg_cluster::cluster();
+    let c = pg::cluster();
     let url = c.new_database();
-    let db = pg_cluster::db_name(&url);
+    let db = pg::db_name(&url);
     c.admin("postgres")
         .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
         .unwrap();
@@ -649,10 +647,10 @@ fn commits_are_synchronous_even_when_the_database_default_is_off() {
 
 #[test]
 fn tls_with_certificate_verification() {
-    let c = pg_cluster::cluster();
+    let c = pg::cluster();
     let ca = c.ca.as_ref().expect("the test cluster has TLS (openssl)");
     let url = c.new_database();
-    let db = pg_cluster::db_name(&url);
+    let db = pg::db_name(&url);
     let tls = format!(
         "postgres://passcrow_test@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}",
         c.port,
@@ -686,7 +684,7 @@ fn tls_with_certificate_verification() {
 
 #[test]
 fn a_wrong_password_is_named_never_quoted() {
-    let c = pg_cluster::cluster();
+    let c = pg::cluster();
     let url = c.new_database();
     let s = Settings {
         password: Some("not-the-password-1234".to_string().into()),
@@ -699,7 +697,7 @@ fn a_wrong_password_is_named_never_quoted() {
 
 #[test]
 fn one_instance_sweeps_at_a_time() {
-    let c = pg_cluster::cluster();
+    let c = pg::cluster();
     let url = c.new_database();
     let s = open(&url);
     for i in 0..10 {
@@ -708,7 +706,7 @@ fn one_instance_sweeps_at_a_time() {
             .unwrap());
     }
     // Another instance is sweeping (holds the sweep lock): we skip.
-    let mut other = c.admin(pg_cluster::db_name(&url));
+    let mut other = c.admin(pg::db_name(&url));
     other
         .batch_execute("SELECT pg_advisory_lock(x'7063727773776570'::bigint)")
         .unwrap();
@@ -775,9 +773,9 @@ fn the_reference_client_against_two_instances_alternately() {
 
 #[test]
 fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
-    let c = pg_cluster::cluster();
+    let c = pg::cluster();
     let url = c.new_database();
-    let db = pg_cluster::db_name(&url);
+    let db = pg::db_name(&url);
     let s = open(&url);
     assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
     // As a restart or failover would: every connection of ours is cut.

@@ -1,6 +1,6 @@
 //! The storage contract, checked against every backend: each check below
 //! is a function of a [`Db`] and runs once on a SQLite file and once on
-//! its own PostgreSQL database (tests/postgres/mod.rs starts a real
+//! its own PostgreSQL database (tests/common/pg.rs starts a real
 //! server). A backend that passes them serves the protocol alike.
 //!
 //! [`Db::open`] opens another handle on the same database, as a second
@@ -11,9 +11,11 @@
 //! A new method of `Storage` gets its checks here, in the `conformance!`
 //! list at the bottom: both backends then run them.
 
-mod pg_cluster;
+mod common;
 
 use std::sync::Barrier;
+
+use common::pg;
 
 use passcrow::server::storage::{
     BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup, Spend,
@@ -60,7 +62,7 @@ fn sqlite() -> Db {
 }
 
 fn pg() -> Db {
-    let c = pg_cluster::cluster();
+    let c = pg::cluster();
     let url = c.new_database();
     let settings = c.settings();
     Db {

@@ -2,6 +2,9 @@
 //! client) in a venv made by scripts/ref-venv.sh, and code-file reading.
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;

@@ -5,8 +5,6 @@
 //! fresh database for each test.
 //!
 //! When the cluster cannot be started the tests fail, never skip.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
