@@ -5,6 +5,7 @@
 //!     store N one-day escrows in DIR's database through the storage layer
 //!     (sealed like real ones, 10,000 per transaction); prints one JSON line.
 //! bench_server load --url URL --codes FILE --seconds S --concurrency C [--label L] [--policy-only]
+//!     [--server-pid PID]   (then the JSON says how many cores the server used)
 //!     run escrow -> verify -> recover cycles (1-day escrows paid free, a
 //!     fresh identity per cycle, codes read from the server's code file)
 //!     for S seconds on C connections; prints one JSON line with requests
@@ -167,6 +168,19 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// CPU seconds (user + system) process `pid` ("self" for this one) has
+/// used, from /proc (in USER_HZ ticks, 100 a second on Linux); 0 where
+/// /proc is missing.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
 fn load(args: &[String]) {
     let url = need(args, "--url");
     let codes_path = PathBuf::from(need(args, "--codes"));
@@ -189,6 +203,12 @@ fn load(args: &[String]) {
         seen: HashMap::new(),
     }));
     let all = Arc::new(Mutex::new(Lat::default()));
+    // The server's process, to say how much CPU each side used: with both
+    // on one machine, a generator near a full share of the cores would be
+    // the bottleneck rather than the server.
+    let server_pid = arg(args, "--server-pid");
+    let server_cpu0 = server_pid.as_deref().map(cpu_seconds);
+    let cpu0 = cpu_seconds("self");
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let t0 = Instant::now();
     let mut threads = vec![];
@@ -283,6 +303,11 @@ fn load(args: &[String]) {
         let _ = t.join();
     }
     let secs = t0.elapsed().as_secs_f64();
+    let generator_cores = (cpu_seconds("self") - cpu0) / secs;
+    let server_cores = server_pid
+        .as_deref()
+        .zip(server_cpu0)
+        .map(|(p, c0)| (cpu_seconds(p) - c0) / secs);
     let mut a = all.lock().unwrap_or_else(|p| p.into_inner());
     let mut every: Vec<f64> = a
         .escrow
@@ -308,6 +333,9 @@ fn load(args: &[String]) {
             "escrow": summary(&mut a.escrow),
             "verify": summary(&mut a.verify),
             "recover": summary(&mut a.recover),
+            "generator-cores": generator_cores,
+            "server-cores": server_cores,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         })
     );
 }

@@ -19,7 +19,7 @@ use common::pg;
 
 use passcrow::server::storage::{
     BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup, Spend,
-    Started, Storage, StoredId,
+    Started, Storage, StoredId, VerificationCharge,
 };
 
 /// A test's id as a stored id (its bytes, zero-padded to 32).
@@ -729,6 +729,117 @@ fn a_delivery_budget_holds_across_instances(db: &Db) {
         .all(|g| matches!(g, Charged::Counted(_) | Charged::Over(1))));
 }
 
+/// How many messages the budget `all` (limit 1000 an hour) has counted at
+/// `now`: one more charge's count, less that one.
+fn counted_so_far(s: &dyn Storage, now: i64) -> u32 {
+    let c = Charge {
+        recipient: [7; 16],
+        limits: vec![budget("all", 3600, 1000, 0)],
+        reserve_ok: false,
+        force: false,
+    };
+    let Charged::Counted(n) = s.charge_delivery(&c, now).unwrap() else {
+        panic!("counted")
+    };
+    n[0].used - 1
+}
+
+fn a_code_and_its_verification_count_together_or_not_at_all(db: &Db) {
+    let s = db.open();
+    let charge = |recipient_limit| Charge {
+        recipient: [9; 16],
+        limits: vec![
+            budget("r:x", 3600, recipient_limit, 0),
+            budget("all", 3600, 1000, 0),
+        ],
+        reserve_ok: false,
+        force: false,
+    };
+    let (v, w) = (sid("v"), sid("w"));
+    assert!(s.insert_escrow(&v, 100_000, b"x", 10).unwrap());
+    assert!(s.insert_escrow(&w, 100_000, b"x", 10).unwrap());
+    // Two of two in the escrow's hour: both counted, message and hour.
+    for used in 1..=2 {
+        let VerificationCharge::Started(counted, started) = s
+            .charge_and_start_verification(&charge(10), &v, 20, 3600, 2)
+            .unwrap()
+        else {
+            panic!("started")
+        };
+        assert_eq!((counted[0].used, counted[1].used), (used, used));
+        assert_eq!(started.window, 0, "the escrow's first window");
+    }
+    // The hour is full: refused, and the message is not counted either.
+    assert_eq!(
+        s.charge_and_start_verification(&charge(10), &v, 21, 3600, 2)
+            .unwrap(),
+        VerificationCharge::WindowFull
+    );
+    assert_eq!(
+        counted_so_far(&*s, 22),
+        2,
+        "the refused one charged nothing"
+    );
+    // No such escrow, or a frozen one: the same.
+    assert_eq!(
+        s.charge_and_start_verification(&charge(10), &sid("none"), 23, 3600, 2)
+            .unwrap(),
+        VerificationCharge::WindowFull
+    );
+    assert_eq!(counted_so_far(&*s, 24), 3, "only the probe itself");
+    // The recipient's budget is spent: the charge's refusal, reported
+    // first, and no verification counted (w's single place is still free).
+    assert_eq!(
+        s.charge_and_start_verification(&charge(2), &w, 25, 3600, 1)
+            .unwrap(),
+        VerificationCharge::Refused(Charged::Over(0))
+    );
+    assert!(s.start_verification(&w, 26, 3600, 1).unwrap().is_some());
+    // A failed delivery's refund gives the message back as before (an
+    // hour later: new windows, the message the first of its own).
+    let VerificationCharge::Started(counted, _) = s
+        .charge_and_start_verification(&charge(10), &v, 3620, 3600, 2)
+        .unwrap()
+    else {
+        panic!("a new hour")
+    };
+    s.refund_delivery(&counted).unwrap();
+    assert_eq!(counted[0].used, 1);
+    let VerificationCharge::Started(again, _) = s
+        .charge_and_start_verification(&charge(10), &v, 3621, 3600, 2)
+        .unwrap()
+    else {
+        panic!("the second of the new hour")
+    };
+    assert_eq!(again[0].used, 1, "the refund gave it back");
+}
+
+fn a_code_and_its_verification_hold_across_instances(db: &Db) {
+    let s = db.open();
+    let v = sid("v");
+    assert!(s.insert_escrow(&v, 100_000, b"x", 10).unwrap());
+    let got = race(db, 12, |i, s| {
+        let c = Charge {
+            recipient: [i as u8; 16],
+            limits: vec![budget("r:same", 3600, 100, 0), budget("all", 3600, 1000, 0)],
+            reserve_ok: false,
+            force: false,
+        };
+        s.charge_and_start_verification(&c, &v, 20, 3600, 4)
+            .unwrap()
+    });
+    let started = got
+        .iter()
+        .filter(|g| matches!(g, VerificationCharge::Started(..)))
+        .count();
+    assert_eq!(started, 4, "{got:?}");
+    assert!(got.iter().all(|g| matches!(
+        g,
+        VerificationCharge::Started(..) | VerificationCharge::WindowFull
+    )));
+    assert_eq!(counted_so_far(&*s, 30), 4, "the 8 refused charged nothing");
+}
+
 fn status_calls_are_counted_per_window(db: &Db) {
     let s = db.open();
     let a = sid("a");
@@ -780,4 +891,6 @@ conformance!(
     delivery_budgets_refunds_and_suppression,
     a_delivery_budget_holds_across_instances,
     status_calls_are_counted_per_window,
+    a_code_and_its_verification_count_together_or_not_at_all,
+    a_code_and_its_verification_hold_across_instances,
 );

@@ -32,7 +32,9 @@ use crate::proto::Identity;
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::delivery::{Contact, Outgoing};
 use crate::server::seal::RECIPIENT_LEN;
-use crate::server::storage::{BudgetLimit, Charge, Charged, Counted};
+use crate::server::storage::{
+    BudgetLimit, Charge, Charged, Counted, Started, StoredId, VerificationCharge,
+};
 use crate::server::Server;
 
 /// Seconds in an hour and a day (the budget windows).
@@ -267,18 +269,64 @@ impl Server {
         escrow_created: i64,
         class: MessageClass,
     ) -> ApiResult<Spent> {
-        self.check_destination(to)?;
         let now = self.now();
+        let charge = self.charge_for(to, escrow_created, class, now)?;
+        let charged = self.storage.charge_delivery(&charge, now)?;
+        self.charged(charged, &charge.limits, to)
+    }
+
+    /// [`Server::charge`] for the message carrying a new code of the
+    /// escrow `sid`, and the count of that verification in the escrow's
+    /// hour (at most `per_hour`), in one storage transaction and one sync.
+    /// `Ok(None)`: the hour is full, and nothing was counted.
+    pub(crate) fn charge_code(
+        &self,
+        to: &Identity,
+        escrow_created: i64,
+        sid: &StoredId,
+        per_hour: u32,
+    ) -> ApiResult<Option<(Spent, Started)>> {
+        let now = self.now();
+        let charge = self.charge_for(to, escrow_created, MessageClass::Code, now)?;
+        match self
+            .storage
+            .charge_and_start_verification(&charge, sid, now, HOUR, per_hour)?
+        {
+            VerificationCharge::Refused(refused) => {
+                self.charged(refused, &charge.limits, to).map(|_| None)
+            }
+            VerificationCharge::WindowFull => Ok(None),
+            VerificationCharge::Started(counted, started) => {
+                let spent = self.charged(Charged::Counted(counted), &charge.limits, to)?;
+                Ok(Some((spent, started)))
+            }
+        }
+    }
+
+    /// What a message to `to` is counted against (after the opt-out list
+    /// and the SMS countries, which refuse before anything is counted).
+    fn charge_for(
+        &self,
+        to: &Identity,
+        escrow_created: i64,
+        class: MessageClass,
+        now: i64,
+    ) -> ApiResult<Charge> {
+        self.check_destination(to)?;
         let rcpt = self.recipient_hash(to);
         let limits = self.limits(&rcpt, to);
-        let charge = Charge {
+        Ok(Charge {
             recipient: rcpt,
-            limits: limits.clone(),
+            limits,
             reserve_ok: now.saturating_sub(escrow_created)
                 >= self.cfg.outbound.reserve_after_seconds,
             force: class == MessageClass::Alert,
-        };
-        match self.storage.charge_delivery(&charge, now)? {
+        })
+    }
+
+    /// The answer to what the storage did with a charge.
+    fn charged(&self, charged: Charged, limits: &[BudgetLimit], to: &Identity) -> ApiResult<Spent> {
+        match charged {
             Charged::Suppressed => Err(ApiError::new(
                 ErrorKind::BadRequest,
                 format!(
@@ -326,7 +374,7 @@ impl Server {
                 Err(e)
             }
             Charged::Counted(counted) => {
-                self.warn_if_budget_low(&counted, &limits, to);
+                self.warn_if_budget_low(&counted, limits, to);
                 Ok(Spent { counted })
             }
         }

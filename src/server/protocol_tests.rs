@@ -1448,6 +1448,17 @@ impl Storage for CountingScans {
     ) -> storage::StorageResult<Option<storage::Started>> {
         self.inner.start_verification(id, now, window, max)
     }
+    fn charge_and_start_verification(
+        &self,
+        charge: &storage::Charge,
+        id: &storage::StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> storage::StorageResult<storage::VerificationCharge> {
+        self.inner
+            .charge_and_start_verification(charge, id, now, window, max)
+    }
     fn set_code(
         &self,
         id: &storage::StoredId,

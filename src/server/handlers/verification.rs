@@ -3,10 +3,10 @@
 //! `budgets.rs`), and a notice to its watcher if any.
 //!
 //! The checks are ordered so that a refusal changes nothing: the
-//! destination and the delivery budgets first (one transaction that
-//! counts only if every budget has room), then the escrow's own hourly
-//! count (a refusal there gives the budget back), then the delivery (a
-//! failure gives both back), and only then is the new code stored.
+//! destination first, then the delivery budgets and the escrow's own
+//! hourly count in one transaction (one sync) that counts only if every
+//! budget and the hour have room, then the delivery (a failure gives both
+//! back), and only then is the new code stored.
 
 use rand::Rng;
 
@@ -51,12 +51,12 @@ impl Server {
         let code = SecretString::new(format!("{prefix}{n:06}"));
         let expiration = now + tmo;
         let mac = self.keys.code_mac(&found.key, code.expose_secret());
-        // Opt-out, SMS country and delivery budgets: a refusal counts
-        // nothing, here or below.
-        let charged = self.charge(&esd.verify, found.row.created, MessageClass::Code)?;
+        // Opt-out, SMS country, delivery budgets and the escrow's own hour,
+        // in one transaction: a refusal counts nothing.
         let per_hour = self.cfg.verifications_per_hour;
-        let Some(started) = self.storage.start_verification(&sid, now, 3600, per_hour)? else {
-            self.refund(charged);
+        let Some((charged, started)) =
+            self.charge_code(&esd.verify, found.row.created, &sid, per_hour)?
+        else {
             let mut e = ApiError::rate_limited();
             e.message = format!(
                 "Sorry, rate limited. At most {per_hour} verification requests per hour for one escrow."

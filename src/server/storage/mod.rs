@@ -348,6 +348,20 @@ pub enum Charged {
     Over(usize),
 }
 
+/// What [`Storage::charge_and_start_verification`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerificationCharge {
+    /// The code's message was refused (`Suppressed` or `Over`, as
+    /// [`Storage::charge_delivery`] refuses): nothing counted.
+    Refused(Charged),
+    /// The escrow's window is full (or there is no such escrow, or it is
+    /// frozen): nothing counted, the message neither.
+    WindowFull,
+    /// The message counted against every budget (in order), and the
+    /// verification in the escrow's window.
+    Started(Vec<Counted>, Started),
+}
+
 /// The operations the protocol needs.
 pub trait Storage: Send + Sync {
     /// Store an escrow under `id` unless a live one has it; returns whether
@@ -421,6 +435,20 @@ pub trait Storage: Send + Sync {
         window: i64,
         max: u32,
     ) -> StorageResult<Option<Started>>;
+    /// [`Storage::charge_delivery`] for the message carrying a new code,
+    /// then [`Storage::start_verification`] for its escrow, in one
+    /// transaction and one sync: both count, or neither does (a full
+    /// window gives the message's charge back before anything is
+    /// written). A refused charge is reported first, as when the two are
+    /// made one after the other. Durable before it returns.
+    fn charge_and_start_verification(
+        &self,
+        charge: &Charge,
+        id: &StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> StorageResult<VerificationCharge>;
     /// Make `mac` (the keyed hash of a code just delivered) the pending
     /// code of the escrow `id` whose stored data is `sealed` (as read
     /// before the delivery), replacing a code that expires no later: of

@@ -44,7 +44,7 @@ use postgres::{Client, Row};
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
     GuessesLeft, Inserted, Lookup, Spend, Started, Storage, StorageError, StorageResult, StoredId,
-    Swept,
+    Swept, VerificationCharge,
 };
 
 pub use connect::Settings;
@@ -121,6 +121,110 @@ impl Tx<'_> {
     fn abandon(&mut self) {
         self.rollback = true;
     }
+}
+
+/// Count a message against every budget of `charge` (see
+/// [`Storage::charge_delivery`]); a refusal abandons the transaction.
+fn charge_in(t: &mut Tx<'_>, charge: &Charge, now: i64) -> Result<Charged, postgres::Error> {
+    let recipient: &[u8] = &charge.recipient;
+    // Each budget's row is made if missing and locked (FOR UPDATE)
+    // before it is read, so charges on every instance take turns on
+    // it; everything is decided before anything is written, and a
+    // refusal rolls back (the rows made for it too).
+    let suppressed: bool = t
+        .one(
+            "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
+            &[bytes(&recipient)],
+        )?
+        .get(0);
+    if suppressed {
+        t.abandon();
+        return Ok(Charged::Suppressed);
+    }
+    let mut counted = Vec::with_capacity(charge.limits.len());
+    for (i, l) in charge.limits.iter().enumerate() {
+        let scope: &str = &l.scope;
+        t.exec(
+            "INSERT INTO delivery_budget (scope, win, start, used, reserve)
+             VALUES ($1, $2, $3, 0, 0) ON CONFLICT (scope, win) DO NOTHING",
+            &[text(&scope), int(&l.window), int(&now)],
+        )?;
+        let r = t.one(
+            "SELECT start, used, reserve FROM delivery_budget
+             WHERE scope = $1 AND win = $2 FOR UPDATE",
+            &[text(&scope), int(&l.window)],
+        )?;
+        let (start, used, reserve): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        let (used, reserve) = (count32(used), count32(reserve));
+        // A window starts with the first message counted in it.
+        let (start, used, reserve) = if start + l.window > now && start <= now {
+            (start, used, reserve)
+        } else {
+            (now, 0, 0)
+        };
+        let (reserve_hit, used, reserve) = if used < l.limit {
+            (false, used + 1, reserve)
+        } else if charge.reserve_ok && reserve < l.reserve {
+            (true, used, reserve + 1)
+        } else if charge.force {
+            (false, used.saturating_add(1), reserve)
+        } else {
+            t.abandon();
+            return Ok(Charged::Over(i));
+        };
+        counted.push((
+            Counted {
+                scope: l.scope.clone(),
+                window: l.window,
+                start,
+                reserve: reserve_hit,
+                used,
+            },
+            reserve,
+        ));
+    }
+    for (k, reserve) in &counted {
+        let scope: &str = &k.scope;
+        let (used, reserve) = (i64::from(k.used), i64::from(*reserve));
+        t.exec(
+            "UPDATE delivery_budget SET start = $3, used = $4, reserve = $5
+             WHERE scope = $1 AND win = $2",
+            &[
+                text(&scope),
+                int(&k.window),
+                int(&k.start),
+                int(&used),
+                int(&reserve),
+            ],
+        )?;
+    }
+    Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
+}
+
+/// Count a verification of `id` in its window (see
+/// [`Storage::start_verification`]); `None`, changing nothing, when the
+/// window is full, the escrow frozen or missing.
+fn start_verification_in(
+    t: &mut Tx<'_>,
+    id: &StoredId,
+    now: i64,
+    window: i64,
+    max: u32,
+) -> Result<Option<Started>, postgres::Error> {
+    let id: &[u8] = id.as_bytes();
+    let max = i64::from(max);
+    // One UPDATE: after waiting for the row's lock it re-reads the row, so
+    // `vcount < max` holds across instances.
+    let row = t.opt(
+        "UPDATE escrow SET
+             vcount = CASE WHEN vwin + $3 <= $2 THEN 1 ELSE vcount + 1 END,
+             vfail  = CASE WHEN vwin + $3 <= $2 THEN 0 ELSE vfail END,
+             vwin   = CASE WHEN vwin + $3 <= $2 THEN $2 ELSE vwin END
+         WHERE id = $1 AND frozen = 0 AND (vwin + $3 <= $2 OR vcount < $4)
+         RETURNING vwin",
+        &[bytes(&id), int(&now), int(&window), int(&max)],
+    )?;
+    Ok(row.map(|r| Started { window: r.get(0) }))
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -598,22 +702,37 @@ impl Storage for PostgresStorage {
         window: i64,
         max: u32,
     ) -> StorageResult<Option<Started>> {
-        let id: &[u8] = id.as_bytes();
-        let max = i64::from(max);
-        // One UPDATE: after waiting for the row's lock it re-reads the
-        // row, so `vcount < max` holds across instances.
-        let row = self.run("counting a verification", Mode::Statement, |t| {
-            t.opt(
-                "UPDATE escrow SET
-                     vcount = CASE WHEN vwin + $3 <= $2 THEN 1 ELSE vcount + 1 END,
-                     vfail  = CASE WHEN vwin + $3 <= $2 THEN 0 ELSE vfail END,
-                     vwin   = CASE WHEN vwin + $3 <= $2 THEN $2 ELSE vwin END
-                 WHERE id = $1 AND frozen = 0 AND (vwin + $3 <= $2 OR vcount < $4)
-                 RETURNING vwin",
-                &[bytes(&id), int(&now), int(&window), int(&max)],
-            )
-        })?;
-        Ok(row.map(|r| Started { window: r.get(0) }))
+        self.run("counting a verification", Mode::Statement, |t| {
+            start_verification_in(t, id, now, window, max)
+        })
+    }
+
+    fn charge_and_start_verification(
+        &self,
+        charge: &Charge,
+        id: &StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> StorageResult<VerificationCharge> {
+        self.run(
+            "counting a code's message and its verification",
+            Mode::Durable,
+            |t| {
+                let counted = match charge_in(t, charge, now)? {
+                    Charged::Counted(counted) => counted,
+                    refused => return Ok(VerificationCharge::Refused(refused)),
+                };
+                Ok(match start_verification_in(t, id, now, window, max)? {
+                    Some(started) => VerificationCharge::Started(counted, started),
+                    None => {
+                        // The message's charge goes with it.
+                        t.abandon();
+                        VerificationCharge::WindowFull
+                    }
+                })
+            },
+        )
     }
 
     fn set_code(
@@ -832,80 +951,8 @@ impl Storage for PostgresStorage {
     }
 
     fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged> {
-        let recipient: &[u8] = &charge.recipient;
-        // Each budget's row is made if missing and locked (FOR UPDATE)
-        // before it is read, so charges on every instance take turns on
-        // it; everything is decided before anything is written, and a
-        // refusal rolls back (the rows made for it too).
         self.run("counting a message", Mode::Durable, |t| {
-            let suppressed: bool = t
-                .one(
-                    "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
-                    &[bytes(&recipient)],
-                )?
-                .get(0);
-            if suppressed {
-                t.abandon();
-                return Ok(Charged::Suppressed);
-            }
-            let mut counted = Vec::with_capacity(charge.limits.len());
-            for (i, l) in charge.limits.iter().enumerate() {
-                let scope: &str = &l.scope;
-                t.exec(
-                    "INSERT INTO delivery_budget (scope, win, start, used, reserve)
-                     VALUES ($1, $2, $3, 0, 0) ON CONFLICT (scope, win) DO NOTHING",
-                    &[text(&scope), int(&l.window), int(&now)],
-                )?;
-                let r = t.one(
-                    "SELECT start, used, reserve FROM delivery_budget
-                     WHERE scope = $1 AND win = $2 FOR UPDATE",
-                    &[text(&scope), int(&l.window)],
-                )?;
-                let (start, used, reserve): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-                let (used, reserve) = (count32(used), count32(reserve));
-                // A window starts with the first message counted in it.
-                let (start, used, reserve) = if start + l.window > now && start <= now {
-                    (start, used, reserve)
-                } else {
-                    (now, 0, 0)
-                };
-                let (reserve_hit, used, reserve) = if used < l.limit {
-                    (false, used + 1, reserve)
-                } else if charge.reserve_ok && reserve < l.reserve {
-                    (true, used, reserve + 1)
-                } else if charge.force {
-                    (false, used.saturating_add(1), reserve)
-                } else {
-                    t.abandon();
-                    return Ok(Charged::Over(i));
-                };
-                counted.push((
-                    Counted {
-                        scope: l.scope.clone(),
-                        window: l.window,
-                        start,
-                        reserve: reserve_hit,
-                        used,
-                    },
-                    reserve,
-                ));
-            }
-            for (k, reserve) in &counted {
-                let scope: &str = &k.scope;
-                let (used, reserve) = (i64::from(k.used), i64::from(*reserve));
-                t.exec(
-                    "UPDATE delivery_budget SET start = $3, used = $4, reserve = $5
-                     WHERE scope = $1 AND win = $2",
-                    &[
-                        text(&scope),
-                        int(&k.window),
-                        int(&k.start),
-                        int(&used),
-                        int(&reserve),
-                    ],
-                )?;
-            }
-            Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
+            charge_in(t, charge, now)
         })
     }
 

@@ -12,7 +12,7 @@ use super::schema;
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
     GuessesLeft, Inserted, Lookup, Rekey, Spend, Started, Storage, StorageError, StorageResult,
-    StoredId, Swept,
+    StoredId, Swept, VerificationCharge,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -196,6 +196,31 @@ fn insert_row(
 
 /// [`Storage::charge_delivery`] inside a transaction: decide every budget
 /// first, then write them all (or nothing).
+/// Count a verification of `id` in its window of `window` seconds (see
+/// [`Storage::start_verification`]); `None`, changing nothing, when the
+/// window is full, the escrow frozen or missing.
+fn start_verification_in(
+    c: &Connection,
+    id: &StoredId,
+    now: i64,
+    window: i64,
+    max: u32,
+) -> StorageResult<Option<Started>> {
+    // Start a new window, or count in the current one while under max.
+    let window: Option<i64> = c
+        .prepare_cached(
+            "UPDATE escrow SET
+                 vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
+                 vfail  = CASE WHEN vwin + ?3 <= ?2 THEN 0 ELSE vfail END,
+                 vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
+             WHERE id = ?1 AND frozen = 0 AND (vwin + ?3 <= ?2 OR vcount < ?4)
+             RETURNING vwin",
+        )?
+        .query_row(params![id, now, window, max], |r| r.get(0))
+        .optional()?;
+    Ok(window.map(|window| Started { window }))
+}
+
 fn charge_in(c: &Connection, charge: &Charge, now: i64) -> StorageResult<Charged> {
     let suppressed: bool = c
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
@@ -714,20 +739,39 @@ impl Storage for SqliteStorage {
         max: u32,
     ) -> StorageResult<Option<Started>> {
         let id = *id;
+        self.write_durable(move |c| start_verification_in(c, &id, now, window, max))
+    }
+
+    fn charge_and_start_verification(
+        &self,
+        charge: &Charge,
+        id: &StoredId,
+        now: i64,
+        window: i64,
+        max: u32,
+    ) -> StorageResult<VerificationCharge> {
+        let (charge, id) = (charge.clone(), *id);
         self.write_durable(move |c| {
-            // Start a new window, or count in the current one while under max.
-            let window: Option<i64> = c
-                .prepare_cached(
-                    "UPDATE escrow SET
-                         vcount = CASE WHEN vwin + ?3 <= ?2 THEN 1 ELSE vcount + 1 END,
-                         vfail  = CASE WHEN vwin + ?3 <= ?2 THEN 0 ELSE vfail END,
-                         vwin   = CASE WHEN vwin + ?3 <= ?2 THEN ?2 ELSE vwin END
-                     WHERE id = ?1 AND frozen = 0 AND (vwin + ?3 <= ?2 OR vcount < ?4)
-                     RETURNING vwin",
-                )?
-                .query_row(params![id, now, window, max], |r| r.get(0))
-                .optional()?;
-            Ok(window.map(|window| Started { window }))
+            // A savepoint inside the group's transaction: a full window
+            // undoes the charge, and only this job's changes.
+            c.execute_batch("SAVEPOINT verification")?;
+            let outcome = (|| {
+                let counted = match charge_in(c, &charge, now)? {
+                    Charged::Counted(counted) => counted,
+                    refused => return Ok(VerificationCharge::Refused(refused)),
+                };
+                Ok(match start_verification_in(c, &id, now, window, max)? {
+                    Some(started) => VerificationCharge::Started(counted, started),
+                    None => VerificationCharge::WindowFull,
+                })
+            })();
+            let keep = matches!(outcome, Ok(VerificationCharge::Started(..)));
+            c.execute_batch(if keep {
+                "RELEASE verification"
+            } else {
+                "ROLLBACK TO verification; RELEASE verification"
+            })?;
+            outcome
         })
     }
 
