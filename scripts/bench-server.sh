@@ -23,7 +23,8 @@
 # Prints a table (and the raw JSON lines). Bounded: about 8 minutes after
 # the build. Knobs (environment): BENCH_SECONDS (15), BENCH_CONCURRENCY
 # ("4 16 64"), BENCH_FILL (1000000), BENCH_REF_FILL_SECONDS (60),
-# BENCH_DIR (a temp dir).
+# BENCH_DIR (a temp dir), BENCH_PROFILE (set: a perf CPU profile of our
+# server at each concurrency, summarised after the table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,10 +102,19 @@ for c in $concs; do
             -p "$ours_pid" -o "$work/ours-syncs-$c.csv" -- sleep "$secs" &
         perf_pid=$!
     fi
+    # BENCH_PROFILE=1: a CPU profile of the server during the load
+    # (perf record, call graphs), summarised after the table.
+    prof_pid=""
+    if [ -n "${BENCH_PROFILE:-}" ]; then
+        perf record -q -F 499 -g -p "$ours_pid" -o "$work/ours-perf-$c.data" \
+            -- sleep "$secs" 2>/dev/null &
+        prof_pid=$!
+    fi
     "$bin/examples/bench_server" load --url "$url" --codes "$work/ours-codes.txt" \
         --seconds "$secs" --concurrency "$c" --label passcrow-server \
         --server-pid "$ours_pid" >"$work/ours-load-$c.json"
     [ -n "$perf_pid" ] && wait "$perf_pid" || true
+    [ -n "$prof_pid" ] && wait "$prof_pid" || true
     log "ours: $secs s of the policy document alone on $c connections"
     "$bin/examples/bench_server" load --url "$url" --codes "$work/ours-codes.txt" \
         --seconds "$secs" --concurrency "$c" --label passcrow-server-policy \
@@ -131,6 +141,18 @@ for c in $concs; do
 done
 kill -TERM "$ref_pid"
 wait "$ref_pid" || true
+
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    for c in $concs; do
+        f="$work/ours-perf-$c.data"
+        [ -s "$f" ] || continue
+        {
+            echo "== where passcrow-server spends its CPU on $c connections (perf, self time by shared object, then by symbol)"
+            perf report -i "$f" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12 || true
+            perf report -i "$f" --stdio --no-children --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 || true
+        } >"$work/ours-profile-$c.txt"
+    done
+fi
 
 # --- the table ---------------------------------------------------------------
 python3 - "$work" "$ours_bytes" "$ref_fill_secs" $concs <<'PY'
@@ -195,6 +217,11 @@ print('limits switched off for the run: ours: the per-address request rate (rate
       ' (limits.max_escrows) and on free escrows a day (limits.max_free_escrows_per_day); each'
       ' cycle has its own recipient, so no per-recipient budget is reached; the reference: its'
       ' per-address rate limit (patched off by tests/support/ref_server.py --no-rate-limit)')
+for c in concs:
+    f = '%s/ours-profile-%d.txt' % (work, c)
+    if os.path.exists(f):
+        print()
+        print(open(f).read().rstrip())
 print()
 for n in ['ours-fill.json', 'ref-fill.json'] + ['%s-%d.json' % (k, c) for c in concs
                                                for k in ('ours-load', 'ours-ceiling', 'ref-load')]:

@@ -194,8 +194,6 @@ fn insert_row(
     Ok(n == 1)
 }
 
-/// [`Storage::charge_delivery`] inside a transaction: decide every budget
-/// first, then write them all (or nothing).
 /// Count a verification of `id` in its window of `window` seconds (see
 /// [`Storage::start_verification`]); `None`, changing nothing, when the
 /// window is full, the escrow frozen or missing.
@@ -221,6 +219,8 @@ fn start_verification_in(
     Ok(window.map(|window| Started { window }))
 }
 
+/// [`Storage::charge_delivery`] inside a transaction: decide every budget
+/// first, then write them all (or nothing).
 fn charge_in(c: &Connection, charge: &Charge, now: i64) -> StorageResult<Charged> {
     let suppressed: bool = c
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = ?1)")?
