@@ -1,9 +1,11 @@
 //! Load benchmark helper for passcrow-server (see scripts/bench-server.sh).
 //!
 //! ```text
-//! bench_server fill --data DIR --count N
-//!     store N one-day escrows in DIR's database through the storage layer
-//!     (sealed like real ones, 10,000 per transaction); prints one JSON line.
+//! bench_server fill --data DIR --count N [--database URL]
+//!     store N one-day escrows in DIR's database (or the PostgreSQL one at
+//!     URL, its password in $PASSCROW_DATABASE_PASSWORD) through the
+//!     storage layer (sealed like real ones, 10,000 per transaction);
+//!     prints one JSON line.
 //! bench_server load --url URL --codes FILE --seconds S --concurrency C [--label L] [--policy-only]
 //!     [--server-pid PID]   (then the JSON says how many cores the server used)
 //!     run escrow -> verify -> recover cycles (1-day escrows paid free, a
@@ -84,6 +86,9 @@ fn fill(args: &[String]) {
     let mut cfg = Config::new(&data);
     cfg.create_master_key = true;
     cfg.delivery.file = Some(data.join("codes.txt"));
+    // A PostgreSQL URL (its password in $PASSCROW_DATABASE_PASSWORD), or
+    // the SQLite file in DIR.
+    cfg.database = arg(args, "--database");
     let server = Server::open(cfg).expect("open the server's storage");
     let t0 = Instant::now();
     let exp = now() + 86400;

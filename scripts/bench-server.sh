@@ -23,7 +23,9 @@
 # Prints a table (and the raw JSON lines). Bounded: about 8 minutes after
 # the build. Knobs (environment): BENCH_SECONDS (15), BENCH_CONCURRENCY
 # ("4 16 64"), BENCH_FILL (1000000), BENCH_REF_FILL_SECONDS (60),
-# BENCH_DIR (a temp dir), BENCH_PROFILE (set: a perf CPU profile of our
+# BENCH_DIR (a temp dir), BENCH_DATABASE=postgres (ours on a throwaway
+# PostgreSQL cluster on loopback, scripts/pg-test-cluster.sh, instead of
+# SQLite; disk per escrow is then the database's size), BENCH_PROFILE (set: a perf CPU profile of our
 # server at each concurrency, summarised after the table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,9 @@ ref_fill_secs=${BENCH_REF_FILL_SECONDS:-60}
 log() { printf 'bench-server: %s\n' "$*" >&2; }
 
 log "building (release)"
-cargo build --release --quiet --features server,testing --bin passcrow-server --example bench_server
+features=server,testing
+[ "${BENCH_DATABASE:-}" = postgres ] && features=server,testing,postgres
+cargo build --release --quiet --features "$features" --bin passcrow-server --example bench_server
 bin=target/release
 py=$(scripts/ref-venv.sh)
 
@@ -65,11 +69,29 @@ wait_for() { # FILE: wait until it is non-empty
 }
 
 # --- ours -------------------------------------------------------------------
+db_line=""
+pg_size() { :; }
+if [ "${BENCH_DATABASE:-}" = postgres ]; then
+    log "ours: on PostgreSQL: starting a throwaway cluster"
+    pg_out=$(bash scripts/pg-test-cluster.sh $$)
+    pg_port=$(sed -n 's/^port=//p' <<<"$pg_out")
+    PASSCROW_DATABASE_PASSWORD=$(cat "$(sed -n 's/^password_file=//p' <<<"$pg_out")")
+    export PASSCROW_DATABASE_PASSWORD
+    pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/psql | tail -n 1)")
+    psql_() { PGPASSWORD=$PASSCROW_DATABASE_PASSWORD "$pg_bin/psql" -qAt -h 127.0.0.1 \
+        -p "$pg_port" -U passcrow_test "$@"; }
+    psql_ -d postgres -c "CREATE DATABASE bench"
+    pg_url="postgres://passcrow_test@127.0.0.1:$pg_port/bench"
+    db_line="database = \"$pg_url\""
+    pg_size() { psql_ -d postgres -c "SELECT pg_database_size('bench')"; }
+fi
 log "ours: storing $fill escrows through the storage layer"
-"$bin/examples/bench_server" fill --data "$work/ours" --count "$fill" >"$work/ours-fill.json"
+"$bin/examples/bench_server" fill --data "$work/ours" --count "$fill" \
+    ${pg_url:+--database "$pg_url"} >"$work/ours-fill.json"
 cat >"$work/ours.toml" <<TOML
 listen = "127.0.0.1:0"
 data_dir = "$work/ours"
+$db_line
 # One address (the generator's) makes every connection and request: the
 # per-address request rate and connection cap are off for the run.
 rate_limit_burst = 0
@@ -123,6 +145,7 @@ done
 kill -TERM "$ours_pid"
 wait "$ours_pid" || true
 ours_bytes=$(du -sb "$work/ours" | cut -f1)
+[ -n "${pg_url:-}" ] && ours_bytes=$(pg_size)
 
 # --- the reference ---------------------------------------------------------
 log "reference: filling its storage for at most ${ref_fill_secs} s"
@@ -191,7 +214,7 @@ for c in concs:
               100 * o['rps'] / max(h['rps'], 1e-9)))
 print()
 print('ours: %d escrows stored in %.1f s through the storage layer; %.0f bytes of disk per'
-      ' escrow after the run (database + WAL, %d bytes)'
+      ' escrow after the run (the database, with its WAL on SQLite: %d bytes)'
       % (of['escrows'], of['seconds'], ours_bytes / of['escrows'], ours_bytes))
 print('reference: %d escrows stored in %.1f s (time limit %s s) through its storage layer;'
       ' %.0f bytes of disk per escrow' % (rf['escrows'], rf['seconds'], ref_limit,
