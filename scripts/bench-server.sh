@@ -118,8 +118,9 @@ for c in $concs; do
     log "ours: $secs s of load on $c connections ($url)"
     # The syncs the server makes during the load (fsync and fdatasync
     # system calls, counted by the kernel's tracepoints) when perf can.
+    # (On PostgreSQL the database's processes sync, not ours: not counted.)
     perf_pid=""
-    if perf stat -e syscalls:sys_enter_fsync -- true >/dev/null 2>&1; then
+    if [ -z "${pg_url:-}" ] && perf stat -e syscalls:sys_enter_fsync -- true >/dev/null 2>&1; then
         perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync \
             -p "$ours_pid" -o "$work/ours-syncs-$c.csv" -- sleep "$secs" &
         perf_pid=$!
