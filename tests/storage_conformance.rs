@@ -747,6 +747,80 @@ fn status_calls_are_counted_per_window(db: &Db) {
     assert!(s.count_status(&a, 7210, 3600, 1).unwrap());
 }
 
+/// Authenticator codes (schema 7): a step is taken only while a window
+/// is pending and only if later than the last step taken, which is kept
+/// (on another handle too); a step not later, or none, is a wrong guess
+/// of the same budget; many racing the same step take it once.
+fn totp_steps_open_once_and_spend_the_budget(db: &Db) {
+    let s = db.open();
+    let a = sid("a");
+    assert!(s.insert_escrow(&a, 100_000, b"x", 10).unwrap());
+    // Nothing pending (no verify): nothing compared, nothing spent.
+    assert_eq!(
+        s.check_totp(&a, Some(5), 20, &LIMITS).unwrap(),
+        CodeCheck::NoCode
+    );
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    assert_eq!(
+        s.check_totp(&a, Some(5), 20, &LIMITS).unwrap(),
+        CodeCheck::Right
+    );
+    // The window is consumed; a new one does not take step 5 again, nor 4.
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    let other = db.open();
+    for (step, left) in [(Some(5), 2), (Some(4), 1), (None, 0)] {
+        match other.check_totp(&a, step, 30, &LIMITS).unwrap() {
+            CodeCheck::Wrong { left: l, guesses } => {
+                assert_eq!(l, left, "{step:?}");
+                assert_eq!(guesses.lifetime, LIMITS.lifetime - (3 - left), "{step:?}");
+            }
+            c => panic!("{step:?}: {c:?}"),
+        }
+    }
+    assert_eq!(
+        s.check_totp(&a, Some(6), 30, &LIMITS).unwrap(),
+        CodeCheck::Void
+    );
+    // A window that expired takes nothing.
+    let b = sid("b");
+    assert!(s.insert_escrow(&b, 100_000, b"y", 10).unwrap());
+    assert!(s.set_code(&b, b"y", b"mark", 40, 3).unwrap());
+    assert_eq!(
+        s.check_totp(&b, Some(6), 40, &LIMITS).unwrap(),
+        CodeCheck::Expired
+    );
+    // Step 6 raced through two handles: taken once, the rest wrong or
+    // finding the window gone.
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 20).unwrap());
+    let got = race(db, 8, |_, s| {
+        s.check_totp(&a, Some(6), 50, &LIMITS).unwrap()
+    });
+    assert_eq!(
+        got.iter().filter(|c| **c == CodeCheck::Right).count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .all(|c| matches!(c, CodeCheck::Right | CodeCheck::NoCode)));
+    // The budget of sent codes holds: a frozen escrow takes no step.
+    let tight = GuessLimits {
+        window: 3600,
+        per_window: 10,
+        lifetime: 4,
+    };
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    assert!(matches!(
+        s.check_totp(&a, None, 60, &tight).unwrap(),
+        CodeCheck::Wrong { guesses, .. } if guesses.lifetime == 0
+    ));
+    assert!(!s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    assert_eq!(
+        s.check_totp(&a, Some(9), 70, &tight).unwrap(),
+        CodeCheck::Frozen
+    );
+}
+
 /// One test per check and backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -778,4 +852,5 @@ conformance!(
     delivery_budgets_refunds_and_suppression,
     a_delivery_budget_holds_across_instances,
     status_calls_are_counted_per_window,
+    totp_steps_open_once_and_spend_the_budget,
 );

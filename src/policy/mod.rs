@@ -1,7 +1,9 @@
 //! Recovery policies: who verifies, through which server, how many must.
 //!
 //! Text forms are python-passcrow's:
-//! - identity policy: `ID[, notify=ID][ via SERVER]`
+//! - identity policy: `ID[, notify=ID][ via SERVER]`; ours also takes
+//!   `totp:LABEL` as ID (an authenticator app, on servers that list the
+//!   `totp` extension)
 //! - server policy: `KIND[, KIND...] via SERVER`
 //! - the defaults file `policy.rc`: `ratio: N/M`, `id: ...`, `server: ...`,
 //!   `expiration_days: D`, `timeout_minutes: M`, `#` comments.
@@ -108,10 +110,15 @@ impl IdentityPolicy {
         let mut p = IdentityPolicy::new(id);
         let explicit_no_notify = notify_txt.as_deref() == Some("-");
         if let Some(n) = notify_txt.filter(|n| n != "-") {
-            p.notify =
-                Some(Identity::parse(&n).map_err(|e| {
-                    Error::bad_input(format!("in policy {collapsed:?}: notify: {e}"))
-                })?);
+            let n = Identity::parse(&n)
+                .map_err(|e| Error::bad_input(format!("in policy {collapsed:?}: notify: {e}")))?;
+            if n.kind() == crate::proto::health::TOTP_KIND {
+                return Err(Error::bad_input(format!(
+                    "in policy {collapsed:?}: notify= must be someone a message can reach \
+                     (an e-mail address or a phone), not an authenticator app"
+                )));
+            }
+            p.notify = Some(n);
         }
         p.server = server;
         if let Some(d) = defaults {
@@ -214,6 +221,10 @@ mod tests {
         assert_eq!(p.id.kind(), "tel");
         assert!(IdentityPolicy::parse("a@b.org via bad/server", None).is_err());
         assert!(IdentityPolicy::parse("nobody via x", None).is_err());
+        let t = IdentityPolicy::parse("totp:phone, notify=a@b.org via srv", None).unwrap();
+        assert_eq!(t.id.kind(), "totp");
+        let e = IdentityPolicy::parse("a@b.org, notify=totp:phone via srv", None).unwrap_err();
+        assert!(e.to_string().contains("authenticator"), "{e}");
     }
 
     #[test]

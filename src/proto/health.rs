@@ -22,6 +22,9 @@ use crate::Result;
 pub const EXTENSIONS_METHOD: &str = "extensions";
 /// The `status` method's name (`POST /passcrow/status`).
 pub const STATUS_METHOD: &str = "status";
+/// The identity kind `totp` (an authenticator app, RFC 6238) in
+/// [`Extensions::kinds`]: the server checks the codes itself.
+pub const TOTP_KIND: &str = "totp";
 /// Shortest challenge a server accepts (bytes).
 pub const CHALLENGE_MIN_BYTES: usize = 16;
 /// Longest challenge a server accepts (bytes).

@@ -412,6 +412,23 @@ impl PostgresConfig {
 /// one escrow can cost.
 pub const DEFAULT_STATUS_PER_HOUR: u32 = 6;
 
+/// Authenticator-app identities (`[totp]`; see "Authenticator apps
+/// (TOTP)" in docs/server.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    /// Offer the `totp` identity kind: listed in `extensions`, its codes
+    /// checked by this server (RFC 6238, ±1 step of 30 s: the server's
+    /// clock must be NTP-synced). On by default: it sends nothing.
+    pub enabled: bool,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig { enabled: true }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -466,6 +483,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Delivery budgets, SMS countries, opt-out and abuse contact.
     pub outbound: OutboundConfig,
+    /// Authenticator-app (`totp:`) identities.
+    pub totp: TotpConfig,
     /// Seconds a client has to send a request's headers (from the start of
     /// the connection, or the end of the previous answer).
     pub header_read_timeout_seconds: u64,
@@ -514,6 +533,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
             outbound: OutboundConfig::default(),
+            totp: TotpConfig::default(),
             header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT,
             keep_alive_timeout_seconds: DEFAULT_KEEP_ALIVE_TIMEOUT,
             body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT,
@@ -709,6 +729,11 @@ about_url = "https://passcrow.example.org/"
 # wrong_guesses_lifetime = 30          # per escrow; then it is frozen for good (owner: renew)
 # max_escrows = 1000000                # escrows held; more are refused
 # max_free_escrows_per_day = 10000     # free escrows made per UTC day
+# Authenticator apps (totp: identities, see "Authenticator apps (TOTP)" in
+# docs/server.md): this server checks their codes, so its clock must be
+# NTP-synced.
+# [totp]
+# enabled = true
 # What goes out, to whom, and how much (see "Delivery budgets" in
 # docs/server.md). The values shown are the defaults.
 [outbound]

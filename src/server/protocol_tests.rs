@@ -1475,6 +1475,15 @@ impl Storage for CountingScans {
     ) -> storage::StorageResult<storage::CodeCheck> {
         self.inner.check_code(id, mac, now, limits)
     }
+    fn check_totp(
+        &self,
+        id: &storage::StoredId,
+        step: Option<i64>,
+        now: i64,
+        limits: &storage::GuessLimits,
+    ) -> storage::StorageResult<storage::CodeCheck> {
+        self.inner.check_totp(id, step, now, limits)
+    }
     fn sweep(&self, now: i64) -> storage::StorageResult<storage::Swept> {
         self.inner.sweep(now)
     }

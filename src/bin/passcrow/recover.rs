@@ -78,11 +78,21 @@ pub(crate) fn print_verification(name: &str, v: &Verification, batch: bool) {
                 .map(|u| format!("    * {u} (login hint: {})", h.hint))
         })
         .collect();
+    let apps = v.hints.iter().filter(|h| h.kind == "totp").count();
     let sent: Vec<String> = v
         .hints
         .iter()
         .filter(|h| h.action_url.is_none())
         .map(|h| {
+            if h.kind == "totp" {
+                // The code is in the app: typed as it shows it.
+                let prefix = if apps > 1 {
+                    format!(", after {}", h.prefix)
+                } else {
+                    String::new()
+                };
+                return format!("    * {} (type its 6 digits{prefix})", h.hint);
+            }
             format!(
                 "    * {} {} (code starts with {})",
                 explain_kind(&h.kind),

@@ -11,6 +11,7 @@ mod info;
 pub(super) mod pages;
 mod recovery;
 mod status;
+mod totp;
 mod verification;
 
 use std::sync::Arc;

@@ -230,6 +230,36 @@ pub enum CodeCheck {
     },
 }
 
+/// What a guess is compared with in a code check: the keyed hash of a
+/// typed code (against the pending code's), or the TOTP step it matched
+/// (against the last one accepted).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Probe<'a> {
+    /// [`Storage::check_code`]'s keyed hash.
+    Mac(&'a [u8]),
+    /// [`Storage::check_totp`]'s step.
+    Step(Option<i64>),
+}
+
+impl Probe<'_> {
+    /// Whether the guess is right, given the pending code's keyed hash
+    /// and the last TOTP step accepted (-1: none yet).
+    pub(crate) fn matches(&self, mac: &[u8], last_step: i64) -> bool {
+        match self {
+            Probe::Mac(given) => crate::crypto::ct_eq(mac, given),
+            Probe::Step(s) => s.is_some_and(|s| s > last_step),
+        }
+    }
+
+    /// The step to record when it is right.
+    pub(crate) fn step(&self) -> Option<i64> {
+        match self {
+            Probe::Mac(_) => None,
+            Probe::Step(s) => *s,
+        }
+    }
+}
+
 /// A verification [`Storage::start_verification`] counted: what
 /// [`Storage::verification_failed`] needs if its code is not delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,6 +490,24 @@ pub trait Storage: Send + Sync {
         &self,
         id: &StoredId,
         mac: &[u8],
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck>;
+    /// [`Storage::check_code`] for an escrow verified by an authenticator
+    /// app (`totp:`), whose codes the protocol layer checks: `step` is the
+    /// TOTP time step whose code the user typed (`None`: no step around
+    /// now matched). In the same one durable transaction, and with the
+    /// same budget and outcomes: a frozen or paused escrow compares
+    /// nothing; the pending code row (set by `verify`: the recovery
+    /// window) must be there, live and with attempts left; the code is
+    /// right only for a step later than the last step accepted for this
+    /// escrow, which becomes `step` (each code opens once, across
+    /// instances and restarts) and the pending row is consumed; otherwise
+    /// (no match, or a replayed step) it is a wrong guess.
+    fn check_totp(
+        &self,
+        id: &StoredId,
+        step: Option<i64>,
         now: i64,
         limits: &GuessLimits,
     ) -> StorageResult<CodeCheck>;

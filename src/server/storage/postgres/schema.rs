@@ -99,6 +99,12 @@ CREATE TABLE status_count (
 );
 ";
 
+/// Version 7 (authenticator apps): the last TOTP time step accepted for
+/// each escrow (-1: none), as SQLite's version 7.
+const SCHEMA_V7: &str = "
+ALTER TABLE escrow ADD COLUMN totp_step BIGINT NOT NULL DEFAULT -1;
+";
+
 /// The statements that bring a database from version `v - 1` to `v`.
 /// Versions 1 to 5 never existed here (a development build's version 2,
 /// with clear ids, is refused: see [`MigrateError::Old`]); version 6
@@ -107,7 +113,8 @@ fn step(v: i64) -> Option<&'static str> {
     match v {
         1..=5 => Some(""),
         6 => Some(SCHEMA_V6),
-        // Later versions go here: `7 => Some(SCHEMA_V7)`.
+        7 => Some(SCHEMA_V7),
+        // Later versions go here: `8 => Some(SCHEMA_V8)`.
         _ => None,
     }
 }
