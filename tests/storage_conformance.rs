@@ -16,8 +16,8 @@ mod pg_cluster;
 use std::sync::Barrier;
 
 use passcrow::server::storage::{
-    BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup, Spend,
-    Started, Storage, StoredId,
+    BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup,
+    ReleaseCancel, Spend, Started, Storage, StoredId, RELEASE_STOPPED,
 };
 
 /// A test's id as a stored id (its bytes, zero-padded to 32).
@@ -821,6 +821,66 @@ fn totp_steps_open_once_and_spend_the_budget(db: &Db) {
     );
 }
 
+/// The release delay (schema 8): started once, read by its cancel hash,
+/// undone, stopped for good only before it is due, and one stop wins when
+/// many race.
+fn releases_start_stop_and_race(db: &Db) {
+    let s = db.open();
+    let (a, b) = (sid("a"), sid("b"));
+    assert!(s.insert_escrow(&a, 100_000, b"x", 10).unwrap());
+    assert!(s.insert_escrow(&b, 100_000, b"y", 10).unwrap());
+    let due = |s: &dyn Storage, id| match s.get_escrow(id, 20).unwrap() {
+        Lookup::Found(r) => r.release_due,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(due(&*s, &a), 0);
+    assert!(s.start_release(&a, 500, b"cancel-a").unwrap());
+    assert!(
+        !s.start_release(&a, 900, b"other").unwrap(),
+        "one at a time"
+    );
+    let other = db.open();
+    assert_eq!(due(&*other, &a), 500);
+    assert_eq!(other.release_by_cancel(b"cancel-a").unwrap(), Some(500));
+    assert_eq!(other.release_by_cancel(b"nothing").unwrap(), None);
+    // Undone (a notice failed): nothing pending, the hash forgotten.
+    s.abort_release(&a).unwrap();
+    assert_eq!(due(&*s, &a), 0);
+    assert_eq!(s.release_by_cancel(b"cancel-a").unwrap(), None);
+    assert_eq!(
+        s.cancel_release(b"cancel-a", 30).unwrap(),
+        ReleaseCancel::Unknown
+    );
+    // Due at 500: too late at 500, stopped before.
+    assert!(s.start_release(&a, 500, b"cancel-a2").unwrap());
+    assert_eq!(
+        s.cancel_release(b"cancel-a2", 500).unwrap(),
+        ReleaseCancel::TooLate { due: 500 }
+    );
+    let got = race(db, 8, |_, s| s.cancel_release(b"cancel-a2", 100).unwrap());
+    assert_eq!(
+        got.iter()
+            .filter(|c| **c == ReleaseCancel::Stopped { due: 500 })
+            .count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .all(|c| matches!(c, ReleaseCancel::Stopped { .. } | ReleaseCancel::Already)));
+    assert_eq!(due(&*s, &a), RELEASE_STOPPED);
+    assert_eq!(
+        s.release_by_cancel(b"cancel-a2").unwrap(),
+        Some(RELEASE_STOPPED)
+    );
+    // Stopped stays stopped: no new start, no undo.
+    assert!(!s.start_release(&a, 900, b"again").unwrap());
+    s.abort_release(&a).unwrap();
+    assert_eq!(due(&*s, &a), RELEASE_STOPPED);
+    // The other escrow was never touched.
+    assert_eq!(due(&*s, &b), 0);
+}
+
 /// One test per check and backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -853,4 +913,5 @@ conformance!(
     a_delivery_budget_holds_across_instances,
     status_calls_are_counted_per_window,
     totp_steps_open_once_and_spend_the_budget,
+    releases_start_stop_and_race,
 );

@@ -50,6 +50,23 @@ impl Client {
                 )));
             }
         }
+        // A release delay only where the server offers one that long.
+        if let Some(d) = idp.delay_seconds {
+            match self.server_extensions(server)?.and_then(|x| x.max_delay()) {
+                None => {
+                    return Err(Error::bad_input(format!(
+                        "{server} does not offer a release delay (its extensions list no \
+                         `delay` escrow option); place delay= identities with a server that does"
+                    )))
+                }
+                Some(max) if i64::from(d) > max => {
+                    return Err(Error::bad_input(format!(
+                        "{server} offers release delays of at most {max} seconds, not {d}"
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
         // A fresh TOTP secret per `totp:` identity, placed in the escrow
         // data only: the server learns it when recovery starts, the user
         // enrols it once, this device never stores it.
@@ -67,6 +84,7 @@ impl Client {
             timeout: Some(timeout),
             notify: idp.notify.clone(),
             totp_secret: totp_secret.clone(),
+            release_delay: idp.delay_seconds.map(i64::from),
         };
         let recovery_key = match job.key {
             Some(k) => k.clone(),

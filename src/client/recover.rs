@@ -186,9 +186,11 @@ impl Client {
         let mut got: Vec<SecretString> = vec![];
         let mut failures = vec![];
         let mut wrong: Option<Error> = None;
+        let mut pending: Vec<(i64, String)> = vec![];
         for ((_, _, e), r) in by_prefix.iter().zip(results) {
             match r {
                 Ok(s) => got.push(s),
+                Err(Error::Pending { release_at, server }) => pending.push((release_at, server)),
                 Err(err) => {
                     if matches!(err, Error::WrongCode { .. }) && wrong.is_none() {
                         wrong = Some(Error::WrongCode {
@@ -205,6 +207,16 @@ impl Client {
                     failures.push(failure(e, err));
                 }
             }
+        }
+        if got.len() < need && got.len() + pending.len() >= need {
+            // When the last of the shares still needed is released.
+            pending.sort_unstable();
+            let (release_at, server) = pending[need - got.len() - 1].clone();
+            self.log(&format!(
+                "{} share(s) pending a release delay, until {release_at}",
+                pending.len()
+            ));
+            return Err(Error::Pending { server, release_at });
         }
         if got.len() < need {
             if let Some(w) = wrong {

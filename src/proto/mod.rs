@@ -105,6 +105,15 @@ pub struct EscrowData {
         default
     )]
     pub totp_secret: Option<SecretString>,
+    /// Ours: seconds the server waits, after the right code, before it
+    /// releases the secret (telling every identity, who may stop it). Only
+    /// sent to a server that lists the `delay` escrow option.
+    #[serde(
+        rename = "release-delay",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub release_delay: Option<i64>,
 }
 
 impl fmt::Debug for EscrowData {
@@ -119,6 +128,7 @@ impl fmt::Debug for EscrowData {
                 "totp_secret",
                 &self.totp_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("release_delay", &self.release_delay)
             .finish()
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::crypto::totp;
 use crate::proto::health::{
-    Extensions, CHALLENGE_MAX_BYTES, CHALLENGE_MIN_BYTES, EXTENSIONS_METHOD, STATUS_METHOD,
-    TOTP_KIND,
+    Extensions, CHALLENGE_MAX_BYTES, CHALLENGE_MIN_BYTES, DELAY_OPTION, EXTENSIONS_METHOD,
+    STATUS_METHOD, TOTP_KIND,
 };
 use crate::proto::Version;
 use crate::server::Server;
@@ -38,6 +38,12 @@ impl Server {
                     "period": totp::PERIOD,
                     "skew-steps": totp::SKEW_STEPS,
                 }),
+            );
+        }
+        if let Some(max) = self.max_delay() {
+            x.escrow_options.insert(
+                DELAY_OPTION.into(),
+                serde_json::json!({ "max-seconds": max }),
             );
         }
         x

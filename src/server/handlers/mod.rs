@@ -4,6 +4,7 @@
 //! [`extensions`] (discovery) and [`status`] (the health check). Here: what they share,
 //! reading requests and finding escrows.
 
+mod delay;
 mod deletion;
 mod escrow;
 mod extensions;

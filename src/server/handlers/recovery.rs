@@ -39,6 +39,7 @@ impl Server {
                 self.cfg.limits.wrong_guesses_lifetime
             ),
             attempts_left: Some(0),
+            release_at: None,
         }
     }
 
@@ -53,6 +54,7 @@ impl Server {
                 until_text(until, now)
             ),
             attempts_left: Some(0),
+            release_at: None,
         }
     }
 
@@ -103,6 +105,13 @@ impl Server {
         let limits = self.guess_limits();
         // Refusals the row already shows need no write (check_code makes
         // the same checks in its transaction, for requests racing these).
+        // A delayed release started before: its state decides, no code is
+        // compared (handlers/delay.rs).
+        if esd.release_delay.is_some() {
+            if let Some(released) = self.release_gate(row, &esd, &sid, now)? {
+                return Ok(released);
+            }
+        }
         if row.frozen {
             return Err(self.frozen_error(""));
         }
@@ -140,10 +149,14 @@ impl Server {
                           ask for a new one"
                     .into(),
                 attempts_left: Some(0),
+                release_at: None,
             }),
             CodeCheck::Frozen => Err(self.frozen_error("")),
             CodeCheck::Paused { until } => Err(self.paused_error(until, now)),
             CodeCheck::Right => {
+                if let Some(delay) = esd.release_delay {
+                    return Err(self.start_release(&sid, row.created, &esd, delay, now));
+                }
                 tracing::info!(id = %sid, "recovered");
                 Ok(RecoveryResponse {
                     version: Version,
@@ -170,6 +183,7 @@ impl Server {
                             until_text(guesses.window_ends, now)
                         ),
                         attempts_left: Some(0),
+                        release_at: None,
                     });
                 }
                 // Honest: the least of what this code, this hour and this
@@ -199,6 +213,7 @@ impl Server {
                     kind: ErrorKind::WrongCode,
                     message,
                     attempts_left: Some(n),
+                    release_at: None,
                 })
             }
         }

@@ -78,6 +78,14 @@ impl Server {
         if found.row.frozen {
             return Err(self.frozen_error(""));
         }
+        // A delayed release started or stopped: no new code.
+        if esd.release_delay.is_some() {
+            match found.row.release_due {
+                0 => {}
+                crate::server::storage::RELEASE_STOPPED => return Err(self.stopped_error()),
+                due => return Err(self.pending_error(due, now)),
+            }
+        }
         if let Some(until) = found.row.guesses.paused_until(&self.guess_limits(), now) {
             return Err(self.paused_error(until, now));
         }

@@ -115,6 +115,33 @@ pub struct EscrowRow {
     pub frozen: bool,
     /// Its wrong guesses so far.
     pub guesses: Guesses,
+    /// Its release delay (schema 8): 0 when no release is pending, the
+    /// unix time a pending release is due, or [`RELEASE_STOPPED`] once its
+    /// owner stopped one (it is then never released).
+    pub release_due: i64,
+}
+
+/// [`EscrowRow::release_due`] of an escrow whose pending release its
+/// owner stopped: it is never released.
+pub const RELEASE_STOPPED: i64 = -1;
+
+/// What [`Storage::cancel_release`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseCancel {
+    /// The release that was due at `due` is stopped for good.
+    Stopped {
+        /// When it was due.
+        due: i64,
+    },
+    /// It was stopped before.
+    Already,
+    /// Its time had come (`due` is past): too late to stop it.
+    TooLate {
+        /// When it was due.
+        due: i64,
+    },
+    /// No release was ever started with this cancel token.
+    Unknown,
 }
 
 /// The wrong guesses counted for one escrow (see [`GuessLimits`]).
@@ -179,12 +206,13 @@ impl std::fmt::Debug for EscrowRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes, frozen: {}, guesses: {:?} }}",
+            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes, frozen: {}, guesses: {:?}, release_due: {} }}",
             self.expires,
             self.created,
             self.sealed.len(),
             self.frozen,
-            self.guesses
+            self.guesses,
+            self.release_due
         )
     }
 }
@@ -511,6 +539,23 @@ pub trait Storage: Send + Sync {
         now: i64,
         limits: &GuessLimits,
     ) -> StorageResult<CodeCheck>;
+    /// Start the delayed release of escrow `id` (its right code just
+    /// arrived): due at `due`, stoppable with the cancel token whose keyed
+    /// hash is `cancel`. Returns false, changing nothing, when a release
+    /// is pending or was stopped already, or the escrow is gone or frozen.
+    /// Durable before it returns.
+    fn start_release(&self, id: &StoredId, due: i64, cancel: &[u8]) -> StorageResult<bool>;
+    /// Undo [`Storage::start_release`] (its notices could not all go
+    /// out): no release is pending any more. A stopped one stays stopped.
+    /// Durable before it returns.
+    fn abort_release(&self, id: &StoredId) -> StorageResult<()>;
+    /// When the release started with the cancel token hashed `cancel` is
+    /// due ([`RELEASE_STOPPED`] once stopped), or `None`.
+    fn release_by_cancel(&self, cancel: &[u8]) -> StorageResult<Option<i64>>;
+    /// Stop the release started with the cancel token hashed `cancel`
+    /// while its time is still to come (`due > now`), for good. Durable
+    /// before it returns.
+    fn cancel_release(&self, cancel: &[u8], now: i64) -> StorageResult<ReleaseCancel>;
     /// Remove everything expired.
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.

@@ -43,8 +43,8 @@ use postgres::{Client, Row};
 
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
-    GuessesLeft, Inserted, Lookup, Probe, Spend, Started, Storage, StorageError, StorageResult,
-    StoredId, Swept,
+    GuessesLeft, Inserted, Lookup, Probe, ReleaseCancel, Spend, Started, Storage, StorageError,
+    StorageResult, StoredId, Swept, RELEASE_STOPPED,
 };
 
 pub use connect::Settings;
@@ -643,7 +643,7 @@ impl Storage for PostgresStorage {
         let id: &[u8] = id.as_bytes();
         let row = self.run("reading an escrow", Mode::Statement, |t| {
             t.opt(
-                "SELECT expires, data, frozen, gwin, gcount, gtotal, created
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created, rdue
                  FROM escrow WHERE id = $1",
                 &[bytes(&id)],
             )
@@ -663,6 +663,7 @@ impl Storage for PostgresStorage {
                     total: count32(row.get(5)),
                 },
                 created: row.get(6),
+                release_due: row.get(7),
             }));
         }
         self.run("removing an expired escrow", Mode::Housekeeping, |t| {
@@ -792,6 +793,64 @@ impl Storage for PostgresStorage {
     ) -> StorageResult<CodeCheck> {
         self.run("checking an authenticator code", Mode::Durable, |t| {
             check_in(t, id, Probe::Step(step), now, limits)
+        })
+    }
+
+    fn start_release(&self, id: &StoredId, due: i64, cancel: &[u8]) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        self.run("starting a release", Mode::Statement, |t| {
+            let n = t.exec(
+                "UPDATE escrow SET rdue = $2, rcancel = $3
+                 WHERE id = $1 AND rdue = 0 AND frozen = 0",
+                &[bytes(&id), int(&due), bytes(&cancel)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn abort_release(&self, id: &StoredId) -> StorageResult<()> {
+        let id: &[u8] = id.as_bytes();
+        self.run("aborting a release", Mode::Statement, |t| {
+            t.exec(
+                "UPDATE escrow SET rdue = 0, rcancel = ''::bytea WHERE id = $1 AND rdue > 0",
+                &[bytes(&id)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn release_by_cancel(&self, cancel: &[u8]) -> StorageResult<Option<i64>> {
+        self.run("reading a release", Mode::Statement, |t| {
+            Ok(t.opt(
+                "SELECT rdue FROM escrow WHERE rcancel = $1 AND rdue <> 0",
+                &[bytes(&cancel)],
+            )?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn cancel_release(&self, cancel: &[u8], now: i64) -> StorageResult<ReleaseCancel> {
+        self.run("stopping a release", Mode::Durable, |t| {
+            let row = t.opt(
+                "SELECT id, rdue FROM escrow WHERE rcancel = $1 AND rdue <> 0 FOR UPDATE",
+                &[bytes(&cancel)],
+            )?;
+            let Some(row) = row else {
+                return Ok(ReleaseCancel::Unknown);
+            };
+            let (id, due): (Vec<u8>, i64) = (row.get(0), row.get(1));
+            if due == RELEASE_STOPPED {
+                return Ok(ReleaseCancel::Already);
+            }
+            if due <= now {
+                return Ok(ReleaseCancel::TooLate { due });
+            }
+            let id: &[u8] = &id;
+            t.exec(
+                "UPDATE escrow SET rdue = $2 WHERE id = $1",
+                &[bytes(&id), int(&RELEASE_STOPPED)],
+            )?;
+            Ok(ReleaseCancel::Stopped { due })
         })
     }
 

@@ -11,8 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::schema;
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
-    GuessesLeft, Inserted, Lookup, Probe, Rekey, Spend, Started, Storage, StorageError,
-    StorageResult, StoredId, Swept,
+    GuessesLeft, Inserted, Lookup, Probe, Rekey, ReleaseCancel, Spend, Started, Storage,
+    StorageError, StorageResult, StoredId, Swept, RELEASE_STOPPED,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -750,7 +750,8 @@ impl Storage for SqliteStorage {
         let key = *id;
         let row: Option<EscrowRow> = self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT expires, data, frozen, gwin, gcount, gtotal, created FROM escrow WHERE id = ?1",
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created, rdue
+                 FROM escrow WHERE id = ?1",
             )?
             .query_row(params![key], |r| {
                 Ok(EscrowRow {
@@ -763,6 +764,7 @@ impl Storage for SqliteStorage {
                         in_window: r.get(4)?,
                         total: r.get(5)?,
                     },
+                    release_due: r.get(7)?,
                 })
             })
             .optional()?)
@@ -890,6 +892,61 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<CodeCheck> {
         let (id, limits) = (*id, *limits);
         self.write_durable(move |c| check_in(c, &id, Probe::Step(step), now, &limits))
+    }
+
+    fn start_release(&self, id: &StoredId, due: i64, cancel: &[u8]) -> StorageResult<bool> {
+        let (id, cancel) = (*id, cancel.to_vec());
+        self.write_durable(move |c| {
+            let n = c.execute(
+                "UPDATE escrow SET rdue = ?2, rcancel = ?3 WHERE id = ?1 AND rdue = 0 AND frozen = 0",
+                params![id, due, cancel],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn abort_release(&self, id: &StoredId) -> StorageResult<()> {
+        let id = *id;
+        self.write_durable(move |c| {
+            c.execute(
+                "UPDATE escrow SET rdue = 0, rcancel = x'' WHERE id = ?1 AND rdue > 0",
+                params![id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn release_by_cancel(&self, cancel: &[u8]) -> StorageResult<Option<i64>> {
+        let cancel = cancel.to_vec();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT rdue FROM escrow WHERE rcancel = ?1 AND rdue != 0")?
+                    .query_row(params![cancel], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    fn cancel_release(&self, cancel: &[u8], now: i64) -> StorageResult<ReleaseCancel> {
+        let cancel = cancel.to_vec();
+        self.write_durable(move |c| {
+            let row: Option<(Vec<u8>, i64)> = c
+                .prepare_cached("SELECT id, rdue FROM escrow WHERE rcancel = ?1 AND rdue != 0")?
+                .query_row(params![cancel], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(match row {
+                None => ReleaseCancel::Unknown,
+                Some((_, RELEASE_STOPPED)) => ReleaseCancel::Already,
+                Some((_, due)) if due <= now => ReleaseCancel::TooLate { due },
+                Some((id, due)) => {
+                    c.execute(
+                        "UPDATE escrow SET rdue = ?2 WHERE id = ?1",
+                        params![id, RELEASE_STOPPED],
+                    )?;
+                    ReleaseCancel::Stopped { due }
+                }
+            })
+        })
     }
 
     fn sweep(&self, now: i64) -> StorageResult<Swept> {

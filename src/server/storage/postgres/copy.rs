@@ -44,6 +44,8 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("gtotal", Col::Int),
             ("frozen", Col::Int),
             ("totp_step", Col::Int),
+            ("rdue", Col::Int),
+            ("rcancel", Col::Blob),
         ],
     ),
     (
