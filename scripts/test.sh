@@ -34,7 +34,8 @@ step "the protocol tests again, each server on its own PostgreSQL database"
 PASSCROW_TEST_BACKEND=postgres cargo test --all-features \
     --test server_http --test server_interop --test server_payments \
     --test server_guessing --test server_budgets --test server_connections \
-    --test health_check -- --test-threads="${PASSCROW_TEST_THREADS:-2}"
+    --test health_check --test server_totp --test server_delay \
+    -- --test-threads="${PASSCROW_TEST_THREADS:-2}"
 
 step "the README's first command: cargo run --features server --example quickstart"
 out=$(cargo run -q --features server --example quickstart)

@@ -50,6 +50,20 @@ pub enum Error {
         attempts_left: Option<u32>,
     },
 
+    /// Not a failure: the codes were right, but escrows asked for a
+    /// release delay. Their servers release the shares at `release_at`
+    /// (unix time: when enough of them are due) unless the owner stops it,
+    /// and told every identity so. Recover again then, with the same
+    /// codes. (From `recover`; `server` is the one whose release is due
+    /// last among those needed.)
+    #[error("recovery pending: released at {release_at} (unix time) unless its owner stops it; recover again then")]
+    Pending {
+        /// The server holding the share.
+        server: String,
+        /// When it is released.
+        release_at: i64,
+    },
+
     /// The server is rate limiting us; try again later.
     #[error("rate limited by {server}")]
     RateLimited {

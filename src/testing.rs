@@ -70,3 +70,8 @@ pub fn alter_stored_escrow(db: &std::path::Path, escrow_id: &str) -> Result<(), 
     .map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// TOTP (RFC 6238) as the server checks it: the 6-digit code of a raw
+/// secret at a unix time, and the time step of a unix time.
+#[cfg(feature = "server")]
+pub use crate::crypto::totp::{code_at as totp_code_at, step_at as totp_step_at};

@@ -18,8 +18,8 @@ use std::sync::Barrier;
 use common::pg;
 
 use passcrow::server::storage::{
-    BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup, Spend,
-    Started, Storage, StoredId, VerificationCharge,
+    BudgetLimit, Caps, Charge, Charged, CodeCheck, Counts, GuessLimits, Inserted, Lookup,
+    ReleaseCancel, Spend, Started, Storage, StoredId, VerificationCharge, RELEASE_STOPPED,
 };
 
 /// A test's id as a stored id (its bytes, zero-padded to 32).
@@ -860,6 +860,140 @@ fn status_calls_are_counted_per_window(db: &Db) {
     assert!(s.count_status(&a, 7210, 3600, 1).unwrap());
 }
 
+/// Authenticator codes (schema 7): a step is taken only while a window
+/// is pending and only if later than the last step taken, which is kept
+/// (on another handle too); a step not later, or none, is a wrong guess
+/// of the same budget; many racing the same step take it once.
+fn totp_steps_open_once_and_spend_the_budget(db: &Db) {
+    let s = db.open();
+    let a = sid("a");
+    assert!(s.insert_escrow(&a, 100_000, b"x", 10).unwrap());
+    // Nothing pending (no verify): nothing compared, nothing spent.
+    assert_eq!(
+        s.check_totp(&a, Some(5), 20, &LIMITS).unwrap(),
+        CodeCheck::NoCode
+    );
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    assert_eq!(
+        s.check_totp(&a, Some(5), 20, &LIMITS).unwrap(),
+        CodeCheck::Right
+    );
+    // The window is consumed; a new one does not take step 5 again, nor 4.
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    let other = db.open();
+    for (step, left) in [(Some(5), 2), (Some(4), 1), (None, 0)] {
+        match other.check_totp(&a, step, 30, &LIMITS).unwrap() {
+            CodeCheck::Wrong { left: l, guesses } => {
+                assert_eq!(l, left, "{step:?}");
+                assert_eq!(guesses.lifetime, LIMITS.lifetime - (3 - left), "{step:?}");
+            }
+            c => panic!("{step:?}: {c:?}"),
+        }
+    }
+    assert_eq!(
+        s.check_totp(&a, Some(6), 30, &LIMITS).unwrap(),
+        CodeCheck::Void
+    );
+    // A window that expired takes nothing.
+    let b = sid("b");
+    assert!(s.insert_escrow(&b, 100_000, b"y", 10).unwrap());
+    assert!(s.set_code(&b, b"y", b"mark", 40, 3).unwrap());
+    assert_eq!(
+        s.check_totp(&b, Some(6), 40, &LIMITS).unwrap(),
+        CodeCheck::Expired
+    );
+    // Step 6 raced through two handles: taken once, the rest wrong or
+    // finding the window gone.
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 20).unwrap());
+    let got = race(db, 8, |_, s| {
+        s.check_totp(&a, Some(6), 50, &LIMITS).unwrap()
+    });
+    assert_eq!(
+        got.iter().filter(|c| **c == CodeCheck::Right).count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .all(|c| matches!(c, CodeCheck::Right | CodeCheck::NoCode)));
+    // The budget of sent codes holds: a frozen escrow takes no step.
+    let tight = GuessLimits {
+        window: 3600,
+        per_window: 10,
+        lifetime: 4,
+    };
+    assert!(s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    assert!(matches!(
+        s.check_totp(&a, None, 60, &tight).unwrap(),
+        CodeCheck::Wrong { guesses, .. } if guesses.lifetime == 0
+    ));
+    assert!(!s.set_code(&a, b"x", b"mark", 1000, 3).unwrap());
+    assert_eq!(
+        s.check_totp(&a, Some(9), 70, &tight).unwrap(),
+        CodeCheck::Frozen
+    );
+}
+
+/// The release delay (schema 8): started once, read by its cancel hash,
+/// undone, stopped for good only before it is due, and one stop wins when
+/// many race.
+fn releases_start_stop_and_race(db: &Db) {
+    let s = db.open();
+    let (a, b) = (sid("a"), sid("b"));
+    assert!(s.insert_escrow(&a, 100_000, b"x", 10).unwrap());
+    assert!(s.insert_escrow(&b, 100_000, b"y", 10).unwrap());
+    let due = |s: &dyn Storage, id| match s.get_escrow(id, 20).unwrap() {
+        Lookup::Found(r) => r.release_due,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(due(&*s, &a), 0);
+    assert!(s.start_release(&a, 500, b"cancel-a").unwrap());
+    assert!(
+        !s.start_release(&a, 900, b"other").unwrap(),
+        "one at a time"
+    );
+    let other = db.open();
+    assert_eq!(due(&*other, &a), 500);
+    assert_eq!(other.release_by_cancel(b"cancel-a").unwrap(), Some(500));
+    assert_eq!(other.release_by_cancel(b"nothing").unwrap(), None);
+    // Undone (a notice failed): nothing pending, the hash forgotten.
+    s.abort_release(&a).unwrap();
+    assert_eq!(due(&*s, &a), 0);
+    assert_eq!(s.release_by_cancel(b"cancel-a").unwrap(), None);
+    assert_eq!(
+        s.cancel_release(b"cancel-a", 30).unwrap(),
+        ReleaseCancel::Unknown
+    );
+    // Due at 500: too late at 500, stopped before.
+    assert!(s.start_release(&a, 500, b"cancel-a2").unwrap());
+    assert_eq!(
+        s.cancel_release(b"cancel-a2", 500).unwrap(),
+        ReleaseCancel::TooLate { due: 500 }
+    );
+    let got = race(db, 8, |_, s| s.cancel_release(b"cancel-a2", 100).unwrap());
+    assert_eq!(
+        got.iter()
+            .filter(|c| **c == ReleaseCancel::Stopped { due: 500 })
+            .count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got
+        .iter()
+        .all(|c| matches!(c, ReleaseCancel::Stopped { .. } | ReleaseCancel::Already)));
+    assert_eq!(due(&*s, &a), RELEASE_STOPPED);
+    assert_eq!(
+        s.release_by_cancel(b"cancel-a2").unwrap(),
+        Some(RELEASE_STOPPED)
+    );
+    // Stopped stays stopped: no new start, no undo.
+    assert!(!s.start_release(&a, 900, b"again").unwrap());
+    s.abort_release(&a).unwrap();
+    assert_eq!(due(&*s, &a), RELEASE_STOPPED);
+    // The other escrow was never touched.
+    assert_eq!(due(&*s, &b), 0);
+}
+
 /// One test per check and backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -893,4 +1027,6 @@ conformance!(
     status_calls_are_counted_per_window,
     a_code_and_its_verification_count_together_or_not_at_all,
     a_code_and_its_verification_hold_across_instances,
+    totp_steps_open_once_and_spend_the_budget,
+    releases_start_stop_and_race,
 );

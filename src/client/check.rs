@@ -14,14 +14,15 @@ use crate::crypto;
 use crate::pack::{EscrowRecord, RecoveryPack};
 use crate::proto::health::{
     Extensions, HeldState, StatusRequest, StatusResponse, EXTENSIONS_METHOD, STATUS_METHOD,
+    TOTP_KIND,
 };
 use crate::proto::Version;
 use crate::{Error, Result};
 
-/// Identity kinds only our servers verify (none yet; an extension that
-/// adds one lists it here), each placed only with a server whose
-/// `extensions` lists it.
-pub(crate) const EXTENSION_KINDS: &[&str] = &[];
+/// Identity kinds only our servers verify (`totp`: an authenticator app,
+/// whose codes the server checks itself), each placed only with a server
+/// whose `extensions` lists it.
+pub(crate) const EXTENSION_KINDS: &[&str] = &[TOTP_KIND];
 
 /// What one escrow's server says about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -161,8 +162,14 @@ impl Client {
         }
         match self.server_extensions(server)? {
             Some(x) if x.has_kind(kind) => Ok(()),
-            _ => Err(Error::bad_input(format!(
-                "{server} does not offer {kind}: identities (it lists no such extension)"
+            Some(_) => Err(Error::bad_input(format!(
+                "{server} does not offer {kind}: identities (its extensions do not list \
+                 {kind:?}); place them with a server that does"
+            ))),
+            None => Err(Error::bad_input(format!(
+                "{server} does not offer {kind}: identities: it has no extensions at all \
+                 (a python-passcrow server, which cannot check such codes); place them \
+                 with a libpasscrow server that lists {kind:?}"
             ))),
         }
     }

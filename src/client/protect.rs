@@ -1,15 +1,17 @@
 //! Protect and renew: split a fresh pack key, escrow one share per
 //! identity (paying each server), write the pack; the ephemeral copy.
 
+use super::check::EXTENSION_KINDS;
 use super::sidecar::{self, SideEscrow, SideFile};
 use super::{
     now, tasks, CallOptions, Client, Ephemeral, EphemeralInfo, Pacing, ProtectOptions, Protected,
-    DEFAULT_PACK_DESCRIPTION,
+    TotpEnrolment, DEFAULT_PACK_DESCRIPTION,
 };
-use crate::crypto::{self, shamir, Key32, SecretBytes, SecretString};
-use crate::pack::{ephemeral, EscrowRecord, RecoveryPack};
+use crate::crypto::{self, shamir, totp, Key32, SecretBytes, SecretString};
+use crate::pack::{ephemeral, EscrowRecord, RecoveryPack, VERIFICATION_PREFIXES};
 use crate::payment::{self, HashcashOptions};
 use crate::policy::{IdentityPolicy, PolicyRequest, RecoveryPolicy};
+use crate::proto::health::TOTP_KIND;
 use crate::proto::{self, EscrowData, EscrowParameters, EscrowRequest, EscrowResponse, Version};
 use crate::{Error, Failure, Result};
 
@@ -23,9 +25,11 @@ impl Client {
         }
     }
 
-    /// Build and send one escrow request; returns the record for the pack
-    /// and the escrow-data blob as sent (for the side file).
-    fn escrow_one(&self, job: &EscrowJob<'_>) -> Result<(EscrowRecord, String)> {
+    /// Build and send one escrow request; returns the record for the pack,
+    /// the escrow-data blob as sent (for the side file) and, for a `totp:`
+    /// identity, the enrolment URI of the secret made for it (in the
+    /// escrow data only).
+    fn escrow_one(&self, job: &EscrowJob<'_>) -> Result<Escrowed> {
         let idp = job.idp;
         let server = idp
             .server
@@ -33,14 +37,40 @@ impl Client {
             .ok_or_else(|| Error::bad_input(format!("no server for {}", idp.id)))?;
         let sp = self.server_policy(server)?;
         for k in std::iter::once(idp.id.kind()).chain(idp.notify.as_ref().map(|n| n.kind())) {
+            // Our kinds (an authenticator app) are offered through the
+            // extensions, never in the reference's policy object.
+            if EXTENSION_KINDS.contains(&k) {
+                self.require_kind(server, k)?;
+                continue;
+            }
             if !sp.kinds.iter().any(|x| x == k) {
                 return Err(Error::bad_input(format!(
                     "{server} cannot deliver to {k}: identities (it serves {})",
                     sp.kinds.join(", ")
                 )));
             }
-            self.require_kind(server, k)?;
         }
+        // A release delay only where the server offers one that long.
+        if let Some(d) = idp.delay_seconds {
+            match self.server_extensions(server)?.and_then(|x| x.max_delay()) {
+                None => {
+                    return Err(Error::bad_input(format!(
+                        "{server} does not offer a release delay (its extensions list no \
+                         `delay` escrow option); place delay= identities with a server that does"
+                    )))
+                }
+                Some(max) if i64::from(d) > max => {
+                    return Err(Error::bad_input(format!(
+                        "{server} offers release delays of at most {max} seconds, not {d}"
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        // A fresh TOTP secret per `totp:` identity, placed in the escrow
+        // data only: the server learns it when recovery starts, the user
+        // enrols it once, this device never stores it.
+        let totp_secret = (idp.id.kind() == TOTP_KIND).then(totp::new_secret);
         let lifetime = job.policy.expiration_days as i64 * 86400;
         let scheme = payment::choose(&sp, lifetime)?.clone();
         let timeout = idp
@@ -53,6 +83,8 @@ impl Client {
             verify: idp.id.clone(),
             timeout: Some(timeout),
             notify: idp.notify.clone(),
+            totp_secret: totp_secret.clone(),
+            release_delay: idp.delay_seconds.map(i64::from),
         };
         let recovery_key = match job.key {
             Some(k) => k.clone(),
@@ -89,15 +121,16 @@ impl Client {
             idp.id.kind(),
             scheme.scheme_id
         ));
-        Ok((
-            EscrowRecord {
+        Ok(Escrowed {
+            record: EscrowRecord {
                 kind: idp.id.kind().to_string(),
                 server: server.to_string(),
                 recovery_key: SecretString::new(recovery_key.to_b64()),
                 response: resp,
             },
-            data_blob,
-        ))
+            blob: data_blob,
+            totp_uri: totp_secret.map(|s| totp::otpauth_uri(idp.id.address(), &s)),
+        })
     }
 
     /// Protect `secret` under `name` with `policy`.
@@ -211,11 +244,21 @@ impl Client {
             let mut records = vec![];
             let mut blobs = vec![];
             let mut failures = vec![];
+            let mut enrolments = vec![];
             for (j, r) in jobs.iter().zip(results) {
                 match r {
-                    Ok((rec, blob)) => {
-                        records.push(rec);
-                        blobs.push(blob);
+                    Ok(done) => {
+                        if let Some(uri) = done.totp_uri {
+                            enrolments.push(TotpEnrolment {
+                                label: j.idp.id.address().to_string(),
+                                server: done.record.server.clone(),
+                                // Escrows route in the order they are made.
+                                prefix: VERIFICATION_PREFIXES.chars().nth(records.len()),
+                                uri,
+                            });
+                        }
+                        records.push(done.record);
+                        blobs.push(done.blob);
                     }
                     Err(e) => failures.push(Failure {
                         server: j.idp.server.clone().unwrap_or_default(),
@@ -262,9 +305,17 @@ impl Client {
                     self.escrow_ephemeral(&mut pack, policy, opts, &pacing, user_key, keys)
                 });
                 match eph {
-                    Ok((info, blob)) => {
+                    Ok((info, blob, uri)) => {
                         if opts.ephemeral == Ephemeral::Both {
                             blobs.push(blob);
+                        }
+                        if let Some(uri) = uri {
+                            enrolments.push(TotpEnrolment {
+                                label: policy.ids[0].id.address().to_string(),
+                                server: info.server.clone(),
+                                prefix: None,
+                                uri,
+                            });
                         }
                         eph_info = Some(info)
                     }
@@ -300,6 +351,7 @@ impl Client {
                 ephemeral: eph_info,
                 cleanup_failures,
                 warnings,
+                totp: enrolments,
             })
         })
     }
@@ -324,7 +376,7 @@ impl Client {
         pacing: &Pacing,
         user_key: SecretString,
         (id, ekey, pkey): (String, Key32, Key32),
-    ) -> Result<(EphemeralInfo, String)> {
+    ) -> Result<(EphemeralInfo, String, Option<SecretString>)> {
         let blob = ephemeral::seal_pack(pack, &pkey)?;
         let job = EscrowJob {
             idp: &policy.ids[0],
@@ -343,7 +395,11 @@ impl Client {
             |j| j.idp.server.clone().unwrap_or_default(),
             |j| self.escrow_one(j),
         );
-        let (rec, blob) = results
+        let Escrowed {
+            record: rec,
+            blob,
+            totp_uri,
+        } = results
             .pop()
             .unwrap_or_else(|| Err(Error::Transport("not run".into())))?;
         let got = &rec.response.escrow_data_id;
@@ -373,6 +429,7 @@ impl Client {
                 record: printed,
             },
             blob,
+            totp_uri,
         ))
     }
 
@@ -421,6 +478,13 @@ impl Client {
         };
         self.protect_with(name, secret, policy, &opts, call)
     }
+}
+
+/// One escrow made.
+struct Escrowed {
+    record: EscrowRecord,
+    blob: String,
+    totp_uri: Option<SecretString>,
 }
 
 /// One escrow to make.

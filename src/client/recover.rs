@@ -6,6 +6,7 @@ use super::rpc::failure;
 use super::{tasks, CallOptions, Client, Hint, Recovered, Verification};
 use crate::crypto::{shamir, Key32, SecretBytes, SecretString};
 use crate::pack::{ephemeral, EscrowRecord, RecoveryPack};
+use crate::proto::health::TOTP_KIND;
 use crate::proto::{
     EscrowResponse, RecoveryRequest, RecoveryResponse, VerificationRequest, VerificationResponse,
     Version,
@@ -144,18 +145,11 @@ impl Client {
         let routes = pack.prefixed_escrows();
         let mut by_prefix: Vec<(char, SecretString, EscrowRecord)> = vec![];
         for c in codes {
-            let code = normalize_code(c.as_ref());
-            let Some(p) = code.expose_secret().chars().next() else {
+            let Some((p, code, esc)) = route_code(pack, &routes, c.as_ref())? else {
                 continue;
             };
-            let Some((_, esc)) = routes.iter().find(|(x, _)| *x == p) else {
-                return Err(Error::bad_input(format!(
-                    "a code starts with {p:?}, which matches none of this pack's {} escrows",
-                    routes.len()
-                )));
-            };
             by_prefix.retain(|(x, _, _)| *x != p);
-            by_prefix.push((p, code, (*esc).clone()));
+            by_prefix.push((p, code, esc.clone()));
         }
         let need = pack.min_shares as usize;
         if by_prefix.len() < need {
@@ -192,9 +186,11 @@ impl Client {
         let mut got: Vec<SecretString> = vec![];
         let mut failures = vec![];
         let mut wrong: Option<Error> = None;
+        let mut pending: Vec<(i64, String)> = vec![];
         for ((_, _, e), r) in by_prefix.iter().zip(results) {
             match r {
                 Ok(s) => got.push(s),
+                Err(Error::Pending { release_at, server }) => pending.push((release_at, server)),
                 Err(err) => {
                     if matches!(err, Error::WrongCode { .. }) && wrong.is_none() {
                         wrong = Some(Error::WrongCode {
@@ -211,6 +207,16 @@ impl Client {
                     failures.push(failure(e, err));
                 }
             }
+        }
+        if got.len() < need && got.len() + pending.len() >= need {
+            // When the last of the shares still needed is released.
+            pending.sort_unstable();
+            let (release_at, server) = pending[need - got.len() - 1].clone();
+            self.log(&format!(
+                "{} share(s) pending a release delay, until {release_at}",
+                pending.len()
+            ));
+            return Err(Error::Pending { server, release_at });
         }
         if got.len() < need {
             if let Some(w) = wrong {
@@ -241,6 +247,73 @@ impl Client {
         self.note_review(&pack.name);
         Ok(Recovered::Secret(secret))
     }
+}
+
+/// True for a code as an authenticator app shows it: exactly 6 digits
+/// (codes servers send are a prefix and 6 or 7 digits).
+fn is_bare_totp_code(code: &str) -> bool {
+    code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Route one typed code to its escrow: `(prefix, code to send, escrow)`,
+/// or `None` for a blank one.
+///
+/// Sent codes start with their escrow's prefix. An authenticator (`totp:`)
+/// code is typed as the app shows it, 6 digits: it goes to the pack's one
+/// authenticator escrow (the one escrow of an ephemeral stand-in); with
+/// several, the user types the prefix shown for that app entry first
+/// (`3` + `123456`), and the prefix is taken off before it is sent.
+fn route_code<'a>(
+    pack: &RecoveryPack,
+    routes: &[(char, &'a EscrowRecord)],
+    typed: &str,
+) -> Result<Option<(char, SecretString, &'a EscrowRecord)>> {
+    let code = normalize_code(typed);
+    let text = code.expose_secret();
+    let Some(p) = text.chars().next() else {
+        return Ok(None);
+    };
+    if is_bare_totp_code(text) {
+        let stub = pack.is_ephemeral_stub();
+        let apps: Vec<&(char, &EscrowRecord)> = routes
+            .iter()
+            .filter(|(_, e)| stub || e.kind == TOTP_KIND)
+            .collect();
+        return match apps.as_slice() {
+            [(p, e)] => Ok(Some((*p, code.clone(), *e))),
+            [] => Err(Error::bad_input(
+                "a 6-digit code is an authenticator app's, but this pack has no \
+                 authenticator (totp:) escrow; codes sent by e-mail or SMS start with \
+                 their prefix",
+            )),
+            many => Err(Error::bad_input(format!(
+                "this pack has {} authenticator (totp:) escrows: type the prefix shown for \
+                 the app entry before its 6 digits (prefixes {})",
+                many.len(),
+                many.iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        };
+    }
+    let Some((_, esc)) = routes.iter().find(|(x, _)| *x == p) else {
+        return Err(Error::bad_input(format!(
+            "a code starts with {p:?}, which matches none of this pack's {} escrows",
+            routes.len()
+        )));
+    };
+    if esc.kind == TOTP_KIND {
+        let rest = &text[p.len_utf8()..];
+        if !is_bare_totp_code(rest) {
+            return Err(Error::bad_input(format!(
+                "the code for escrow {p:?} is an authenticator app's: its 6 digits, \
+                 alone or after {p:?}"
+            )));
+        }
+        return Ok(Some((p, SecretString::new(rest.to_string()), *esc)));
+    }
+    Ok(Some((p, code.clone(), *esc)))
 }
 
 /// Combine server shares with the pack's local shares and open the secret.
@@ -348,6 +421,76 @@ mod tests {
     fn codes_are_forgiven() {
         assert_eq!(normalize_code(" a12o45l ").expose_secret(), "A120451");
         assert_eq!(normalize_code("1 234-567").expose_secret(), "1234567");
+    }
+
+    fn pack_of(kinds: &[&str], stub: bool) -> RecoveryPack {
+        RecoveryPack {
+            name: "p".into(),
+            created_ts: None,
+            description: None,
+            secret: None,
+            min_shares: 1,
+            shares: vec![],
+            escrow: kinds
+                .iter()
+                .map(|k| EscrowRecord {
+                    kind: k.to_string(),
+                    server: "s".into(),
+                    recovery_key: SecretString::new("k".into()),
+                    response: EscrowResponse {
+                        version: Version,
+                        expiration: 0,
+                        escrow_data_id: "x".into(),
+                    },
+                })
+                .collect(),
+            is_ephemeral: stub.then_some(true),
+            ephemeral_id: None,
+        }
+    }
+
+    fn routed(p: &RecoveryPack, typed: &str) -> Result<Option<(char, String)>> {
+        let routes = p.prefixed_escrows();
+        Ok(route_code(p, &routes, typed)?.map(|(c, code, _)| (c, code.expose_secret().into())))
+    }
+
+    #[test]
+    fn authenticator_codes_route_by_shape_or_prefix() {
+        let one = pack_of(&["email", "totp"], false);
+        assert_eq!(
+            routed(&one, "123 456").unwrap(),
+            Some(('2', "123456".into()))
+        );
+        assert_eq!(
+            routed(&one, "2123-456").unwrap(),
+            Some(('2', "123456".into()))
+        );
+        assert_eq!(
+            routed(&one, "1123456").unwrap(),
+            Some(('1', "1123456".into()))
+        );
+        assert!(routed(&one, "21234567").is_err());
+        assert_eq!(routed(&one, " ").unwrap(), None);
+        let two = pack_of(&["totp", "email", "totp"], false);
+        let e = routed(&two, "123456").unwrap_err().to_string();
+        assert!(e.contains("prefixes 1, 3"), "{e}");
+        assert_eq!(
+            routed(&two, "3654321").unwrap(),
+            Some(('3', "654321".into()))
+        );
+        assert_eq!(
+            routed(&two, "1654321").unwrap(),
+            Some(('1', "654321".into()))
+        );
+        let none = pack_of(&["email", "tel"], false);
+        let e = routed(&none, "123456").unwrap_err().to_string();
+        assert!(e.contains("no authenticator"), "{e}");
+        // An ephemeral stand-in has one escrow, of a kind it cannot know.
+        let stub = pack_of(&["ephemeral"], true);
+        assert_eq!(
+            routed(&stub, "123456").unwrap(),
+            Some(('1', "123456".into()))
+        );
     }
 
     #[test]

@@ -112,6 +112,11 @@ fn map_server_error(server: &str, e: ErrorAnswer) -> Error {
             prefix: None,
             attempts_left: e.attempts_left,
         }
+    } else if kind == "pending" && e.release_at.is_some() {
+        Error::Pending {
+            server: server.into(),
+            release_at: crate::proto::untrusted::clean_time(e.release_at.unwrap_or(0)),
+        }
     } else if kind == "rate-limited" || msg.starts_with("Sorry, rate limited") {
         Error::RateLimited {
             server: server.into(),
@@ -138,7 +143,20 @@ mod tests {
             error: s.into(),
             attempts_left: None,
             error_kind: None,
+            release_at: None,
         };
+        let pending = ErrorAnswer {
+            error_kind: Some("pending".into()),
+            release_at: Some(1_900_000_000),
+            ..e("Recovery pending")
+        };
+        assert!(matches!(
+            map_server_error("s", pending),
+            Error::Pending {
+                release_at: 1_900_000_000,
+                ..
+            }
+        ));
         assert!(matches!(
             map_server_error("s", e("Incorrect verfication code")),
             Error::WrongCode { .. }

@@ -108,6 +108,38 @@ pub struct Protected {
     /// Policy warnings: a threshold one server can meet alone (see
     /// `docs/security.md`). The pack was made anyway.
     pub warnings: Vec<String>,
+    /// One enrolment per `totp:` identity, for the user's authenticator
+    /// app. Its secret is nowhere else on this device: show it now (a QR
+    /// code of [`TotpEnrolment::uri`]); it cannot be shown again.
+    pub totp: Vec<TotpEnrolment>,
+}
+
+/// A `totp:` identity's secret as an authenticator app enrols it.
+#[derive(Clone)]
+pub struct TotpEnrolment {
+    /// The identity's label (`phone` for `totp:phone`), the account name
+    /// the app shows under the issuer "Passcrow".
+    pub label: String,
+    /// The server that checks its codes.
+    pub server: String,
+    /// The character its codes route by in this pack (type it before the
+    /// 6 digits when the pack has several authenticator escrows); `None`
+    /// for the escrow of the ephemeral copy.
+    pub prefix: Option<char>,
+    /// The `otpauth://totp/Passcrow:LABEL?secret=...` URI (Key Uri
+    /// Format): what the QR code encodes. It holds the secret.
+    pub uri: SecretString,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrolment")
+            .field("label", &self.label)
+            .field("server", &self.server)
+            .field("prefix", &self.prefix)
+            .field("uri", &"[redacted]")
+            .finish()
+    }
 }
 
 /// One verification started: where the code went.

@@ -7,6 +7,7 @@ pub mod blob;
 pub mod kdf;
 pub mod secret;
 pub mod shamir;
+pub mod totp;
 
 pub use blob::{open, seal};
 pub use secret::{Key32, SecretBytes, SecretString};

@@ -1,7 +1,10 @@
 //! Recovery policies: who verifies, through which server, how many must.
 //!
 //! Text forms are python-passcrow's:
-//! - identity policy: `ID[, notify=ID][ via SERVER]`
+//! - identity policy: `ID[, notify=ID][ via SERVER]`; ours also takes
+//!   `totp:LABEL` as ID (an authenticator app, on servers that list the
+//!   `totp` extension) and `, delay=48h` (a release delay its owner can
+//!   stop, on servers that list the `delay` escrow option)
 //! - server policy: `KIND[, KIND...] via SERVER`
 //! - the defaults file `policy.rc`: `ratio: N/M`, `id: ...`, `server: ...`,
 //!   `expiration_days: D`, `timeout_minutes: M`, `#` comments.
@@ -39,6 +42,51 @@ pub struct IdentityPolicy {
     pub server: Option<String>,
     /// Code lifetime for this identity, in seconds (else the policy's).
     pub timeout_seconds: Option<u32>,
+    /// Release delay in seconds (`delay=48h`): the server releases the
+    /// share that long after the right code, telling every identity,
+    /// unless one of them stops it.
+    pub delay_seconds: Option<u32>,
+}
+
+/// Longest release delay a policy may ask for (a server may offer less).
+pub const MAX_DELAY_SECONDS: u32 = 366 * 86400;
+
+/// Parse a delay: a number and a unit, `s`, `m`, `h` or `d` (`48h`,
+/// `2d`, `90m`), 1 second to [`MAX_DELAY_SECONDS`].
+pub fn parse_delay(text: &str) -> Result<u32> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let mult: u64 = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => {
+            return Err(Error::bad_input(format!(
+                "delay={t:?}: want a number and a unit, s, m, h or d (delay=48h)"
+            )))
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| Error::bad_input(format!("delay={t:?}: want a number before the unit")))?;
+    let secs = n.saturating_mul(mult);
+    if secs == 0 || secs > u64::from(MAX_DELAY_SECONDS) {
+        return Err(Error::bad_input(format!(
+            "delay={t:?}: a delay is 1 second to 366 days"
+        )));
+    }
+    Ok(secs as u32)
+}
+
+/// A delay as `parse_delay` reads it, in its largest exact unit.
+fn delay_text(secs: u32) -> String {
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if secs % n == 0 {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
 }
 
 impl fmt::Display for IdentityPolicy {
@@ -46,6 +94,9 @@ impl fmt::Display for IdentityPolicy {
         f.write_str(self.id.as_str())?;
         if let Some(n) = &self.notify {
             write!(f, ", notify={n}")?;
+        }
+        if let Some(d) = self.delay_seconds {
+            write!(f, ", delay={}", delay_text(d))?;
         }
         if let Some(s) = &self.server {
             write!(f, " via {s}")?;
@@ -60,6 +111,7 @@ impl fmt::Debug for IdentityPolicy {
             .field("id", &self.id)
             .field("notify", &self.notify)
             .field("server", &self.server)
+            .field("delay_seconds", &self.delay_seconds)
             .finish()
     }
 }
@@ -72,6 +124,7 @@ impl IdentityPolicy {
             notify: None,
             server: None,
             timeout_seconds: None,
+            delay_seconds: None,
         }
     }
 
@@ -88,6 +141,23 @@ impl IdentityPolicy {
         let (rest, server) = match collapsed.rsplit_once(" via ") {
             Some((a, s)) => (a.to_string(), Some(s.trim().to_string())),
             None => (collapsed.clone(), None),
+        };
+        // `, delay=D` may stand before or after `, notify=ID`.
+        let (rest, delay) = match rest.find(", delay=") {
+            Some(i) => {
+                let after = &rest[i + ", delay=".len()..];
+                let end = after.find(", ").unwrap_or(after.len());
+                let d = parse_delay(&after[..end])
+                    .map_err(|e| Error::bad_input(format!("in policy {collapsed:?}: {e}")))?;
+                let kept = format!("{}{}", &rest[..i], &after[end..]);
+                if kept.contains(", delay=") {
+                    return Err(Error::bad_input(format!(
+                        "{collapsed:?}: only one delay= is allowed"
+                    )));
+                }
+                (kept, Some(d))
+            }
+            None => (rest, None),
         };
         if let Some(s) = &server {
             check_server_name(s)?;
@@ -108,12 +178,18 @@ impl IdentityPolicy {
         let mut p = IdentityPolicy::new(id);
         let explicit_no_notify = notify_txt.as_deref() == Some("-");
         if let Some(n) = notify_txt.filter(|n| n != "-") {
-            p.notify =
-                Some(Identity::parse(&n).map_err(|e| {
-                    Error::bad_input(format!("in policy {collapsed:?}: notify: {e}"))
-                })?);
+            let n = Identity::parse(&n)
+                .map_err(|e| Error::bad_input(format!("in policy {collapsed:?}: notify: {e}")))?;
+            if n.kind() == crate::proto::health::TOTP_KIND {
+                return Err(Error::bad_input(format!(
+                    "in policy {collapsed:?}: notify= must be someone a message can reach \
+                     (an e-mail address or a phone), not an authenticator app"
+                )));
+            }
+            p.notify = Some(n);
         }
         p.server = server;
+        p.delay_seconds = delay;
         if let Some(d) = defaults {
             let same = d.ids.iter().find(|x| x.id == p.id).cloned();
             if let Some(same) = same {
@@ -214,6 +290,33 @@ mod tests {
         assert_eq!(p.id.kind(), "tel");
         assert!(IdentityPolicy::parse("a@b.org via bad/server", None).is_err());
         assert!(IdentityPolicy::parse("nobody via x", None).is_err());
+        let t = IdentityPolicy::parse("totp:phone, notify=a@b.org via srv", None).unwrap();
+        assert_eq!(t.id.kind(), "totp");
+        let e = IdentityPolicy::parse("a@b.org, notify=totp:phone via srv", None).unwrap_err();
+        assert!(e.to_string().contains("authenticator"), "{e}");
+        let d = IdentityPolicy::parse("a@b.org, delay=48h, notify=c@d.org via srv", None).unwrap();
+        assert_eq!(d.delay_seconds, Some(48 * 3600));
+        assert_eq!(d.notify.as_ref().unwrap().as_str(), "email:c@d.org");
+        assert_eq!(
+            d.to_string(),
+            "email:a@b.org, notify=email:c@d.org, delay=2d via srv"
+        );
+        let d = IdentityPolicy::parse(&d.to_string(), None).unwrap();
+        assert_eq!(d.delay_seconds, Some(2 * 86400));
+        assert_eq!(parse_delay("90m").unwrap(), 5400);
+        for bad in [
+            "",
+            "0h",
+            "48",
+            "h",
+            "3w",
+            "367d",
+            "-1h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_delay(bad).is_err(), "{bad}");
+        }
+        assert!(IdentityPolicy::parse("a@b.org, delay=1h, delay=2h via s", None).is_err());
     }
 
     #[test]

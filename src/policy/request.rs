@@ -146,6 +146,17 @@ impl RecoveryPolicy {
             if p.server.is_none() {
                 return Err(Error::bad_input(format!("no server for {}", p.id)));
             }
+            // A delay must have someone to tell, and an app cannot be told.
+            if p.delay_seconds.is_some()
+                && p.id.kind() == crate::proto::health::TOTP_KIND
+                && p.notify.is_none()
+            {
+                return Err(Error::bad_input(format!(
+                    "{}: a release delay needs someone the server can tell, and an \
+                     authenticator app cannot be told: add notify=ADDRESS",
+                    p.id
+                )));
+            }
         }
         if self.expiration_days == 0 {
             return Err(Error::bad_input("expiration must be at least one day"));

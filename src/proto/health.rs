@@ -22,6 +22,12 @@ use crate::Result;
 pub const EXTENSIONS_METHOD: &str = "extensions";
 /// The `status` method's name (`POST /passcrow/status`).
 pub const STATUS_METHOD: &str = "status";
+/// The identity kind `totp` (an authenticator app, RFC 6238) in
+/// [`Extensions::kinds`]: the server checks the codes itself.
+pub const TOTP_KIND: &str = "totp";
+/// The escrow option `delay` in [`Extensions::escrow_options`]: a
+/// release delay the owner can stop; its limits carry `max-seconds`.
+pub const DELAY_OPTION: &str = "delay";
 /// Shortest challenge a server accepts (bytes).
 pub const CHALLENGE_MIN_BYTES: usize = 16;
 /// Longest challenge a server accepts (bytes).
@@ -52,6 +58,16 @@ impl Extensions {
     /// True when the server lists the method `name`.
     pub fn has_method(&self, name: &str) -> bool {
         self.methods.contains_key(name)
+    }
+
+    /// The longest release delay the server offers (`delay`'s
+    /// `max-seconds`), or `None` when it offers none.
+    pub fn max_delay(&self) -> Option<i64> {
+        self.escrow_options
+            .get(DELAY_OPTION)
+            .and_then(|v| v.get("max-seconds"))
+            .and_then(|v| v.as_i64())
+            .filter(|s| *s > 0)
     }
 
     /// True when the server lists the identity kind `kind`.

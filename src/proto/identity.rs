@@ -13,9 +13,14 @@ pub fn explain_kind(kind: &str) -> &str {
         "email" | "mailto" => "e-mail to",
         "tel" => "SMS or a phone call to",
         "sms" => "SMS to",
+        "totp" => "authenticator app",
         other => other,
     }
 }
+
+/// Longest label of a `totp:LABEL` identity (the account name shown in
+/// the authenticator app).
+pub const MAX_TOTP_LABEL_CHARS: usize = 64;
 
 /// An identity a code can be sent to: `kind:address`.
 ///
@@ -120,6 +125,12 @@ impl Identity {
                     "{full:?}: phone numbers should be digits, dashes and spaces"
                 )))
             }
+            "totp" if addr.chars().count() > MAX_TOTP_LABEL_CHARS => {
+                return Err(Error::bad_input(format!(
+                    "totp: the label (the name shown in the authenticator app) is longer \
+                     than {MAX_TOTP_LABEL_CHARS} characters"
+                )))
+            }
             _ => {}
         }
         Ok(Identity(full))
@@ -213,5 +224,9 @@ mod tests {
         assert!(
             !format!("{:?}", Identity::parse("secret@example.org").unwrap()).contains("secret")
         );
+        let t = Identity::parse("totp:my phone").unwrap();
+        assert_eq!((t.kind(), t.address()), ("totp", "my phone"));
+        assert!(Identity::parse(&format!("totp:{}", "x".repeat(65))).is_err());
+        assert!(Identity::parse("totp:").is_err());
     }
 }

@@ -58,6 +58,9 @@ pub struct ErrorAnswer {
     pub attempts_left: Option<u32>,
     /// Our servers classify their errors (`wrong-code`, `not-found`, ...).
     pub error_kind: Option<String>,
+    /// Ours, with `error-kind` `pending`: when a delayed release is due
+    /// (unix time).
+    pub release_at: Option<i64>,
 }
 
 /// If `bytes` is a JSON object with an `"error"` string, return it.
@@ -78,6 +81,7 @@ pub fn error_answer(bytes: &[u8]) -> Option<ErrorAnswer> {
             .get("error-kind")
             .and_then(|a| a.as_str())
             .map(str::to_string),
+        release_at: obj.get("release-at").and_then(|a| a.as_i64()),
     })
 }
 

@@ -12,7 +12,7 @@ mod identity;
 mod json;
 pub mod untrusted;
 
-pub use identity::{explain_kind, Identity};
+pub use identity::{explain_kind, Identity, MAX_TOTP_LABEL_CHARS};
 pub use json::{error_answer, parse, sanitize_json_error, to_reference_json, ErrorAnswer};
 pub use untrusted::Untrusted;
 
@@ -95,6 +95,25 @@ pub struct EscrowData {
     /// Who is told when recovery starts.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub notify: Option<Identity>,
+    /// Ours, for a `totp:` identity only: its TOTP secret (base32). Such
+    /// escrow data goes only to a server that lists the `totp` kind in its
+    /// extensions (python-passcrow never reads it); every other escrow's
+    /// data has exactly the reference's keys.
+    #[serde(
+        rename = "totp-secret",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub totp_secret: Option<SecretString>,
+    /// Ours: seconds the server waits, after the right code, before it
+    /// releases the secret (telling every identity, who may stop it). Only
+    /// sent to a server that lists the `delay` escrow option.
+    #[serde(
+        rename = "release-delay",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub release_delay: Option<i64>,
 }
 
 impl fmt::Debug for EscrowData {
@@ -105,6 +124,11 @@ impl fmt::Debug for EscrowData {
             .field("verify", &self.verify)
             .field("timeout", &self.timeout)
             .field("notify", &self.notify)
+            .field(
+                "totp_secret",
+                &self.totp_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("release_delay", &self.release_delay)
             .finish()
     }
 }

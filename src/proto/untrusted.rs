@@ -260,6 +260,7 @@ mod tests {
             error: format!("{}\u{1b}]0;x", "e".repeat(1000)),
             attempts_left: Some(2),
             error_kind: Some("wrong-code".into()),
+            release_at: None,
         }
         .into_clean("t")
         .unwrap();

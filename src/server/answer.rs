@@ -30,6 +30,11 @@ pub enum ErrorKind {
     /// The escrow is frozen for good (too many wrong codes over its
     /// life): it releases nothing; its owner re-protects.
     Frozen,
+    /// The right code arrived but the escrow asked for a release delay:
+    /// it is released at `release-at` unless its owner stops it.
+    Pending,
+    /// Its owner stopped a delayed release: it is never released.
+    Stopped,
     /// Our fault.
     Internal,
 }
@@ -46,6 +51,8 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Payment => "payment",
             ErrorKind::Frozen => "frozen",
+            ErrorKind::Pending => "pending",
+            ErrorKind::Stopped => "stopped",
             ErrorKind::Internal => "internal",
         }
     }
@@ -72,6 +79,8 @@ pub struct ApiError {
     /// may still take now, the least of this code's attempts, the hour's
     /// and the escrow's life's.
     pub attempts_left: Option<u32>,
+    /// For a pending release: when it is due (`release-at`, unix time).
+    pub release_at: Option<i64>,
 }
 
 impl ApiError {
@@ -81,6 +90,7 @@ impl ApiError {
             kind,
             message: message.into(),
             attempts_left: None,
+            release_at: None,
         }
     }
 
@@ -104,6 +114,9 @@ impl ApiError {
         m.insert("error-kind".into(), self.kind.as_str().into());
         if let Some(a) = self.attempts_left {
             m.insert("attempts-left".into(), a.into());
+        }
+        if let Some(t) = self.release_at {
+            m.insert("release-at".into(), t.into());
         }
         serde_json::Value::Object(m).to_string()
     }

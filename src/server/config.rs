@@ -412,6 +412,44 @@ impl PostgresConfig {
 /// one escrow can cost.
 pub const DEFAULT_STATUS_PER_HOUR: u32 = 6;
 
+/// Authenticator-app identities (`[totp]`; see "Authenticator apps
+/// (TOTP)" in docs/server.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    /// Offer the `totp` identity kind: listed in `extensions`, its codes
+    /// checked by this server (RFC 6238, ±1 step of 30 s: the server's
+    /// clock must be NTP-synced). On by default: it sends nothing.
+    pub enabled: bool,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig { enabled: true }
+    }
+}
+
+/// Longest release delay an escrow may ask for, by default: a week.
+pub const DEFAULT_MAX_DELAY_SECONDS: i64 = 7 * 86400;
+
+/// Release delays (`[delay]`; see "Release delay" in docs/server.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DelayConfig {
+    /// Longest delay an escrow may ask for; a longer one is cut to it.
+    /// 0: no delay offered. Offered only with `[outbound] public_url`
+    /// (the notices link to the cancel page there).
+    pub max_seconds: i64,
+}
+
+impl Default for DelayConfig {
+    fn default() -> Self {
+        DelayConfig {
+            max_seconds: DEFAULT_MAX_DELAY_SECONDS,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -466,6 +504,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Delivery budgets, SMS countries, opt-out and abuse contact.
     pub outbound: OutboundConfig,
+    /// Authenticator-app (`totp:`) identities.
+    pub totp: TotpConfig,
+    /// Release delays the owner can stop.
+    pub delay: DelayConfig,
     /// Seconds a client has to send a request's headers (from the start of
     /// the connection, or the end of the previous answer).
     pub header_read_timeout_seconds: u64,
@@ -514,6 +556,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
             outbound: OutboundConfig::default(),
+            totp: TotpConfig::default(),
+            delay: DelayConfig::default(),
             header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT,
             keep_alive_timeout_seconds: DEFAULT_KEEP_ALIVE_TIMEOUT,
             body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT,
@@ -634,6 +678,11 @@ impl Config {
             ));
         }
         self.outbound.validate()?;
+        if self.delay.max_seconds < 0 || self.delay.max_seconds > 366 * 86400 {
+            return Err(ServerError::config(
+                "delay.max_seconds must be 0 (no delay offered) to 366 days",
+            ));
+        }
         Ok(())
     }
 }
@@ -709,6 +758,15 @@ about_url = "https://passcrow.example.org/"
 # wrong_guesses_lifetime = 30          # per escrow; then it is frozen for good (owner: renew)
 # max_escrows = 1000000                # escrows held; more are refused
 # max_free_escrows_per_day = 10000     # free escrows made per UTC day
+# Authenticator apps (totp: identities, see "Authenticator apps (TOTP)" in
+# docs/server.md): this server checks their codes, so its clock must be
+# NTP-synced.
+# [totp]
+# enabled = true
+# Release delays an escrow may ask for (see "Release delay" in
+# docs/server.md); offered only with [outbound] public_url. 0: none.
+# [delay]
+# max_seconds = 604800                 # a week
 # What goes out, to whom, and how much (see "Delivery budgets" in
 # docs/server.md). The values shown are the defaults.
 [outbound]

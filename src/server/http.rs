@@ -218,6 +218,28 @@ async fn optout_post(
     .await
 }
 
+async fn cancel_get(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    page(&app, client_of(&app, &req), move |s| {
+        s.cancel_page(&token, false)
+    })
+    .await
+}
+
+async fn cancel_post(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    page(&app, client_of(&app, &req), move |s| {
+        s.cancel_page(&token, true)
+    })
+    .await
+}
+
 async fn not_found() -> Response {
     error(
         ErrorKind::NotFound,
@@ -259,6 +281,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route(
             "/passcrow/optout/{token}",
             get(optout_get).post(optout_post),
+        )
+        .route(
+            "/passcrow/cancel/{token}",
+            get(cancel_get).post(cancel_post),
         )
         .fallback(not_found)
         .with_state(app)

@@ -1486,6 +1486,36 @@ impl Storage for CountingScans {
     ) -> storage::StorageResult<storage::CodeCheck> {
         self.inner.check_code(id, mac, now, limits)
     }
+    fn check_totp(
+        &self,
+        id: &storage::StoredId,
+        step: Option<i64>,
+        now: i64,
+        limits: &storage::GuessLimits,
+    ) -> storage::StorageResult<storage::CodeCheck> {
+        self.inner.check_totp(id, step, now, limits)
+    }
+    fn start_release(
+        &self,
+        id: &storage::StoredId,
+        due: i64,
+        cancel: &[u8],
+    ) -> storage::StorageResult<bool> {
+        self.inner.start_release(id, due, cancel)
+    }
+    fn abort_release(&self, id: &storage::StoredId) -> storage::StorageResult<()> {
+        self.inner.abort_release(id)
+    }
+    fn release_by_cancel(&self, cancel: &[u8]) -> storage::StorageResult<Option<i64>> {
+        self.inner.release_by_cancel(cancel)
+    }
+    fn cancel_release(
+        &self,
+        cancel: &[u8],
+        now: i64,
+    ) -> storage::StorageResult<storage::ReleaseCancel> {
+        self.inner.cancel_release(cancel, now)
+    }
     fn sweep(&self, now: i64) -> storage::StorageResult<storage::Swept> {
         self.inner.sweep(now)
     }

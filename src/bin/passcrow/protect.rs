@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Read};
 
-use passcrow::client::{Client, Ephemeral, ProtectOptions};
+use passcrow::client::{Client, Ephemeral, ProtectOptions, TotpEnrolment};
 use passcrow::policy::{parse_ratio, PolicyRequest, RecoveryPolicy};
 use passcrow::proto::to_reference_json;
 use passcrow::{Error, SecretBytes};
@@ -122,6 +122,9 @@ pub(crate) fn cmd_protect(args: &[String], renew: bool) -> CliResult {
     for w in &result.warnings {
         eprintln!("passcrow: warning: {w}");
     }
+    for t in &result.totp {
+        print_totp(t, batch);
+    }
     if let Some(info) = &result.ephemeral {
         if batch {
             println!("{}", to_reference_json(&info.record));
@@ -147,4 +150,55 @@ pub(crate) fn cmd_protect(args: &[String], renew: bool) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// The enrolment of a `totp:` identity: its URI, and (on a terminal) a
+/// QR code of it to scan with the authenticator app. Shown once: the
+/// secret is nowhere else on this device. In batch mode, a JSON object.
+fn print_totp(t: &TotpEnrolment, batch: bool) {
+    let uri = t.uri.expose_secret();
+    if batch {
+        let v = serde_json::json!({
+            "totp-label": t.label,
+            "server": t.server,
+            "prefix": t.prefix.map(|p| p.to_string()),
+            "otpauth-uri": uri,
+        });
+        println!("{}", to_reference_json(&v));
+        return;
+    }
+    let route = match t.prefix {
+        Some(p) => format!(
+            "When recovering, type the 6 digits the app shows (with several \
+             authenticator identities in one pack, type {p} before them)."
+        ),
+        None => "It verifies the ephemeral copy: when recovering with the user key, \
+                 type the 6 digits the app shows."
+            .to_string(),
+    };
+    println!(
+        "\nAdd this to your authenticator app now: it is shown only this once.\n\
+         Account \"Passcrow: {}\", checked by {}.\n{route}\n",
+        t.label, t.server
+    );
+    if std::io::stdout().is_terminal() {
+        if let Some(qr) = terminal_qr(uri) {
+            println!("{qr}");
+        }
+    }
+    println!("    {uri}\n");
+}
+
+/// A QR code of `text` in Unicode half blocks, drawn light on dark (most
+/// terminals): the dark modules are the background.
+fn terminal_qr(text: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
 }

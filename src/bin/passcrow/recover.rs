@@ -78,11 +78,21 @@ pub(crate) fn print_verification(name: &str, v: &Verification, batch: bool) {
                 .map(|u| format!("    * {u} (login hint: {})", h.hint))
         })
         .collect();
+    let apps = v.hints.iter().filter(|h| h.kind == "totp").count();
     let sent: Vec<String> = v
         .hints
         .iter()
         .filter(|h| h.action_url.is_none())
         .map(|h| {
+            if h.kind == "totp" {
+                // The code is in the app: typed as it shows it.
+                let prefix = if apps > 1 {
+                    format!(", after {}", h.prefix)
+                } else {
+                    String::new()
+                };
+                return format!("    * {} (type its 6 digits{prefix})", h.hint);
+            }
             format!(
                 "    * {} {} (code starts with {})",
                 explain_kind(&h.kind),
@@ -138,7 +148,14 @@ pub(crate) fn cmd_recover(args: &[String]) -> CliResult {
                 pack.min_shares
             )));
         }
-        match c.recover(&pack, &codes)? {
+        let recovered = match c.recover(&pack, &codes) {
+            Err(passcrow::Error::Pending { release_at, .. }) => {
+                print_pending(&name, release_at, batch);
+                return Ok(());
+            }
+            r => r?,
+        };
+        match recovered {
             Recovered::Secret(secret) => {
                 if let Some(out) = a.one('o') {
                     write_atomic(std::path::Path::new(out), secret.expose_secret())?;
@@ -185,4 +202,24 @@ pub(crate) fn cmd_recover(args: &[String]) -> CliResult {
     let v = c.verify(&pack)?;
     print_verification(&shown_name, &v, batch);
     Ok(())
+}
+
+/// The codes were right, but the escrows asked for a release delay: when
+/// to come back.
+fn print_pending(name: &str, release_at: i64, batch: bool) {
+    if batch {
+        let b = serde_json::json!({
+            "name": name, "recovered": false, "pending-until": release_at,
+        });
+        println!("{}", to_reference_json(&b));
+        return;
+    }
+    let (date, time) = crate::manage::local_time(release_at);
+    eprintln!(
+        "Recovery pending: the codes were right, but the escrows asked for a release delay.\n\
+         Every identity of those escrows was told, and any of them can stop it.\n\
+         Come back after {date} {time} and run the same command again:\n\n    \
+         passcrow recover {name:?} CODES...\n\n\
+         (No new code is needed: the same ones do.)"
+    );
 }

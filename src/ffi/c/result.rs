@@ -86,7 +86,8 @@ pub(super) fn error_code(e: &Error) -> passcrow_result {
         Error::NotFound(_) => PASSCROW_NOT_FOUND,
         Error::Expired(_) => PASSCROW_EXPIRED,
         Error::Transport(_) => PASSCROW_TRANSPORT,
-        Error::Server { .. } => PASSCROW_SERVER,
+        // Not a typed result in the C ABI yet: its message says when.
+        Error::Server { .. } | Error::Pending { .. } => PASSCROW_SERVER,
         Error::Protocol(_) => PASSCROW_PROTOCOL,
         Error::Decrypt(_) => PASSCROW_DECRYPT,
         Error::Incomplete { .. } => PASSCROW_INCOMPLETE,

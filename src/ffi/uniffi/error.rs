@@ -146,7 +146,9 @@ impl From<Error> for PasscrowError {
             Error::NotFound(_) => PasscrowError::NotFound { detail },
             Error::Expired(_) => PasscrowError::Expired { detail },
             Error::Transport(_) => PasscrowError::Transport { detail },
-            Error::Server { server, .. } => PasscrowError::Server { detail, server },
+            Error::Server { server, .. } | Error::Pending { server, .. } => {
+                PasscrowError::Server { detail, server }
+            }
             Error::Protocol(_) => PasscrowError::Protocol { detail },
             Error::Decrypt(_) => PasscrowError::Decrypt { detail },
             Error::Incomplete {

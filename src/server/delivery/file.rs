@@ -42,6 +42,10 @@ impl Deliver for FileSink {
                     msg.to
                 )
             }
+            Notice::ReleasePending { due, cancel_url } => format!(
+                "# notice\t{}\trelease pending until {due}, stop it at {cancel_url}\n",
+                msg.to
+            ),
             Notice::TooManyWrongCodes { paused_until } => match paused_until {
                 Some(t) => format!(
                     "# notice\t{}\ttoo many wrong codes, none checked until {t}\n",

@@ -148,8 +148,27 @@ fn utc_hhmm(t: i64) -> String {
     format!("{:02}:{:02}", s / 3600, s % 3600 / 60)
 }
 
+/// `YYYY-MM-DD HH:MM UTC` of unix time `t`.
+pub(crate) fn utc_date_time(t: i64) -> String {
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = t.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {} UTC", utc_hhmm(t))
+}
+
 /// The subject line: fixed text (no part of it is the requester's).
 pub fn subject(m: &Outgoing) -> String {
+    if let Notice::ReleasePending { .. } = &m.notice {
+        // English only for now (as every unknown language).
+        return "Passcrow: Recovery Completes Unless You Stop It".into();
+    }
     match (&m.notice, is_icelandic(&m.language)) {
         (Notice::Code { .. }, false) => "Passcrow Verification Code".into(),
         (Notice::Code { .. }, true) => "Passcrow staðfestingarkóði".into(),
@@ -173,6 +192,7 @@ pub fn subject(m: &Outgoing) -> String {
         (Notice::TooManyWrongCodes { paused_until: None }, true) => {
             "Passcrow: endurheimt fryst".into()
         }
+        (Notice::ReleasePending { .. }, _) => String::new(),
     }
 }
 
@@ -261,6 +281,16 @@ pub fn long(m: &Outgoing) -> String {
              If this is your data, protect it again (passcrow renew) so\n\
              that it can be recovered."
         ),
+        (Notice::ReleasePending { due, cancel_url }, _) => format!(
+            "Someone proved one of your identities to this Passcrow\n\
+             server and asked for your recovery data.\n{l}\n\
+             It will be released on {} unless you stop it.\n\
+             If this is not you, stop it now; the page below asks you to\n\
+             confirm with a button:\n{cancel_url}\n\n\
+             If it is you, nothing needs doing: recover again after that\n\
+             time.",
+            utc_date_time(*due)
+        ),
         (Notice::TooManyWrongCodes { paused_until: None }, true) => format!(
             "Of margir rangir kóðar voru reyndir fyrir Passcrow\n\
              endurheimtargögnin þín.\n{l}\n\
@@ -340,6 +370,11 @@ pub fn short(m: &Outgoing) -> String {
         (Notice::TooManyWrongCodes { paused_until: None }, true) => format!(
             "Passcrow: of margir rangir kóðar reyndir; varslan er fryst fyrir fullt og allt. \
              Verndaðu upp á nýtt (passcrow renew).{l}"
+        ),
+        (Notice::ReleasePending { due, cancel_url }, _) => format!(
+            "Passcrow: a recovery of your data completes {} unless you stop it: \
+             {cancel_url}{l}",
+            utc_date_time(*due)
         ),
     };
     format!("{text}{}", sms_tail(m, is))

@@ -40,6 +40,15 @@ pub enum Notice {
         /// Masked identity the code went to.
         code_sent_to: String,
     },
+    /// The right code arrived for an escrow with a release delay: it is
+    /// released at `due` unless stopped at `cancel_url` (a page that
+    /// stops it on an explicit POST only).
+    ReleasePending {
+        /// When the release is due (unix time).
+        due: i64,
+        /// The cancel page.
+        cancel_url: String,
+    },
     /// Too many wrong codes were tried for an escrow this identity
     /// verifies or watches.
     TooManyWrongCodes {
@@ -81,7 +90,9 @@ impl Outgoing {
     pub fn code(&self) -> Option<&str> {
         match &self.notice {
             Notice::Code { code, .. } => Some(code.expose_secret()),
-            Notice::RecoveryStarted { .. } | Notice::TooManyWrongCodes { .. } => None,
+            Notice::RecoveryStarted { .. }
+            | Notice::TooManyWrongCodes { .. }
+            | Notice::ReleasePending { .. } => None,
         }
     }
 

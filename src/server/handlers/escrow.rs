@@ -21,7 +21,11 @@ impl Server {
         let pplain = crypto::open(&pkey, &req.parameters, "parameters")
             .map_err(|_| ApiError::bad("Bad request: could not decrypt the parameters"))?;
         let params: EscrowParameters = Self::parse(pplain.expose_secret(), "parameters")?;
-        self.deliverer(&params.kind)?;
+        // An authenticator app's escrow needs no deliverer: this server
+        // checks its codes (handlers/totp.rs).
+        if !self.offers_totp(&params.kind) {
+            self.deliverer(&params.kind)?;
+        }
 
         let data = req.escrow_data.concat();
         let raw = crypto::b64decode(&data)

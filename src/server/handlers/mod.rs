@@ -4,6 +4,7 @@
 //! [`extensions`] (discovery) and [`status`] (the health check). Here: what they share,
 //! reading requests and finding escrows.
 
+mod delay;
 mod deletion;
 mod escrow;
 mod extensions;
@@ -11,6 +12,7 @@ mod info;
 pub(super) mod pages;
 mod recovery;
 mod status;
+mod totp;
 mod verification;
 
 use std::sync::Arc;

@@ -26,14 +26,14 @@ const HTML: &str = "text/html; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Escape text for HTML.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn html(status: u16, title: &str, body: &str) -> Page {
+pub(super) fn html(status: u16, title: &str, body: &str) -> Page {
     Page {
         status,
         content_type: HTML,

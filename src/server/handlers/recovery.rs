@@ -5,6 +5,9 @@
 //! life (then it is frozen for good). When either trips, the escrow's
 //! `verify` and `notify` identities are told.
 
+use super::totp::totp_digits;
+use crate::crypto::totp;
+use crate::proto::health::TOTP_KIND;
 use crate::proto::{EscrowData, RecoveryRequest, RecoveryResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::delivery::{Notice, Outgoing};
@@ -36,6 +39,7 @@ impl Server {
                 self.cfg.limits.wrong_guesses_lifetime
             ),
             attempts_left: Some(0),
+            release_at: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl Server {
                 until_text(until, now)
             ),
             attempts_left: Some(0),
+            release_at: None,
         }
     }
 
@@ -63,7 +68,11 @@ impl Server {
         esd: &EscrowData,
         paused_until: Option<i64>,
     ) {
-        let mut to = vec![esd.verify.clone()];
+        // An authenticator app cannot be told; its watcher can.
+        let mut to = vec![];
+        if esd.verify.kind() != TOTP_KIND {
+            to.push(esd.verify.clone());
+        }
         if let Some(n) = &esd.notify {
             if *n != esd.verify {
                 to.push(n.clone());
@@ -96,14 +105,36 @@ impl Server {
         let limits = self.guess_limits();
         // Refusals the row already shows need no write (check_code makes
         // the same checks in its transaction, for requests racing these).
+        // A delayed release started before: its state decides, no code is
+        // compared (handlers/delay.rs).
+        if esd.release_delay.is_some() {
+            if let Some(released) = self.release_gate(row, &esd, &sid, now)? {
+                return Ok(released);
+            }
+        }
         if row.frozen {
             return Err(self.frozen_error(""));
         }
         if let Some(until) = row.guesses.paused_until(&limits, now) {
             return Err(self.paused_error(until, now));
         }
-        let given = self.keys.code_mac(key, req.verification.expose_secret());
-        match self.storage.check_code(&sid, &given, now, &limits)? {
+        // An authenticator app's code is checked here against the steps
+        // around now, and taken by storage only for a step later than the
+        // last one it took (each code opens once); `matched` tells a
+        // replayed code from a wrong one in the answer.
+        let (check, matched) = if esd.verify.kind() == TOTP_KIND {
+            let secret = self.totp_secret(&esd)?;
+            let digits = totp_digits(&req.verification)?;
+            let step = totp::matching_step(secret.expose_secret(), digits.expose_secret(), now);
+            (
+                self.storage.check_totp(&sid, step, now, &limits)?,
+                step.is_some(),
+            )
+        } else {
+            let given = self.keys.code_mac(key, req.verification.expose_secret());
+            (self.storage.check_code(&sid, &given, now, &limits)?, false)
+        };
+        match check {
             CodeCheck::NoCode => Err(ApiError::new(
                 ErrorKind::NotFound,
                 "No verification code is pending for this escrow; ask for one first",
@@ -118,10 +149,14 @@ impl Server {
                           ask for a new one"
                     .into(),
                 attempts_left: Some(0),
+                release_at: None,
             }),
             CodeCheck::Frozen => Err(self.frozen_error("")),
             CodeCheck::Paused { until } => Err(self.paused_error(until, now)),
             CodeCheck::Right => {
+                if let Some(delay) = esd.release_delay {
+                    return Err(self.start_release(&sid, row.created, &esd, delay, now));
+                }
                 tracing::info!(id = %sid, "recovered");
                 Ok(RecoveryResponse {
                     version: Version,
@@ -148,6 +183,7 @@ impl Server {
                             until_text(guesses.window_ends, now)
                         ),
                         attempts_left: Some(0),
+                        release_at: None,
                     });
                 }
                 // Honest: the least of what this code, this hour and this
@@ -160,17 +196,24 @@ impl Server {
                 } else {
                     " this hour"
                 };
+                let wrong = if matched {
+                    "This authenticator code was used already (each code opens once; wait \
+                     for the app's next one)"
+                } else {
+                    "Incorrect verification code"
+                };
                 let message = match n {
-                    0 => "Incorrect verification code: no attempts left, the code is now void; \
-                          ask for a new one"
-                        .to_string(),
-                    1 => format!("Incorrect verification code (1 attempt left{why})"),
-                    n => format!("Incorrect verification code ({n} attempts left{why})"),
+                    0 => format!(
+                        "{wrong}: no attempts left, the code is now void; ask for a new one"
+                    ),
+                    1 => format!("{wrong} (1 attempt left{why})"),
+                    n => format!("{wrong} ({n} attempts left{why})"),
                 };
                 Err(ApiError {
                     kind: ErrorKind::WrongCode,
                     message,
                     attempts_left: Some(n),
+                    release_at: None,
                 })
             }
         }

@@ -11,14 +11,51 @@
 use rand::Rng;
 
 use crate::crypto::SecretString;
-use crate::proto::{VerificationRequest, VerificationResponse, Version};
+use crate::proto::health::TOTP_KIND;
+use crate::proto::{EscrowData, VerificationRequest, VerificationResponse, Version};
 use crate::server::answer::{ApiError, ApiResult, ErrorKind};
 use crate::server::budgets::MessageClass;
 use crate::server::delivery::{Notice, Outgoing};
 use crate::server::hints::hint_for;
+use crate::server::storage::StoredId;
 use crate::server::Server;
 
 impl Server {
+    /// Tell the escrow's watcher (`notify`), if any, that a recovery
+    /// started and where its code went (`hint`).
+    pub(super) fn notify_watcher(
+        &self,
+        language: &str,
+        esd: &EscrowData,
+        hint: &str,
+        created: i64,
+        sid: &StoredId,
+    ) {
+        let Some(watcher) = &esd.notify else {
+            return;
+        };
+        let n = Outgoing {
+            to: watcher.clone(),
+            language: language.to_string(),
+            description: esd.description.clone(),
+            about_url: self.cfg.about_url.clone(),
+            notice: Notice::RecoveryStarted {
+                code_sent_to: hint.to_string(),
+            },
+            contact: Default::default(),
+        };
+        // The watcher's budgets count notices too; one refused (or
+        // failed) is logged, the code is out already.
+        if let Err(e) = self.send(&n, created, MessageClass::Notice) {
+            tracing::warn!(
+                id = %sid,
+                kind = e.kind.as_str(),
+                "recovery notice not sent: {}",
+                e.message
+            );
+        }
+    }
+
     /// Answer a verification request.
     pub(in crate::server) fn verification(&self, body: &[u8]) -> ApiResult<VerificationResponse> {
         let req: VerificationRequest = Self::parse(body, "verification request")?;
@@ -41,8 +78,20 @@ impl Server {
         if found.row.frozen {
             return Err(self.frozen_error(""));
         }
+        // A delayed release started or stopped: no new code.
+        if esd.release_delay.is_some() {
+            match found.row.release_due {
+                0 => {}
+                crate::server::storage::RELEASE_STOPPED => return Err(self.stopped_error()),
+                due => return Err(self.pending_error(due, now)),
+            }
+        }
         if let Some(until) = found.row.guesses.paused_until(&self.guess_limits(), now) {
             return Err(self.paused_error(until, now));
+        }
+        if esd.verify.kind() == TOTP_KIND {
+            // The code is in the user's authenticator app (handlers/totp.rs).
+            return self.verification_totp(&req, &found, &esd, now);
         }
         let dlv_name = self.deliverer(esd.verify.kind())?.name().to_string();
         let max = self.cfg.max_timeout_seconds;
@@ -103,28 +152,7 @@ impl Server {
             ));
         }
         tracing::info!(via = dlv_name, id = %sid, "code sent");
-        if let Some(watcher) = &esd.notify {
-            let n = Outgoing {
-                to: watcher.clone(),
-                language: req.language.clone(),
-                description: esd.description.clone(),
-                about_url: self.cfg.about_url.clone(),
-                notice: Notice::RecoveryStarted {
-                    code_sent_to: hint.clone(),
-                },
-                contact: Default::default(),
-            };
-            // The watcher's budgets count notices too; one refused (or
-            // failed) is logged, the code is out already.
-            if let Err(e) = self.send(&n, found.row.created, MessageClass::Notice) {
-                tracing::warn!(
-                    id = %sid,
-                    kind = e.kind.as_str(),
-                    "recovery notice not sent: {}",
-                    e.message
-                );
-            }
-        }
+        self.notify_watcher(&req.language, &esd, &hint, found.row.created, &sid);
         Ok(VerificationResponse {
             version: Version,
             escrow_data_id: req.escrow_data_id.clone(),

@@ -115,6 +115,33 @@ pub struct EscrowRow {
     pub frozen: bool,
     /// Its wrong guesses so far.
     pub guesses: Guesses,
+    /// Its release delay (schema 8): 0 when no release is pending, the
+    /// unix time a pending release is due, or [`RELEASE_STOPPED`] once its
+    /// owner stopped one (it is then never released).
+    pub release_due: i64,
+}
+
+/// [`EscrowRow::release_due`] of an escrow whose pending release its
+/// owner stopped: it is never released.
+pub const RELEASE_STOPPED: i64 = -1;
+
+/// What [`Storage::cancel_release`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseCancel {
+    /// The release that was due at `due` is stopped for good.
+    Stopped {
+        /// When it was due.
+        due: i64,
+    },
+    /// It was stopped before.
+    Already,
+    /// Its time had come (`due` is past): too late to stop it.
+    TooLate {
+        /// When it was due.
+        due: i64,
+    },
+    /// No release was ever started with this cancel token.
+    Unknown,
 }
 
 /// The wrong guesses counted for one escrow (see [`GuessLimits`]).
@@ -179,12 +206,13 @@ impl std::fmt::Debug for EscrowRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes, frozen: {}, guesses: {:?} }}",
+            "EscrowRow {{ expires: {}, created: {}, sealed: {} bytes, frozen: {}, guesses: {:?}, release_due: {} }}",
             self.expires,
             self.created,
             self.sealed.len(),
             self.frozen,
-            self.guesses
+            self.guesses,
+            self.release_due
         )
     }
 }
@@ -228,6 +256,36 @@ pub enum CodeCheck {
         /// When the window ends (unix time).
         until: i64,
     },
+}
+
+/// What a guess is compared with in a code check: the keyed hash of a
+/// typed code (against the pending code's), or the TOTP step it matched
+/// (against the last one accepted).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Probe<'a> {
+    /// [`Storage::check_code`]'s keyed hash.
+    Mac(&'a [u8]),
+    /// [`Storage::check_totp`]'s step.
+    Step(Option<i64>),
+}
+
+impl Probe<'_> {
+    /// Whether the guess is right, given the pending code's keyed hash
+    /// and the last TOTP step accepted (-1: none yet).
+    pub(crate) fn matches(&self, mac: &[u8], last_step: i64) -> bool {
+        match self {
+            Probe::Mac(given) => crate::crypto::ct_eq(mac, given),
+            Probe::Step(s) => s.is_some_and(|s| s > last_step),
+        }
+    }
+
+    /// The step to record when it is right.
+    pub(crate) fn step(&self) -> Option<i64> {
+        match self {
+            Probe::Mac(_) => None,
+            Probe::Step(s) => *s,
+        }
+    }
 }
 
 /// A verification [`Storage::start_verification`] counted: what
@@ -491,6 +549,41 @@ pub trait Storage: Send + Sync {
         now: i64,
         limits: &GuessLimits,
     ) -> StorageResult<CodeCheck>;
+    /// [`Storage::check_code`] for an escrow verified by an authenticator
+    /// app (`totp:`), whose codes the protocol layer checks: `step` is the
+    /// TOTP time step whose code the user typed (`None`: no step around
+    /// now matched). In the same one durable transaction, and with the
+    /// same budget and outcomes: a frozen or paused escrow compares
+    /// nothing; the pending code row (set by `verify`: the recovery
+    /// window) must be there, live and with attempts left; the code is
+    /// right only for a step later than the last step accepted for this
+    /// escrow, which becomes `step` (each code opens once, across
+    /// instances and restarts) and the pending row is consumed; otherwise
+    /// (no match, or a replayed step) it is a wrong guess.
+    fn check_totp(
+        &self,
+        id: &StoredId,
+        step: Option<i64>,
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck>;
+    /// Start the delayed release of escrow `id` (its right code just
+    /// arrived): due at `due`, stoppable with the cancel token whose keyed
+    /// hash is `cancel`. Returns false, changing nothing, when a release
+    /// is pending or was stopped already, or the escrow is gone or frozen.
+    /// Durable before it returns.
+    fn start_release(&self, id: &StoredId, due: i64, cancel: &[u8]) -> StorageResult<bool>;
+    /// Undo [`Storage::start_release`] (its notices could not all go
+    /// out): no release is pending any more. A stopped one stays stopped.
+    /// Durable before it returns.
+    fn abort_release(&self, id: &StoredId) -> StorageResult<()>;
+    /// When the release started with the cancel token hashed `cancel` is
+    /// due ([`RELEASE_STOPPED`] once stopped), or `None`.
+    fn release_by_cancel(&self, cancel: &[u8]) -> StorageResult<Option<i64>>;
+    /// Stop the release started with the cancel token hashed `cancel`
+    /// while its time is still to come (`due > now`), for good. Durable
+    /// before it returns.
+    fn cancel_release(&self, cancel: &[u8], now: i64) -> StorageResult<ReleaseCancel>;
     /// Remove everything expired.
     fn sweep(&self, now: i64) -> StorageResult<Swept>;
     /// Counts for `stats`.

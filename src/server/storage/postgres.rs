@@ -43,8 +43,8 @@ use postgres::{Client, Row};
 
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
-    GuessesLeft, Inserted, Lookup, Spend, Started, Storage, StorageError, StorageResult, StoredId,
-    Swept, VerificationCharge,
+    GuessesLeft, Inserted, Lookup, Probe, ReleaseCancel, Spend, Started, Storage, StorageError,
+    StorageResult, StoredId, Swept, VerificationCharge, RELEASE_STOPPED,
 };
 
 pub use connect::Settings;
@@ -534,6 +534,104 @@ fn day_of(now: i64) -> i64 {
 }
 
 /// A counter read back from a BIGINT column.
+/// [`Storage::check_code`] and [`Storage::check_totp`] in one
+/// transaction: the guessing budget, the pending code, then `probe`.
+fn check_in(
+    t: &mut Tx<'_>,
+    id: &StoredId,
+    probe: Probe<'_>,
+    now: i64,
+    limits: &GuessLimits,
+) -> Result<CodeCheck, postgres::Error> {
+    let id: &[u8] = id.as_bytes();
+    // The escrow's row is locked first (its guessing budget), then the
+    // code's, until the guess is counted or the code consumed: two
+    // guesses on two instances take turns. Same order as set_code
+    // and delete_escrow (escrow, then code).
+    let state = t.opt(
+        "SELECT frozen, gwin, gcount, gtotal, totp_step FROM escrow WHERE id = $1 FOR UPDATE",
+        &[bytes(&id)],
+    )?;
+    let Some(state) = state else {
+        return Ok(CodeCheck::NoCode);
+    };
+    let frozen = state.get::<_, i64>(0) != 0;
+    let g = Guesses {
+        window: state.get(1),
+        in_window: count32(state.get(2)),
+        total: count32(state.get(3)),
+    };
+    let last_step: i64 = state.get(4);
+    // The budget first: a frozen escrow, or one whose window is
+    // spent, compares nothing (not even the right code).
+    if frozen {
+        return Ok(CodeCheck::Frozen);
+    }
+    if let Some(until) = g.paused_until(limits, now) {
+        return Ok(CodeCheck::Paused { until });
+    }
+    let row = t.opt(
+        "SELECT mac, expires, attempts FROM code WHERE id = $1 FOR UPDATE",
+        &[bytes(&id)],
+    )?;
+    let Some(row) = row else {
+        return Ok(CodeCheck::NoCode);
+    };
+    let (mac, expires, attempts): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    if expires <= now {
+        t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+        return Ok(CodeCheck::Expired);
+    }
+    if attempts <= 0 {
+        return Ok(CodeCheck::Void);
+    }
+    if probe.matches(&mac, last_step) {
+        t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+        if let Some(step) = probe.step() {
+            t.exec(
+                "UPDATE escrow SET totp_step = $2 WHERE id = $1",
+                &[bytes(&id), int(&step)],
+            )?;
+        }
+        return Ok(CodeCheck::Right);
+    }
+    t.exec(
+        "UPDATE code SET attempts = attempts - 1 WHERE id = $1",
+        &[bytes(&id)],
+    )?;
+    // A new window opens with the first wrong guess after the
+    // last one ended.
+    let (window, in_window) = if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+        (now, 1)
+    } else {
+        (g.window, g.in_window.saturating_add(1))
+    };
+    let total = g.total.saturating_add(1);
+    let freeze = total >= limits.lifetime;
+    let (in_w, tot, fr) = (i64::from(in_window), i64::from(total), i64::from(freeze));
+    t.exec(
+        "UPDATE escrow SET gwin = $2, gcount = $3, gtotal = $4, frozen = $5
+         WHERE id = $1",
+        &[bytes(&id), int(&window), int(&in_w), int(&tot), int(&fr)],
+    )?;
+    if freeze {
+        // Frozen for good: its code is void too.
+        t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
+    }
+    Ok(CodeCheck::Wrong {
+        left: if freeze {
+            0
+        } else {
+            u32::try_from(attempts - 1).unwrap_or(0)
+        },
+        guesses: GuessesLeft {
+            in_window: limits.per_window.saturating_sub(in_window),
+            lifetime: limits.lifetime.saturating_sub(total),
+            window_ends: window.saturating_add(limits.window),
+        },
+    })
+}
+
 fn count32(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
@@ -649,7 +747,7 @@ impl Storage for PostgresStorage {
         let id: &[u8] = id.as_bytes();
         let row = self.run("reading an escrow", Mode::Statement, |t| {
             t.opt(
-                "SELECT expires, data, frozen, gwin, gcount, gtotal, created
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created, rdue
                  FROM escrow WHERE id = $1",
                 &[bytes(&id)],
             )
@@ -669,6 +767,7 @@ impl Storage for PostgresStorage {
                     total: count32(row.get(5)),
                 },
                 created: row.get(6),
+                release_due: row.get(7),
             }));
         }
         self.run("removing an expired escrow", Mode::Housekeeping, |t| {
@@ -799,89 +898,78 @@ impl Storage for PostgresStorage {
         now: i64,
         limits: &GuessLimits,
     ) -> StorageResult<CodeCheck> {
-        let id: &[u8] = id.as_bytes();
-        // The escrow's row is locked first (its guessing budget), then the
-        // code's, until the guess is counted or the code consumed: two
-        // guesses on two instances take turns. Same order as set_code
-        // and delete_escrow (escrow, then code).
         self.run("checking a code", Mode::Durable, |t| {
-            let state = t.opt(
-                "SELECT frozen, gwin, gcount, gtotal FROM escrow WHERE id = $1 FOR UPDATE",
+            check_in(t, id, Probe::Mac(given), now, limits)
+        })
+    }
+
+    fn check_totp(
+        &self,
+        id: &StoredId,
+        step: Option<i64>,
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck> {
+        self.run("checking an authenticator code", Mode::Durable, |t| {
+            check_in(t, id, Probe::Step(step), now, limits)
+        })
+    }
+
+    fn start_release(&self, id: &StoredId, due: i64, cancel: &[u8]) -> StorageResult<bool> {
+        let id: &[u8] = id.as_bytes();
+        self.run("starting a release", Mode::Statement, |t| {
+            let n = t.exec(
+                "UPDATE escrow SET rdue = $2, rcancel = $3
+                 WHERE id = $1 AND rdue = 0 AND frozen = 0",
+                &[bytes(&id), int(&due), bytes(&cancel)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn abort_release(&self, id: &StoredId) -> StorageResult<()> {
+        let id: &[u8] = id.as_bytes();
+        self.run("aborting a release", Mode::Statement, |t| {
+            t.exec(
+                "UPDATE escrow SET rdue = 0, rcancel = ''::bytea WHERE id = $1 AND rdue > 0",
                 &[bytes(&id)],
             )?;
-            let Some(state) = state else {
-                return Ok(CodeCheck::NoCode);
-            };
-            let frozen = state.get::<_, i64>(0) != 0;
-            let g = Guesses {
-                window: state.get(1),
-                in_window: count32(state.get(2)),
-                total: count32(state.get(3)),
-            };
-            // The budget first: a frozen escrow, or one whose window is
-            // spent, compares nothing (not even the right code).
-            if frozen {
-                return Ok(CodeCheck::Frozen);
-            }
-            if let Some(until) = g.paused_until(limits, now) {
-                return Ok(CodeCheck::Paused { until });
-            }
+            Ok(())
+        })
+    }
+
+    fn release_by_cancel(&self, cancel: &[u8]) -> StorageResult<Option<i64>> {
+        self.run("reading a release", Mode::Statement, |t| {
+            Ok(t.opt(
+                "SELECT rdue FROM escrow WHERE rcancel = $1 AND rdue <> 0",
+                &[bytes(&cancel)],
+            )?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn cancel_release(&self, cancel: &[u8], now: i64) -> StorageResult<ReleaseCancel> {
+        self.run("stopping a release", Mode::Durable, |t| {
             let row = t.opt(
-                "SELECT mac, expires, attempts FROM code WHERE id = $1 FOR UPDATE",
-                &[bytes(&id)],
+                "SELECT id, rdue FROM escrow WHERE rcancel = $1 AND rdue <> 0 FOR UPDATE",
+                &[bytes(&cancel)],
             )?;
             let Some(row) = row else {
-                return Ok(CodeCheck::NoCode);
+                return Ok(ReleaseCancel::Unknown);
             };
-            let (mac, expires, attempts): (Vec<u8>, i64, i64) =
-                (row.get(0), row.get(1), row.get(2));
-            if expires <= now {
-                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
-                return Ok(CodeCheck::Expired);
+            let (id, due): (Vec<u8>, i64) = (row.get(0), row.get(1));
+            if due == RELEASE_STOPPED {
+                return Ok(ReleaseCancel::Already);
             }
-            if attempts <= 0 {
-                return Ok(CodeCheck::Void);
+            if due <= now {
+                return Ok(ReleaseCancel::TooLate { due });
             }
-            if crate::crypto::ct_eq(&mac, given) {
-                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
-                return Ok(CodeCheck::Right);
-            }
+            let id: &[u8] = &id;
             t.exec(
-                "UPDATE code SET attempts = attempts - 1 WHERE id = $1",
-                &[bytes(&id)],
+                "UPDATE escrow SET rdue = $2 WHERE id = $1",
+                &[bytes(&id), int(&RELEASE_STOPPED)],
             )?;
-            // A new window opens with the first wrong guess after the
-            // last one ended.
-            let (window, in_window) =
-                if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
-                    (now, 1)
-                } else {
-                    (g.window, g.in_window.saturating_add(1))
-                };
-            let total = g.total.saturating_add(1);
-            let freeze = total >= limits.lifetime;
-            let (in_w, tot, fr) = (i64::from(in_window), i64::from(total), i64::from(freeze));
-            t.exec(
-                "UPDATE escrow SET gwin = $2, gcount = $3, gtotal = $4, frozen = $5
-                 WHERE id = $1",
-                &[bytes(&id), int(&window), int(&in_w), int(&tot), int(&fr)],
-            )?;
-            if freeze {
-                // Frozen for good: its code is void too.
-                t.exec("DELETE FROM code WHERE id = $1", &[bytes(&id)])?;
-            }
-            Ok(CodeCheck::Wrong {
-                left: if freeze {
-                    0
-                } else {
-                    u32::try_from(attempts - 1).unwrap_or(0)
-                },
-                guesses: GuessesLeft {
-                    in_window: limits.per_window.saturating_sub(in_window),
-                    lifetime: limits.lifetime.saturating_sub(total),
-                    window_ends: window.saturating_add(limits.window),
-                },
-            })
+            Ok(ReleaseCancel::Stopped { due })
         })
     }
 

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use super::{Rekey, StorageError, StorageResult};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Version 1: escrows (with their verification window), codes, spent
 /// tokens.
@@ -203,6 +203,23 @@ CREATE TABLE IF NOT EXISTS status_count (
 ) WITHOUT ROWID;
 ";
 
+/// Version 7 (authenticator apps): the last TOTP time step accepted for
+/// each escrow (-1: none), so each code opens once. Self-contained: one
+/// column with a default, whatever other versions add.
+pub(super) const SCHEMA_V7: &str = "
+ALTER TABLE escrow ADD COLUMN totp_step INTEGER NOT NULL DEFAULT -1;
+";
+
+/// Version 8 (the release delay): when each escrow's pending release is
+/// due (`rdue`: 0 none, -1 stopped by its owner) and the keyed hash of
+/// its cancel token (`rcancel`, empty when none), indexed for the cancel
+/// page. Self-contained: two columns with defaults and an index.
+pub(super) const SCHEMA_V8: &str = "
+ALTER TABLE escrow ADD COLUMN rdue INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE escrow ADD COLUMN rcancel BLOB NOT NULL DEFAULT x'';
+CREATE INDEX IF NOT EXISTS escrow_rcancel ON escrow(rcancel);
+";
+
 /// Bring the database `conn` to [`SCHEMA_VERSION`], from any older
 /// version; refuse a newer one. Runs inside the caller's transaction.
 /// `rekey` is needed only to migrate a schema 1 or 2 database that holds
@@ -241,7 +258,13 @@ pub(super) fn migrate(conn: &Connection, rekey: Option<&dyn Rekey>) -> StorageRe
     if version < 6 {
         conn.execute_batch(SCHEMA_V6)?;
     }
-    // Later migrations go here: `if version < 7 { ... }`.
+    if version < 7 {
+        conn.execute_batch(SCHEMA_V7)?;
+    }
+    if version < 8 {
+        conn.execute_batch(SCHEMA_V8)?;
+    }
+    // Later migrations go here: `if version < 9 { ... }`.
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }

@@ -11,8 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::schema;
 use super::{
     Caps, Charge, Charged, CodeCheck, Counted, Counts, EscrowRow, GuessLimits, Guesses,
-    GuessesLeft, Inserted, Lookup, Rekey, Spend, Started, Storage, StorageError, StorageResult,
-    StoredId, Swept, VerificationCharge,
+    GuessesLeft, Inserted, Lookup, Probe, Rekey, ReleaseCancel, Spend, Started, Storage,
+    StorageError, StorageResult, StoredId, Swept, VerificationCharge, RELEASE_STOPPED,
 };
 
 /// A unit of work for the writer thread: runs inside the open
@@ -301,6 +301,97 @@ fn insert_paid_row(
 }
 
 /// The UTC day of `now` (free escrows are counted per day).
+/// [`Storage::check_code`] and [`Storage::check_totp`] in the caller's
+/// transaction: the guessing budget, the pending code, then `probe`.
+fn check_in(
+    c: &Connection,
+    id: &StoredId,
+    probe: Probe<'_>,
+    now: i64,
+    limits: &GuessLimits,
+) -> StorageResult<CodeCheck> {
+    let (id, limits) = (*id, *limits);
+    // The budget first: a frozen escrow, or one whose window is
+    // spent, compares nothing (not even the right code).
+    let state: Option<(bool, Guesses, i64)> = c
+        .prepare_cached("SELECT frozen, gwin, gcount, gtotal, totp_step FROM escrow WHERE id = ?1")?
+        .query_row(params![id], |r| {
+            Ok((
+                r.get(0)?,
+                Guesses {
+                    window: r.get(1)?,
+                    in_window: r.get(2)?,
+                    total: r.get(3)?,
+                },
+                r.get(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((frozen, g, last_step)) = state else {
+        return Ok(CodeCheck::NoCode);
+    };
+    if frozen {
+        return Ok(CodeCheck::Frozen);
+    }
+    if let Some(until) = g.paused_until(&limits, now) {
+        return Ok(CodeCheck::Paused { until });
+    }
+    let row: Option<(Vec<u8>, i64, u32)> = c
+        .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(match row {
+        None => CodeCheck::NoCode,
+        Some((_, expires, _)) if expires <= now => {
+            c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
+            CodeCheck::Expired
+        }
+        Some((_, _, 0)) => CodeCheck::Void,
+        Some((mac, _, attempts)) => {
+            if probe.matches(&mac, last_step) {
+                c.prepare_cached("DELETE FROM code WHERE id = ?1")?
+                    .execute(params![id])?;
+                if let Some(step) = probe.step() {
+                    c.prepare_cached("UPDATE escrow SET totp_step = ?2 WHERE id = ?1")?
+                        .execute(params![id, step])?;
+                }
+                CodeCheck::Right
+            } else {
+                c.prepare_cached("UPDATE code SET attempts = attempts - 1 WHERE id = ?1")?
+                    .execute(params![id])?;
+                // A new window opens with the first wrong guess
+                // after the last one ended.
+                let (window, in_window) =
+                    if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
+                        (now, 1)
+                    } else {
+                        (g.window, g.in_window.saturating_add(1))
+                    };
+                let total = g.total.saturating_add(1);
+                let freeze = total >= limits.lifetime;
+                c.prepare_cached(
+                    "UPDATE escrow SET gwin = ?2, gcount = ?3, gtotal = ?4, frozen = ?5
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, window, in_window, total, freeze])?;
+                if freeze {
+                    // Frozen for good: its code is void too.
+                    c.prepare_cached("DELETE FROM code WHERE id = ?1")?
+                        .execute(params![id])?;
+                }
+                CodeCheck::Wrong {
+                    left: if freeze { 0 } else { attempts - 1 },
+                    guesses: GuessesLeft {
+                        in_window: limits.per_window.saturating_sub(in_window),
+                        lifetime: limits.lifetime.saturating_sub(total),
+                        window_ends: window.saturating_add(limits.window),
+                    },
+                }
+            }
+        }
+    })
+}
+
 fn day_of(now: i64) -> i64 {
     now.div_euclid(86_400)
 }
@@ -684,7 +775,8 @@ impl Storage for SqliteStorage {
         let key = *id;
         let row: Option<EscrowRow> = self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT expires, data, frozen, gwin, gcount, gtotal, created FROM escrow WHERE id = ?1",
+                "SELECT expires, data, frozen, gwin, gcount, gtotal, created, rdue
+                 FROM escrow WHERE id = ?1",
             )?
             .query_row(params![key], |r| {
                 Ok(EscrowRow {
@@ -697,6 +789,7 @@ impl Storage for SqliteStorage {
                         in_window: r.get(4)?,
                         total: r.get(5)?,
                     },
+                    release_due: r.get(7)?,
                 })
             })
             .optional()?)
@@ -831,79 +924,70 @@ impl Storage for SqliteStorage {
         limits: &GuessLimits,
     ) -> StorageResult<CodeCheck> {
         let (id, given, limits) = (*id, given.to_vec(), *limits);
+        self.write_durable(move |c| check_in(c, &id, Probe::Mac(&given), now, &limits))
+    }
+
+    fn check_totp(
+        &self,
+        id: &StoredId,
+        step: Option<i64>,
+        now: i64,
+        limits: &GuessLimits,
+    ) -> StorageResult<CodeCheck> {
+        let (id, limits) = (*id, *limits);
+        self.write_durable(move |c| check_in(c, &id, Probe::Step(step), now, &limits))
+    }
+
+    fn start_release(&self, id: &StoredId, due: i64, cancel: &[u8]) -> StorageResult<bool> {
+        let (id, cancel) = (*id, cancel.to_vec());
         self.write_durable(move |c| {
-            // The budget first: a frozen escrow, or one whose window is
-            // spent, compares nothing (not even the right code).
-            let state: Option<(bool, Guesses)> = c
-                .prepare_cached("SELECT frozen, gwin, gcount, gtotal FROM escrow WHERE id = ?1")?
-                .query_row(params![id], |r| {
-                    Ok((
-                        r.get(0)?,
-                        Guesses {
-                            window: r.get(1)?,
-                            in_window: r.get(2)?,
-                            total: r.get(3)?,
-                        },
-                    ))
-                })
-                .optional()?;
-            let Some((frozen, g)) = state else {
-                return Ok(CodeCheck::NoCode);
-            };
-            if frozen {
-                return Ok(CodeCheck::Frozen);
-            }
-            if let Some(until) = g.paused_until(&limits, now) {
-                return Ok(CodeCheck::Paused { until });
-            }
-            let row: Option<(Vec<u8>, i64, u32)> = c
-                .prepare_cached("SELECT mac, expires, attempts FROM code WHERE id = ?1")?
-                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            let n = c.execute(
+                "UPDATE escrow SET rdue = ?2, rcancel = ?3 WHERE id = ?1 AND rdue = 0 AND frozen = 0",
+                params![id, due, cancel],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn abort_release(&self, id: &StoredId) -> StorageResult<()> {
+        let id = *id;
+        self.write_durable(move |c| {
+            c.execute(
+                "UPDATE escrow SET rdue = 0, rcancel = x'' WHERE id = ?1 AND rdue > 0",
+                params![id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn release_by_cancel(&self, cancel: &[u8]) -> StorageResult<Option<i64>> {
+        let cancel = cancel.to_vec();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT rdue FROM escrow WHERE rcancel = ?1 AND rdue != 0")?
+                    .query_row(params![cancel], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    fn cancel_release(&self, cancel: &[u8], now: i64) -> StorageResult<ReleaseCancel> {
+        let cancel = cancel.to_vec();
+        self.write_durable(move |c| {
+            let row: Option<(Vec<u8>, i64)> = c
+                .prepare_cached("SELECT id, rdue FROM escrow WHERE rcancel = ?1 AND rdue != 0")?
+                .query_row(params![cancel], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             Ok(match row {
-                None => CodeCheck::NoCode,
-                Some((_, expires, _)) if expires <= now => {
-                    c.execute("DELETE FROM code WHERE id = ?1", params![id])?;
-                    CodeCheck::Expired
-                }
-                Some((_, _, 0)) => CodeCheck::Void,
-                Some((mac, _, attempts)) => {
-                    if crate::crypto::ct_eq(&mac, &given) {
-                        c.prepare_cached("DELETE FROM code WHERE id = ?1")?
-                            .execute(params![id])?;
-                        CodeCheck::Right
-                    } else {
-                        c.prepare_cached("UPDATE code SET attempts = attempts - 1 WHERE id = ?1")?
-                            .execute(params![id])?;
-                        // A new window opens with the first wrong guess
-                        // after the last one ended.
-                        let (window, in_window) =
-                            if g.in_window == 0 || g.window.saturating_add(limits.window) <= now {
-                                (now, 1)
-                            } else {
-                                (g.window, g.in_window.saturating_add(1))
-                            };
-                        let total = g.total.saturating_add(1);
-                        let freeze = total >= limits.lifetime;
-                        c.prepare_cached(
-                            "UPDATE escrow SET gwin = ?2, gcount = ?3, gtotal = ?4, frozen = ?5
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![id, window, in_window, total, freeze])?;
-                        if freeze {
-                            // Frozen for good: its code is void too.
-                            c.prepare_cached("DELETE FROM code WHERE id = ?1")?
-                                .execute(params![id])?;
-                        }
-                        CodeCheck::Wrong {
-                            left: if freeze { 0 } else { attempts - 1 },
-                            guesses: GuessesLeft {
-                                in_window: limits.per_window.saturating_sub(in_window),
-                                lifetime: limits.lifetime.saturating_sub(total),
-                                window_ends: window.saturating_add(limits.window),
-                            },
-                        }
-                    }
+                None => ReleaseCancel::Unknown,
+                Some((_, RELEASE_STOPPED)) => ReleaseCancel::Already,
+                Some((_, due)) if due <= now => ReleaseCancel::TooLate { due },
+                Some((id, due)) => {
+                    c.execute(
+                        "UPDATE escrow SET rdue = ?2 WHERE id = ?1",
+                        params![id, RELEASE_STOPPED],
+                    )?;
+                    ReleaseCancel::Stopped { due }
                 }
             })
         })

@@ -43,6 +43,9 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("gcount", Col::Int),
             ("gtotal", Col::Int),
             ("frozen", Col::Int),
+            ("totp_step", Col::Int),
+            ("rdue", Col::Int),
+            ("rcancel", Col::Blob),
         ],
     ),
     (

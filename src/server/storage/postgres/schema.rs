@@ -99,6 +99,19 @@ CREATE TABLE status_count (
 );
 ";
 
+/// Version 7 (authenticator apps): the last TOTP time step accepted for
+/// each escrow (-1: none), as SQLite's version 7.
+const SCHEMA_V7: &str = "
+ALTER TABLE escrow ADD COLUMN totp_step BIGINT NOT NULL DEFAULT -1;
+";
+
+/// Version 8 (the release delay), as SQLite's version 8.
+const SCHEMA_V8: &str = "
+ALTER TABLE escrow ADD COLUMN rdue BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE escrow ADD COLUMN rcancel BYTEA NOT NULL DEFAULT ''::bytea;
+CREATE INDEX escrow_rcancel ON escrow (rcancel);
+";
+
 /// The statements that bring a database from version `v - 1` to `v`.
 /// Versions 1 to 5 never existed here (a development build's version 2,
 /// with clear ids, is refused: see [`MigrateError::Old`]); version 6
@@ -107,7 +120,9 @@ fn step(v: i64) -> Option<&'static str> {
     match v {
         1..=5 => Some(""),
         6 => Some(SCHEMA_V6),
-        // Later versions go here: `7 => Some(SCHEMA_V7)`.
+        7 => Some(SCHEMA_V7),
+        8 => Some(SCHEMA_V8),
+        // Later versions go here: `9 => Some(SCHEMA_V9)`.
         _ => None,
     }
 }
