@@ -21,11 +21,12 @@
 #    examples/kotlin/Quickstart.kt with kotlinc against JNA and runs the
 #    test and the quickstart on the JVM, on that library, against a
 #    passcrow-server;
-# 6. the benchmark as a guard against gross regressions (a few seconds):
+# 6. the benchmark as a guard against gross regressions (about 20 s, as the
+#    loopback run it replaced):
 #    recover through Python and Kotlin against the same call from Rust (all
 #    release, a release passcrow-server behind examples/delay_proxy.rs at
 #    20 ms round trip), 20 rounds each side; fails when a binding's median
-#    overhead exceeds 5% (about 2 ms a call; measured: well under 1%) or a
+#    overhead exceeds 5% (about 2 ms a call; measured: 0.2-0.5 ms) or a
 #    side did not keep its connection alive. The full run with its table:
 #    scripts/bench-bindings.sh. A debug library in the wheel is caught
 #    deterministically in step 2 instead (no DWARF in a release build).
