@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The UniFFI bindings (issue 5), end to end:
 #
-# 1. installs what is missing: a venv (target/bindings-venv) with pinned
-#    maturin and pytest, kotlinc (npm package kotlin-compiler, pinned, in
-#    target/kotlin), JNA (Debian's libjna-java);
+# 1. installs what is missing (scripts/bindings-tools.sh): a venv
+#    (target/bindings-venv) with pinned maturin and pytest, kotlinc (npm
+#    package kotlin-compiler, pinned, in target/kotlin), JNA (Debian's
+#    libjna-java);
 # 2. builds the wheel (maturin, release, bindings = "uniffi", features
 #    uniffi + python-compat: the cdylib plus the Python module
 #    uniffi-bindgen generates in library mode) and installs it into the
@@ -16,23 +17,23 @@
 #    when the checked-in ones (bindings/kotlin, bindings/swift) differ;
 #    UPDATE_BINDINGS=1 rewrites them instead; then fails when they name
 #    any FFI symbol only the wheel's library has (the drop-in's);
-# 5. compiles the Kotlin test and examples/kotlin/Quickstart.kt with kotlinc
-#    against JNA and runs both on the JVM, on that library, against a
+# 5. compiles the Kotlin test, the benchmark's Kotlin worker and
+#    examples/kotlin/Quickstart.kt with kotlinc against JNA and runs the
+#    test and the quickstart on the JVM, on that library, against a
 #    passcrow-server;
-# 6. the benchmark: recover through the binding against the same call from
-#    Rust (both release, against a release passcrow-server), and the
-#    wheel's installed size. It reports and never fails the step: timings
-#    on a shared machine are not a pass/fail signal. The regression it
-#    once guarded against, an unoptimised library in the wheel (+500%),
-#    is checked deterministically in step 2 instead.
+# 6. the benchmark as a guard against gross regressions (about 20 s, as the
+#    loopback run it replaced):
+#    recover through Python and Kotlin against the same call from Rust (all
+#    release, a release passcrow-server behind examples/delay_proxy.rs at
+#    20 ms round trip), 20 rounds each side; fails when a binding's median
+#    overhead exceeds 5% (about 2 ms a call; measured: 0.2-0.5 ms) or a
+#    side did not keep its connection alive. The full run with its table:
+#    scripts/bench-bindings.sh. A debug library in the wheel is caught
+#    deterministically in step 2 instead (no DWARF in a release build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 say() { printf -- '--> %s\n' "$*" >&2; }
-
-MATURIN_VERSION=1.16.0
-PYTEST_VERSION=9.2.0
-KOTLIN_VERSION=2.4.20
 
 target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target"
@@ -47,32 +48,8 @@ cleanup() {
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- installs
-if ! "$venv/bin/python" -c "import importlib.metadata as m, sys
-sys.exit(not (m.version('maturin') == '$MATURIN_VERSION' and m.version('pytest') == '$PYTEST_VERSION'))" 2>/dev/null; then
-    say "venv $venv: maturin $MATURIN_VERSION, pytest $PYTEST_VERSION"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check \
-        "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION"
-fi
-
-kotlinc=$target/kotlin/node_modules/kotlin-compiler/bin/kotlinc
-if [ "$(cat "$target/kotlin/node_modules/kotlin-compiler/build.txt" 2>/dev/null)" != "$KOTLIN_VERSION" ]; then
-    say "kotlin-compiler $KOTLIN_VERSION (npm) in $target/kotlin"
-    mkdir -p "$target/kotlin"
-    [ -f "$target/kotlin/package.json" ] || echo '{"private": true}' >"$target/kotlin/package.json"
-    (cd "$target/kotlin" && npm install --no-audit --no-fund --loglevel=error \
-        "kotlin-compiler@$KOTLIN_VERSION" >/dev/null)
-fi
-command -v java >/dev/null || { echo "java (JDK 17) is needed for kotlinc" >&2; exit 1; }
-
-jna=/usr/share/java/jna.jar
-if [ ! -f "$jna" ]; then
-    say "installing libjna-java"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libjna-java >/dev/null
-fi
+# shellcheck source=scripts/bindings-tools.sh
+. scripts/bindings-tools.sh
 
 # ------------------------------------------------------------------ builds
 say "cargo build: passcrow-server, uniffi-bindgen"
@@ -81,13 +58,7 @@ cargo build -q --features uniffi-cli --bin uniffi-bindgen
 export PASSCROW_SERVER=$target/debug/passcrow-server
 bindgen=$target/debug/uniffi-bindgen
 
-say "maturin build --release (bindings/python)"
-rm -f "$target"/wheels/passcrow-*.whl
-(cd bindings/python && "$venv/bin/maturin" build --release -q -o "$target/wheels")
-wheel=$(ls "$target"/wheels/passcrow-*.whl)
-"$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
-pkgdir=$("$venv/bin/python" -c "import passcrow, os; print(os.path.dirname(passcrow.__file__))")
-lib=$pkgdir/_uniffi/libpasscrow.so
+build_wheel
 # A release build carries no DWARF (Cargo strips debuginfo when debug = 0);
 # a debug build does, and makes every binding call several times slower.
 if readelf -S --wide "$lib" | grep -q '\.debug_info'; then
@@ -182,11 +153,12 @@ check_no_drop_in bindings/kotlin/src/main/kotlin/uniffi/passcrow/passcrow.kt \
 say "Kotlin/Swift sources free of the $(wc -l <"$work/compat.syms") python-compat symbols"
 
 # ------------------------------------------------------------------ kotlin
-say "kotlinc: generated sources + test + quickstart (JNA $jna)"
+say "kotlinc: generated sources + test + benchmark worker + quickstart (JNA $jna)"
 jar=$work/passcrow-kotlin.jar
 "$kotlinc" -nowarn -include-runtime -cp "$jna" -d "$jar" \
     bindings/kotlin/src/main/kotlin/uniffi/passcrow/passcrow.kt \
     bindings/kotlin/src/test/kotlin/PasscrowTest.kt \
+    bindings/kotlin/src/bench/kotlin/BenchRecover.kt \
     examples/kotlin/Quickstart.kt
 jvm=(java -Djna.library.path="$(dirname "$mobile_lib")" -cp "$jar:$jna")
 
@@ -199,9 +171,12 @@ say "examples/kotlin/Quickstart.kt (JVM)"
 grep -q "^recovered: correct horse$" "$work/kt/out"
 
 # --------------------------------------------------------------- benchmark
-say "benchmark: recover via Python vs Rust (release library, release server)"
-cargo build -q --release --features server --example bench_recover --bin passcrow-server
+say "benchmark guard: recover via Python and Kotlin vs Rust, 20 ms round trip"
+build_bench
 PASSCROW_SERVER=$target/release/passcrow-server "$venv/bin/python" \
-    bindings/python/bench/bench_recover.py "$target/release/examples/bench_recover" --rounds 150
+    bindings/python/bench/bench_recover.py "$target/release/examples/bench_recover" \
+    --proxy "$target/release/examples/delay_proxy" --one-way-ms 10 --rounds 20 --warmup 5 \
+    --kotlin-classpath "$jar:$jna" --kotlin-libdir "$(dirname "$mobile_lib")" \
+    --max-overhead 5
 
 say "bindings: all passed"
