@@ -771,16 +771,10 @@ fn the_reference_client_against_two_instances_alternately() {
     assert_eq!(std::fs::read(&out_file).unwrap(), secret);
 }
 
-#[test]
-fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
-    let c = pg::cluster();
-    let url = c.new_database();
-    let db = pg::db_name(&url);
-    let s = open(&url);
-    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
-    // As a restart or failover would: every connection of ours is cut.
-    let n: i64 = c
-        .admin(db)
+/// Cut every connection of ours to `db`, and wait until they are gone.
+fn terminate_our_sessions(c: &pg::Cluster, db: &str) -> i64 {
+    let mut admin = c.admin(db);
+    let n: i64 = admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE datname = $1 AND application_name = 'passcrow-server'",
@@ -788,10 +782,90 @@ fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
         )
         .unwrap()
         .get(0);
-    assert!(n >= 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = $1 AND application_name = 'passcrow-server'",
+                &[&db],
+            )
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} sessions outlived pg_terminate_backend"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_connection_the_database_closed_is_replaced_before_a_transaction() {
+    let c = pg::cluster();
+    let url = c.new_database();
+    let db = pg::db_name(&url);
+    let s = open(&url);
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
+    // As a restart or failover would: every connection of ours is cut
+    // while idle in the pool.
+    assert!(terminate_our_sessions(c, db) >= 1);
     // The next transaction finds its connection closed at BEGIN (nothing
     // ran) and runs on a new one.
     assert!(s.delete_escrow(&sid("a")).unwrap());
+    assert!(matches!(
+        s.get_escrow(&sid("a"), 50).unwrap(),
+        Lookup::Missing
+    ));
+}
+
+#[test]
+fn a_transaction_whose_session_is_cut_before_commit_runs_again() {
+    let c = pg::cluster();
+    let url = c.new_database();
+    let db = pg::db_name(&url);
+    let s = Arc::new(open(&url));
+    assert!(s.insert_escrow(&sid("a"), 100_000, b"x", 10).unwrap());
+    // Hold the escrow's row, so our delete waits inside its transaction.
+    let mut holder = c.admin(db);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute("SELECT 1 FROM escrow FOR UPDATE", &[])
+        .unwrap();
+    let deleting = {
+        let s = s.clone();
+        std::thread::spawn(move || s.delete_escrow(&sid("a")))
+    };
+    // Once it waits for the lock, cut its session: the database answers
+    // 57P01 in the middle of the transaction, which it rolls back.
+    let mut admin = c.admin(db);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cut = loop {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = $1 AND application_name = 'passcrow-server'
+                   AND wait_event_type = 'Lock'",
+                &[&db],
+            )
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delete never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(cut, 1);
+    // The retry waits for the lock again on a new connection; let it go.
+    std::thread::sleep(Duration::from_millis(200));
+    lock.rollback().unwrap();
+    assert!(deleting.join().unwrap().unwrap());
     assert!(matches!(
         s.get_escrow(&sid("a"), 50).unwrap(),
         Lookup::Missing

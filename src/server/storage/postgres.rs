@@ -237,10 +237,34 @@ fn retryable(e: &postgres::Error) -> bool {
 
 /// Why an attempt failed.
 enum Failed {
-    /// The transaction could not begin: nothing ran.
-    Begin(postgres::Error),
-    /// Later: it may or may not have committed.
-    Run(postgres::Error),
+    /// Before COMMIT was sent (at BEGIN, or in the transaction's body):
+    /// the database rolled back whatever ran, or nothing ran. In
+    /// [`Mode::Statement`] the statement itself is its commit, so a
+    /// failure there is [`Failed::Commit`].
+    BeforeCommit(postgres::Error),
+    /// At COMMIT, or during an autocommitted statement: it may or may not
+    /// have committed.
+    Commit(postgres::Error),
+}
+
+impl Failed {
+    fn error(&self) -> &postgres::Error {
+        match self {
+            Failed::BeforeCommit(e) | Failed::Commit(e) => e,
+        }
+    }
+}
+
+/// Whether `e` says the database ended the session (a restart, a
+/// failover, `pg_terminate_backend`): the connection is gone.
+fn session_ended(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
+    )
 }
 
 /// Run `f` once on `c` in `mode`.
@@ -249,30 +273,25 @@ fn attempt<T>(
     mode: Mode,
     f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
 ) -> Result<T, Failed> {
-    match mode {
-        Mode::Statement => {}
-        Mode::Durable => c.batch_execute("BEGIN").map_err(Failed::Begin)?,
-        Mode::Housekeeping => c
-            .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
-            .map_err(Failed::Begin)?,
-    }
-    attempt_body(c, mode, f).map_err(Failed::Run)
-}
-
-fn attempt_body<T>(
-    c: &mut Client,
-    mode: Mode,
-    f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, postgres::Error>,
-) -> Result<T, postgres::Error> {
+    let begin = match mode {
+        Mode::Statement => {
+            let mut tx = Tx {
+                c: &mut *c,
+                rollback: false,
+            };
+            return f(&mut tx).map_err(Failed::Commit);
+        }
+        Mode::Durable => "BEGIN",
+        Mode::Housekeeping => "BEGIN; SET LOCAL synchronous_commit = off",
+    };
+    c.batch_execute(begin).map_err(Failed::BeforeCommit)?;
     let mut tx = Tx {
         c: &mut *c,
         rollback: false,
     };
-    let v = f(&mut tx)?;
-    let rollback = tx.rollback;
-    if mode != Mode::Statement {
-        c.batch_execute(if rollback { "ROLLBACK" } else { "COMMIT" })?;
-    }
+    let v = f(&mut tx).map_err(Failed::BeforeCommit)?;
+    let end = if tx.rollback { "ROLLBACK" } else { "COMMIT" };
+    c.batch_execute(end).map_err(Failed::Commit)?;
     Ok(v)
 }
 
@@ -357,8 +376,11 @@ impl PostgresStorage {
         self.pool.connector().error(what, connect::error_text(e))
     }
 
-    /// Run `f` in `mode` on a pooled connection, retrying deadlocks and
-    /// serialization failures (which the database rolled back).
+    /// Run `f` in `mode` on a pooled connection, retrying (a bounded
+    /// number of times) deadlocks and serialization failures, and a
+    /// transaction whose session ended before its COMMIT was sent: in each
+    /// case the database rolled it back. A failure at COMMIT, or of an
+    /// autocommitted statement, is never retried (it may have committed).
     fn run<T>(
         &self,
         what: &'static str,
@@ -371,10 +393,13 @@ impl PostgresStorage {
             let c = &mut lent.conn().client;
             match attempt(c, mode, &mut f) {
                 Ok(v) => return Ok(v),
-                // A connection that died while idle (the database
-                // restarted or failed over): nothing ran, so try again on
-                // a new one.
-                Err(Failed::Begin(e)) if c.is_closed() && tries < RETRIES => {
+                // The session ended (the database restarted or failed
+                // over, or an operator cut it) before COMMIT was sent: the
+                // database rolled back what ran, so run it again on a new
+                // connection.
+                Err(Failed::BeforeCommit(e))
+                    if (c.is_closed() || session_ended(&e)) && tries < RETRIES =>
+                {
                     tracing::info!(
                         "postgres {}: a pooled connection was closed ({}); reconnecting",
                         self.pool.connector().label,
@@ -385,23 +410,25 @@ impl PostgresStorage {
                     drop(lent);
                     continue;
                 }
-                Err(Failed::Begin(e) | Failed::Run(e)) => {
+                Err(failed) => {
+                    let e = failed.error();
                     // Leave the connection outside any transaction, or
                     // drop it.
-                    if mode != Mode::Statement
-                        && !c.is_closed()
-                        && c.batch_execute("ROLLBACK").is_err()
-                    {
+                    if c.is_closed() || session_ended(e) {
+                        lent.broken = true;
+                    } else if mode != Mode::Statement && c.batch_execute("ROLLBACK").is_err() {
                         lent.broken = true;
                     }
-                    if retryable(&e) && tries < RETRIES {
+                    // Deadlocks and serialization failures are reported
+                    // before the commit takes effect, at any statement.
+                    if retryable(e) && tries < RETRIES {
                         tries += 1;
                         drop(lent);
                         let jitter = rand::RngCore::next_u64(&mut rand::rngs::OsRng) % 10;
                         std::thread::sleep(Duration::from_millis((5 << tries) + jitter));
                         continue;
                     }
-                    return Err(self.err(what, &e));
+                    return Err(self.err(what, e));
                 }
             }
         }
