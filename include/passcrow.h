@@ -168,6 +168,13 @@ enum passcrow_result
      * needs 1 GiB); nothing was changed.
      */
     PASSCROW_OUT_OF_MEMORY = 112,
+    /**
+     * Not a failure: the codes were right, but the escrows asked for a
+     * release delay, and the recovery completes at a time
+     * `passcrow_pending_release_at()` returns unless the owner stops it
+     * (every identity was told). Recover again then, with the same codes.
+     */
+    PASSCROW_PENDING = 113,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -310,6 +317,29 @@ typedef int (*passcrow_http_callback)(void *userdata,
  * `PASSCROW_EPHEMERAL_NO`, `PASSCROW_EPHEMERAL_BOTH`, `PASSCROW_EPHEMERAL_ONLY`.
  */
 typedef uint32_t passcrow_ephemeral;
+
+/**
+ * One `totp:` identity's enrolment, from `passcrow_protected_totp()`.
+ * Its strings are borrowed from the `passcrow_protected`: valid until it
+ * is freed.
+ */
+typedef struct passcrow_totp_enrolment {
+    /**
+     * The identity's label (`phone` for `totp:phone`): the account name
+     * the authenticator app shows under the issuer "Passcrow".
+     */
+    const char *label;
+    /**
+     * The server that checks its codes.
+     */
+    const char *server;
+    /**
+     * The character its codes route by (typed before the 6 digits when a
+     * pack has several authenticator escrows), or 0 for the escrow of the
+     * ephemeral copy.
+     */
+    char prefix;
+} passcrow_totp_enrolment;
 
 /**
  * Where one verification code went. The strings are borrowed from the
@@ -470,6 +500,19 @@ const char *passcrow_version(void);
  * or writable for one `size_t`.
  */
 passcrow_result passcrow_error_message(char *buf, size_t buf_len, size_t *out_len);
+
+/**
+ * When the recovery that the last failed call on this thread answered
+ * with `PASSCROW_PENDING` completes: `*out_release_at` is that unix time.
+ * `PASSCROW_NOT_FOUND` (and `*out_release_at` untouched) when the last
+ * failed call on this thread was not `PASSCROW_PENDING`. Like
+ * `passcrow_error_message()`, it does not replace the last error.
+ *
+ * # Safety
+ *
+ * `out_release_at` must be NULL or writable for one `int64_t`.
+ */
+passcrow_result passcrow_pending_release_at(int64_t *out_release_at);
 
 /**
  * Report an HTTP answer from inside a `passcrow_http_callback`: `status` and
@@ -694,6 +737,65 @@ passcrow_result passcrow_protected_cleanup_failures(const struct passcrow_protec
                                                     size_t *out);
 
 /**
+ * How many policy warnings the protection carries (a threshold one
+ * server can meet alone; the pack was made anyway): read each with
+ * `passcrow_protected_warning()`.
+ *
+ * # Safety
+ *
+ * `protection` must be NULL or not freed during the call; `out_count`
+ * NULL or writable.
+ */
+passcrow_result passcrow_protected_warning_count(const struct passcrow_protected *protection,
+                                                 size_t *out_count);
+
+/**
+ * Warning `index` (from 0) of the protection: `*out` is a NUL-terminated
+ * string borrowed from `protection` (valid until it is freed).
+ * `PASSCROW_OUT_OF_RANGE` past the last.
+ *
+ * # Safety
+ *
+ * `protection` must be NULL or not freed during the call; `out` NULL or
+ * writable.
+ */
+passcrow_result passcrow_protected_warning(const struct passcrow_protected *protection,
+                                           size_t index,
+                                           const char **out);
+
+/**
+ * How many `totp:` identities the protection enrolled: show each to the
+ * user now (`passcrow_protected_totp()`); their secrets are nowhere else
+ * on this device.
+ *
+ * # Safety
+ *
+ * `protection` must be NULL or not freed during the call; `out_count`
+ * NULL or writable.
+ */
+passcrow_result passcrow_protected_totp_count(const struct passcrow_protected *protection,
+                                              size_t *out_count);
+
+/**
+ * Enrolment `index` (from 0) of a `totp:` identity: `*out` its label,
+ * server and prefix, and `*out_uri`/`*out_uri_len` the
+ * `otpauth://totp/Passcrow:LABEL?secret=...` URI an authenticator app
+ * reads from a QR code. The URI holds the secret: a buffer (not
+ * NUL-terminated) the caller frees with `passcrow_bytes_free()`, which
+ * zeroes it. `PASSCROW_OUT_OF_RANGE` past the last.
+ *
+ * # Safety
+ *
+ * `protection` must be NULL or not freed during the call; the `out*`
+ * pointers NULL or writable.
+ */
+passcrow_result passcrow_protected_totp(const struct passcrow_protected *protection,
+                                        size_t index,
+                                        struct passcrow_totp_enrolment *out,
+                                        uint8_t **out_uri,
+                                        size_t *out_uri_len);
+
+/**
  * Free a `passcrow_protected` (its secrets are zeroed). NULL is a no-op.
  *
  * # Safety
@@ -802,7 +904,12 @@ passcrow_result passcrow_verification_free(struct passcrow_verification *verific
  * empty), owned by the caller and freed with `passcrow_bytes_free()`,
  * which zeroes it. `PASSCROW_WRONG_CODE` when a server refused a code,
  * `PASSCROW_BAD_INPUT` with too few codes, or for an ephemeral stand-in
- * (use `passcrow_recover_ephemeral()`). Blocks (network).
+ * (use `passcrow_recover_ephemeral()`). `PASSCROW_PENDING` when the codes
+ * were right but the escrows asked for a release delay: nothing is
+ * returned yet, `passcrow_pending_release_at()` says when to call again
+ * with the same codes (the owner was told, and may stop it). A code of an
+ * authenticator app is typed as it shows it (6 digits; with the prefix
+ * of its escrow in front when a pack has several). Blocks (network).
  *
  * # Safety
  *

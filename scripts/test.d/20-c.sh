@@ -7,10 +7,12 @@
 # 2. `make install DESTDIR=...` stages libpasscrow.so (SONAME
 #    libpasscrow.so.MAJOR), libpasscrow.a, passcrow.h and passcrow.pc, and
 #    `pkg-config --cflags --libs passcrow` finds them;
-# 3. examples/c/quickstart.c (linked shared, via pkg-config) and
-#    tests/c/misuse.c (linked static) compile with -Wall -Wextra -Werror
-#    and run under valgrind against a loopback passcrow-server: no error,
-#    no leak;
+# 3. examples/c/quickstart.c and examples/c/totp_and_delay.c (linked
+#    shared, via pkg-config) and tests/c/misuse.c (linked static) compile
+#    with -Wall -Wextra -Werror and run under valgrind against a loopback
+#    passcrow-server: no error, no leak; totp_and_delay is given the code
+#    of the URI it prints, computed here as an authenticator app would
+#    (RFC 6238, Python's hmac), and must see a delayed recovery pending;
 # 4. tests/c/bench_recover.c compiles (the benchmark itself is
 #    scripts/bench-c-overhead.sh).
 #
@@ -86,6 +88,8 @@ ccw=(cc -std=gnu11 -g -Wall -Wextra -Werror)
 # shellcheck disable=SC2086
 "${ccw[@]}" examples/c/quickstart.c $cflags $libs -o "$tmp/quickstart"
 # shellcheck disable=SC2086
+"${ccw[@]}" examples/c/totp_and_delay.c $cflags $libs -o "$tmp/totp_and_delay"
+# shellcheck disable=SC2086
 "${ccw[@]}" tests/c/misuse.c $cflags $static_libs -o "$tmp/misuse"
 # shellcheck disable=SC2086
 "${ccw[@]}" tests/c/bench_recover.c $cflags $libs -o "$tmp/bench_recover"
@@ -109,6 +113,9 @@ sms_countries = ["354"]
 per_recipient_per_hour = 1000000
 per_recipient_per_day = 1000000
 per_kind_per_hour = { email = 1000000000, sms = 1000000000 }
+# Release delays are offered only where the notices can link to the
+# cancel page (nothing is served there in this test).
+public_url = "http://127.0.0.1:9"
 TOML
 "$tmp/passcrow-server" --listen 127.0.0.1:0 --data "$tmp/server" \
     --deliver-to-file "$tmp/codes.txt" >"$tmp/server.out" 2>"$tmp/server.err" &
@@ -132,6 +139,48 @@ export LD_LIBRARY_PATH="$lib"
 
 say "examples/c/quickstart.c under valgrind ($url)"
 "${vg[@]}" "$tmp/quickstart" "$url" "$tmp/codes.txt"
+
+say "examples/c/totp_and_delay.c under valgrind"
+# The 6 digits an authenticator app enrolled with URI would show now.
+totp_now() {
+    python3 -c '
+import base64, hashlib, hmac, struct, sys, time, urllib.parse
+q = urllib.parse.parse_qs(urllib.parse.urlparse(sys.argv[1]).query)
+s = q["secret"][0].upper()
+key = base64.b32decode(s + "=" * (-len(s) % 8))
+h = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
+o = h[-1] & 15
+print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7FFFFFFF) % 1000000))
+' "$1"
+}
+# It reads the code from a FIFO kept open here (fd 7), as a user types it
+# after reading the app.
+td_out=$tmp/totp_and_delay.out
+mkfifo "$tmp/totp.in"
+exec 7<>"$tmp/totp.in"
+"${vg[@]}" "$tmp/totp_and_delay" "$url" "$tmp/codes.txt" <"$tmp/totp.in" >"$td_out" 2>&1 &
+td_pid=$!
+uri=""
+for _ in $(seq 600); do
+    uri=$(sed -n 's/^enrol phone .*: \(otpauth:.*\)$/\1/p' "$td_out")
+    [ -n "$uri" ] && break
+    kill -0 "$td_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$uri" ]; then
+    cat "$td_out" >&2
+    echo "totp_and_delay printed no enrolment" >&2
+    exit 1
+fi
+totp_now "$uri" >&7
+exec 7>&-
+td_rc=0
+wait "$td_pid" || td_rc=$?
+cat "$td_out" >&2
+[ "$td_rc" = 0 ] || { echo "totp_and_delay failed ($td_rc)" >&2; exit 1; }
+grep -q "^recovered with the authenticator: seed words of a wallet$" "$td_out"
+grep -q "^recovery pending: come back in" "$td_out"
+grep -q "^OK$" "$td_out"
 
 say "tests/c/misuse.c under valgrind"
 "${vg[@]}" "$tmp/misuse" "$url" "$tmp/codes.txt"

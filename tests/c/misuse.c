@@ -126,6 +126,18 @@ static void null_arguments(void) {
     EXPECT(passcrow_protected_ephemeral_id(NULL, &bytes, &n, &t), PASSCROW_NULL_ARGUMENT,
            "protection");
     EXPECT(passcrow_protected_cleanup_failures(NULL, &n), PASSCROW_NULL_ARGUMENT, "protection");
+    EXPECT(passcrow_protected_warning_count(NULL, &n), PASSCROW_NULL_ARGUMENT, "protection");
+    EXPECT(passcrow_protected_totp_count(NULL, &n), PASSCROW_NULL_ARGUMENT, "protection");
+    {
+        passcrow_totp_enrolment e;
+        const char *w = NULL;
+        EXPECT(passcrow_protected_totp(NULL, 0, &e, &bytes, &n), PASSCROW_NULL_ARGUMENT,
+               "protection");
+        EXPECT(passcrow_protected_warning(NULL, 0, &w), PASSCROW_NULL_ARGUMENT, "protection");
+        CHECK(bytes == NULL && w == NULL);
+    }
+    /* Reporting calls refuse NULL without replacing the message. */
+    CHECK(passcrow_pending_release_at(NULL) == PASSCROW_NULL_ARGUMENT);
     EXPECT(passcrow_pack_open(NULL, "x", &pk), PASSCROW_NULL_ARGUMENT, "client");
     EXPECT(passcrow_pack_counts(NULL, &u, &n, &b), PASSCROW_NULL_ARGUMENT, "pack");
     EXPECT(passcrow_verify(NULL, NULL, &v), PASSCROW_NULL_ARGUMENT, "client");
@@ -365,6 +377,24 @@ static void with_server(const char *home, const char *url, const char *codes_fil
            "ephemeral");
     EXPECT(passcrow_protected_cleanup_failures(done, &cleanups), PASSCROW_OK, NULL);
     CHECK(cleanups == 0);
+    /* Not pending: the last failure was PASSCROW_NOT_FOUND. */
+    CHECK(passcrow_pending_release_at(&exp) == PASSCROW_NOT_FOUND);
+    {
+        /* 2 of 3 on one server: it alone can meet the threshold. */
+        size_t nw = 0, nt = 9;
+        const char *w = NULL;
+        passcrow_totp_enrolment e;
+        EXPECT(passcrow_protected_warning_count(done, &nw), PASSCROW_OK, NULL);
+        CHECK(nw >= 1);
+        EXPECT(passcrow_protected_warning(done, 0, &w), PASSCROW_OK, NULL);
+        CHECK(w != NULL && strstr(w, "server") != NULL);
+        EXPECT(passcrow_protected_warning(done, nw, &w), PASSCROW_OUT_OF_RANGE, "warning");
+        EXPECT(passcrow_protected_totp_count(done, &nt), PASSCROW_OK, NULL);
+        CHECK(nt == 0);
+        EXPECT(passcrow_protected_totp(done, 0, &e, &id, &id_len), PASSCROW_OUT_OF_RANGE,
+               "enrolment");
+        CHECK(id == NULL);
+    }
     passcrow_protected_free(done);
     /* The same name again, without replace. */
     EXPECT(passcrow_protect(c, "misuse", (const uint8_t *)"x", 1, p, PASSCROW_EPHEMERAL_NO, false,

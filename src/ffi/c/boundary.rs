@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::result::passcrow_result::{self, *};
-use super::result::{set_last_error, FfiResult};
+use super::result::{set_last_error, set_last_failure, FfiResult};
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -22,7 +22,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 pub(super) fn boundary(name: &str, body: impl FnOnce() -> FfiResult) -> passcrow_result {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => PASSCROW_OK,
-        Ok(Err(f)) => set_last_error(f.code, format!("{name}: {}", f.msg)),
+        Ok(Err(f)) => set_last_failure(f.code, format!("{name}: {}", f.msg), f.release_at),
         Err(p) => set_last_error(
             PASSCROW_PANIC,
             format!(

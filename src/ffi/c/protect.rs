@@ -1,9 +1,10 @@
 //! Protect and renew a secret: `passcrow_protect()`, `passcrow_renew()`,
-//! the `passcrow_ephemeral` choices and the `passcrow_protected` result.
+//! the `passcrow_ephemeral` choices and the `passcrow_protected` result
+//! (its ephemeral id, warnings and authenticator-app enrolments).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 
-use super::args::{bytes_arg, opt_str_arg, put, str_arg};
+use super::args::{bytes_arg, cstring, opt_str_arg, put, str_arg};
 use super::boundary::ffi_entry;
 use super::client::passcrow_client;
 use super::handle::{borrow, bytes_to_c, free_handle, Handle, Kind};
@@ -27,6 +28,40 @@ pub const PASSCROW_EPHEMERAL_ONLY: passcrow_ephemeral = 2;
 /// Thread-safety: immutable; may be read from several threads at once.
 pub struct passcrow_protected {
     inner: Protected,
+    /// `inner.warnings` as C strings.
+    warnings: Vec<CString>,
+    /// The label and server of each of `inner.totp`, as C strings.
+    totp: Vec<(CString, CString)>,
+}
+
+impl passcrow_protected {
+    fn new(inner: Protected) -> passcrow_protected {
+        passcrow_protected {
+            warnings: inner.warnings.iter().map(|w| cstring(w)).collect(),
+            totp: inner
+                .totp
+                .iter()
+                .map(|t| (cstring(&t.label), cstring(&t.server)))
+                .collect(),
+            inner,
+        }
+    }
+}
+
+/// One `totp:` identity's enrolment, from `passcrow_protected_totp()`.
+/// Its strings are borrowed from the `passcrow_protected`: valid until it
+/// is freed.
+#[repr(C)]
+pub struct passcrow_totp_enrolment {
+    /// The identity's label (`phone` for `totp:phone`): the account name
+    /// the authenticator app shows under the issuer "Passcrow".
+    pub label: *const c_char,
+    /// The server that checks its codes.
+    pub server: *const c_char,
+    /// The character its codes route by (typed before the 6 digits when a
+    /// pack has several authenticator escrows), or 0 for the escrow of the
+    /// ephemeral copy.
+    pub prefix: c_char,
 }
 
 // SAFETY: `Kind::Protected` is registered for `passcrow_protected` only.
@@ -104,7 +139,7 @@ pub unsafe extern "C" fn passcrow_protect(
         if !out.is_null() {
             // SAFETY: `out` is not NULL (checked above) and writable (the
             // caller's contract).
-            unsafe { put(out, passcrow_protected { inner: done }.into_raw()) };
+            unsafe { put(out, passcrow_protected::new(done).into_raw()) };
         }
         Ok(())
     })
@@ -152,7 +187,7 @@ pub unsafe extern "C" fn passcrow_renew(
         if !out.is_null() {
             // SAFETY: `out` is not NULL (checked above) and writable (the
             // caller's contract).
-            unsafe { put(out, passcrow_protected { inner: done }.into_raw()) };
+            unsafe { put(out, passcrow_protected::new(done).into_raw()) };
         }
         Ok(())
     })
@@ -224,6 +259,144 @@ pub unsafe extern "C" fn passcrow_protected_cleanup_failures(
         unsafe { put(out, p.inner.cleanup_failures.len()) };
         Ok(())
     })
+}
+
+/// How many policy warnings the protection carries (a threshold one
+/// server can meet alone; the pack was made anyway): read each with
+/// `passcrow_protected_warning()`.
+///
+/// # Safety
+///
+/// `protection` must be NULL or not freed during the call; `out_count`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn passcrow_protected_warning_count(
+    protection: *const passcrow_protected,
+    out_count: *mut usize,
+) -> passcrow_result {
+    ffi_entry!(
+        "passcrow_protected_warning_count",
+        [protection, out_count],
+        {
+            // SAFETY: `protection` is not freed or changed during the call (the
+            // caller's contract).
+            let p = unsafe { borrow(protection, "protection") }?;
+            // SAFETY: `out_count` is not NULL (checked by `ffi_entry!`) and
+            // writable (the caller's contract).
+            unsafe { put(out_count, p.warnings.len()) };
+            Ok(())
+        }
+    )
+}
+
+/// Warning `index` (from 0) of the protection: `*out` is a NUL-terminated
+/// string borrowed from `protection` (valid until it is freed).
+/// `PASSCROW_OUT_OF_RANGE` past the last.
+///
+/// # Safety
+///
+/// `protection` must be NULL or not freed during the call; `out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn passcrow_protected_warning(
+    protection: *const passcrow_protected,
+    index: usize,
+    out: *mut *const c_char,
+) -> passcrow_result {
+    ffi_entry!("passcrow_protected_warning", [protection, out], {
+        // SAFETY: `protection` is not freed or changed during the call (the
+        // caller's contract).
+        let p = unsafe { borrow(protection, "protection") }?;
+        let Some(w) = p.warnings.get(index) else {
+            return Err(Fail::new(
+                PASSCROW_OUT_OF_RANGE,
+                format!("warning {index} of {}", p.warnings.len()),
+            ));
+        };
+        // SAFETY: `out` is not NULL (checked by `ffi_entry!`) and writable
+        // (the caller's contract).
+        unsafe { put(out, w.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// How many `totp:` identities the protection enrolled: show each to the
+/// user now (`passcrow_protected_totp()`); their secrets are nowhere else
+/// on this device.
+///
+/// # Safety
+///
+/// `protection` must be NULL or not freed during the call; `out_count`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn passcrow_protected_totp_count(
+    protection: *const passcrow_protected,
+    out_count: *mut usize,
+) -> passcrow_result {
+    ffi_entry!("passcrow_protected_totp_count", [protection, out_count], {
+        // SAFETY: `protection` is not freed or changed during the call (the
+        // caller's contract).
+        let p = unsafe { borrow(protection, "protection") }?;
+        // SAFETY: `out_count` is not NULL (checked by `ffi_entry!`) and
+        // writable (the caller's contract).
+        unsafe { put(out_count, p.totp.len()) };
+        Ok(())
+    })
+}
+
+/// Enrolment `index` (from 0) of a `totp:` identity: `*out` its label,
+/// server and prefix, and `*out_uri`/`*out_uri_len` the
+/// `otpauth://totp/Passcrow:LABEL?secret=...` URI an authenticator app
+/// reads from a QR code. The URI holds the secret: a buffer (not
+/// NUL-terminated) the caller frees with `passcrow_bytes_free()`, which
+/// zeroes it. `PASSCROW_OUT_OF_RANGE` past the last.
+///
+/// # Safety
+///
+/// `protection` must be NULL or not freed during the call; the `out*`
+/// pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn passcrow_protected_totp(
+    protection: *const passcrow_protected,
+    index: usize,
+    out: *mut passcrow_totp_enrolment,
+    out_uri: *mut *mut u8,
+    out_uri_len: *mut usize,
+) -> passcrow_result {
+    ffi_entry!(
+        "passcrow_protected_totp",
+        [protection, out, out_uri, out_uri_len],
+        {
+            // SAFETY: `protection` is not freed or changed during the call
+            // (the caller's contract).
+            let p = unsafe { borrow(protection, "protection") }?;
+            let (Some(t), Some((label, server))) = (p.inner.totp.get(index), p.totp.get(index))
+            else {
+                return Err(Fail::new(
+                    PASSCROW_OUT_OF_RANGE,
+                    format!("enrolment {index} of {}", p.totp.len()),
+                ));
+            };
+            let e = passcrow_totp_enrolment {
+                label: label.as_ptr(),
+                server: server.as_ptr(),
+                // Prefixes are ASCII letters and digits.
+                prefix: t
+                    .prefix
+                    .filter(char::is_ascii)
+                    .map_or(0, |c| c as u8 as c_char),
+            };
+            let (ptr, len) = bytes_to_c(t.uri.expose_secret().as_bytes());
+            // SAFETY: the `out*` pointers are not NULL (checked by
+            // `ffi_entry!`) and writable (the caller's contract).
+            unsafe {
+                put(out, e);
+                put(out_uri, ptr);
+                put(out_uri_len, len);
+            }
+            Ok(())
+        }
+    )
 }
 
 /// Free a `passcrow_protected` (its secrets are zeroed). NULL is a no-op.

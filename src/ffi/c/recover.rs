@@ -20,7 +20,12 @@ use crate::client::Recovered;
 /// empty), owned by the caller and freed with `passcrow_bytes_free()`,
 /// which zeroes it. `PASSCROW_WRONG_CODE` when a server refused a code,
 /// `PASSCROW_BAD_INPUT` with too few codes, or for an ephemeral stand-in
-/// (use `passcrow_recover_ephemeral()`). Blocks (network).
+/// (use `passcrow_recover_ephemeral()`). `PASSCROW_PENDING` when the codes
+/// were right but the escrows asked for a release delay: nothing is
+/// returned yet, `passcrow_pending_release_at()` says when to call again
+/// with the same codes (the owner was told, and may stop it). A code of an
+/// authenticator app is typed as it shows it (6 digits; with the prefix
+/// of its escrow in front when a pack has several). Blocks (network).
 ///
 /// # Safety
 ///

@@ -59,6 +59,11 @@ pub enum passcrow_result {
     /// Not enough memory for the operation (the ephemeral key derivation
     /// needs 1 GiB); nothing was changed.
     PASSCROW_OUT_OF_MEMORY = 112,
+    /// Not a failure: the codes were right, but the escrows asked for a
+    /// release delay, and the recovery completes at a time
+    /// `passcrow_pending_release_at()` returns unless the owner stops it
+    /// (every identity was told). Recover again then, with the same codes.
+    PASSCROW_PENDING = 113,
 }
 
 use passcrow_result::*;
@@ -67,6 +72,8 @@ use passcrow_result::*;
 pub(super) struct Fail {
     pub(super) code: passcrow_result,
     pub(super) msg: String,
+    /// For `PASSCROW_PENDING`: when the release is due (unix time).
+    pub(super) release_at: Option<i64>,
 }
 
 impl Fail {
@@ -74,6 +81,7 @@ impl Fail {
         Fail {
             code,
             msg: msg.into(),
+            release_at: None,
         }
     }
 }
@@ -86,8 +94,8 @@ pub(super) fn error_code(e: &Error) -> passcrow_result {
         Error::NotFound(_) => PASSCROW_NOT_FOUND,
         Error::Expired(_) => PASSCROW_EXPIRED,
         Error::Transport(_) => PASSCROW_TRANSPORT,
-        // Not a typed result in the C ABI yet: its message says when.
-        Error::Server { .. } | Error::Pending { .. } => PASSCROW_SERVER,
+        Error::Server { .. } => PASSCROW_SERVER,
+        Error::Pending { .. } => PASSCROW_PENDING,
         Error::Protocol(_) => PASSCROW_PROTOCOL,
         Error::Decrypt(_) => PASSCROW_DECRYPT,
         Error::Incomplete { .. } => PASSCROW_INCOMPLETE,
@@ -99,22 +107,46 @@ pub(super) fn error_code(e: &Error) -> passcrow_result {
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Fail {
-        Fail::new(error_code(&e), e.to_string())
+        let mut f = Fail::new(error_code(&e), e.to_string());
+        if let Error::Pending { release_at, .. } = e {
+            f.release_at = Some(release_at);
+        }
+        f
     }
 }
 
 pub(super) type FfiResult<T = ()> = Result<T, Fail>;
 
+/// The last failure of a call on one thread.
+struct LastError {
+    message: String,
+    /// When it was `PASSCROW_PENDING`: the release time.
+    release_at: Option<i64>,
+}
+
 thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_ERROR: RefCell<LastError> = const {
+        RefCell::new(LastError { message: String::new(), release_at: None })
+    };
 }
 
 pub(super) fn set_last_error(code: passcrow_result, msg: String) -> passcrow_result {
+    set_last_failure(code, msg, None)
+}
+
+pub(super) fn set_last_failure(
+    code: passcrow_result,
+    msg: String,
+    release_at: Option<i64>,
+) -> passcrow_result {
     // No NUL inside: the message is handed out as a C string.
-    let msg = msg.replace('\0', "\u{FFFD}");
+    let message = msg.replace('\0', "\u{FFFD}");
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
-            *e = msg;
+            *e = LastError {
+                message,
+                release_at,
+            };
         }
     });
     code
@@ -157,7 +189,7 @@ pub unsafe extern "C" fn passcrow_error_message(
     let r = catch_unwind(AssertUnwindSafe(|| {
         LAST_ERROR.with(|e| {
             let e = e.borrow();
-            let msg = e.as_bytes();
+            let msg = e.message.as_bytes();
             if msg.len() + 1 > buf_len {
                 // SAFETY: `out_len` is not NULL (checked above), so it is
                 // writable for one `size_t` (the caller's contract).
@@ -174,6 +206,34 @@ pub unsafe extern "C" fn passcrow_error_message(
             // SAFETY: as above, `out_len` is writable.
             unsafe { put(out_len, msg.len()) };
             PASSCROW_OK
+        })
+    }));
+    r.unwrap_or(PASSCROW_PANIC)
+}
+
+/// When the recovery that the last failed call on this thread answered
+/// with `PASSCROW_PENDING` completes: `*out_release_at` is that unix time.
+/// `PASSCROW_NOT_FOUND` (and `*out_release_at` untouched) when the last
+/// failed call on this thread was not `PASSCROW_PENDING`. Like
+/// `passcrow_error_message()`, it does not replace the last error.
+///
+/// # Safety
+///
+/// `out_release_at` must be NULL or writable for one `int64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn passcrow_pending_release_at(out_release_at: *mut i64) -> passcrow_result {
+    if out_release_at.is_null() {
+        return PASSCROW_NULL_ARGUMENT;
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        LAST_ERROR.with(|e| match e.borrow().release_at {
+            Some(t) => {
+                // SAFETY: not NULL (checked above), so writable (the
+                // caller's contract).
+                unsafe { put(out_release_at, t) };
+                PASSCROW_OK
+            }
+            None => PASSCROW_NOT_FOUND,
         })
     }));
     r.unwrap_or(PASSCROW_PANIC)
@@ -218,5 +278,35 @@ mod tests {
         );
         assert_eq!(error_code(&Error::Cancelled), PASSCROW_CANCELLED);
         assert_eq!(PASSCROW_INCOMPLETE as u32, 109);
+        assert_eq!(PASSCROW_PENDING as u32, 113);
+    }
+
+    #[test]
+    fn a_pending_recovery_leaves_its_release_time() {
+        let pending = Error::Pending {
+            server: "s".into(),
+            release_at: 1_900_000_000,
+        };
+        let code = super::super::boundary::boundary("recover", || Err(pending.into()));
+        assert_eq!(code, PASSCROW_PENDING);
+        let mut t = 0i64;
+        // SAFETY: `t` is writable.
+        assert_eq!(unsafe { passcrow_pending_release_at(&mut t) }, PASSCROW_OK);
+        assert_eq!(t, 1_900_000_000);
+        assert!(last_error().contains("pending"), "{}", last_error());
+        // Any other failure clears it.
+        set_last_error(PASSCROW_BAD_INPUT, "x".into());
+        let mut t = 7i64;
+        // SAFETY: `t` is writable.
+        assert_eq!(
+            unsafe { passcrow_pending_release_at(&mut t) },
+            PASSCROW_NOT_FOUND
+        );
+        assert_eq!(t, 7);
+        // SAFETY: NULL is refused before any write.
+        assert_eq!(
+            unsafe { passcrow_pending_release_at(std::ptr::null_mut()) },
+            PASSCROW_NULL_ARGUMENT
+        );
     }
 }
