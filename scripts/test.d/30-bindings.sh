@@ -87,6 +87,10 @@ start_server() {
     # their own tests over HTTP, tests/server_connections.rs and
     # tests/server_http.rs), as it is in the Python tests' conftest.
     sed -i '1i rate_limit_burst = 0' "$dir/server/config.toml"
+    # Release delays are offered only where notices can link to a cancel
+    # page (nothing is served there in these tests).
+    sed -i 's|^\[outbound\]$|[outbound]\npublic_url = "http://127.0.0.1:9"|' "$dir/server/config.toml"
+    grep -q '^public_url = ' "$dir/server/config.toml"
     "$PASSCROW_SERVER" --config "$dir/server/config.toml" --listen 127.0.0.1:0 \
         --data "$dir/server" --deliver-to-file "$dir/codes.txt" >"$dir/server.log" 2>&1 &
     pids+=($!)

@@ -10,14 +10,17 @@ use super::SecretString;
 /// Bytes of a fresh TOTP secret: 160 bits, the HMAC-SHA-1 output size
 /// RFC 4226 recommends.
 pub const SECRET_BYTES: usize = 20;
+#[cfg(feature = "server")]
 /// Shortest secret a server accepts (RFC 4226 requires 128 bits).
 pub const MIN_SECRET_BYTES: usize = 16;
+#[cfg(feature = "server")]
 /// Longest secret a server accepts.
 pub const MAX_SECRET_BYTES: usize = 64;
 /// Seconds per time step.
 pub const PERIOD: i64 = 30;
 /// Digits of a code.
 pub const DIGITS: u32 = 6;
+#[cfg(feature = "server")]
 /// Steps of clock skew accepted on either side of the current one.
 pub const SKEW_STEPS: i64 = 1;
 /// The issuer shown by authenticator apps.
@@ -32,6 +35,7 @@ pub fn new_secret() -> SecretString {
     s
 }
 
+#[cfg(feature = "server")]
 /// The raw bytes of a base32 secret (padding, blanks and case forgiven),
 /// or `None` when it is not base32 or not [`MIN_SECRET_BYTES`] to
 /// [`MAX_SECRET_BYTES`] long.
@@ -76,6 +80,7 @@ pub fn otpauth_uri(label: &str, secret_b32: &SecretString) -> SecretString {
     ))
 }
 
+#[cfg(feature = "server")]
 /// The time step of unix time `t`.
 pub fn step_at(t: i64) -> i64 {
     t.div_euclid(PERIOD)
@@ -96,8 +101,9 @@ pub fn code_at_step(secret: &[u8], step: u64, digits: u32) -> u32 {
     bin % 10u32.pow(digits.min(9))
 }
 
-/// The 6-digit code of `secret` at unix time `t`, zero-padded.
-#[cfg(feature = "server")]
+/// The 6-digit code of `secret` at unix time `t`, zero-padded (what an
+/// app shows; for tests).
+#[cfg(all(feature = "server", any(test, feature = "testing")))]
 pub fn code_at(secret: &[u8], t: i64) -> String {
     let step = u64::try_from(step_at(t)).unwrap_or(0);
     format!("{:06}", code_at_step(secret, step, DIGITS))

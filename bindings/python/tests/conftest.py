@@ -26,11 +26,17 @@ def server_binary() -> str:
 class Server:
     """A passcrow-server process and the file its codes go to."""
 
-    def __init__(self, root: pathlib.Path, unlimited: bool = False):
+    def __init__(self, root: pathlib.Path, unlimited: bool = False, delays: bool = False):
         exe = server_binary()
         data = root / "server"
         self.codes_file = root / "codes.txt"
         subprocess.run([exe, "init", str(data)], check=True, capture_output=True)
+        if delays:  # release delays are offered only with a public_url
+            conf = data / "config.toml"
+            text = conf.read_text().replace(
+                "[outbound]\n", '[outbound]\npublic_url = "http://127.0.0.1:9"\n', 1)
+            assert "public_url = " in text, "no [outbound] in the sample config"
+            conf.write_text("rate_limit_burst = 0\n" + text)
         if unlimited:  # benchmarks: no per-address or per-escrow limits
             conf = data / "config.toml"
             # ... nor delivery budgets (every round mails the same people).

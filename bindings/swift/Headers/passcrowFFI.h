@@ -410,6 +410,21 @@ void uniffi_passcrow_fn_method_passcrowclient_set_defaults(uint64_t ptr, RustBuf
 RustBuffer uniffi_passcrow_fn_method_passcrowclient_verify(uint64_t ptr, uint64_t pack, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_SECRETTEXT
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_SECRETTEXT
+uint64_t uniffi_passcrow_fn_clone_secrettext(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_SECRETTEXT
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_FREE_SECRETTEXT
+void uniffi_passcrow_fn_free_secrettext(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_SECRETTEXT_EXPOSE
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_METHOD_SECRETTEXT_EXPOSE
+RustBuffer uniffi_passcrow_fn_method_secrettext_expose(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_FN_CLONE_HTTPTRANSPORT
 uint64_t uniffi_passcrow_fn_clone_httptransport(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -884,6 +899,12 @@ uint16_t uniffi_passcrow_checksum_method_passcrowclient_set_defaults(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_PASSCROWCLIENT_VERIFY
 uint16_t uniffi_passcrow_checksum_method_passcrowclient_verify(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_SECRETTEXT_EXPOSE
+#define UNIFFI_FFIDEF_UNIFFI_PASSCROW_CHECKSUM_METHOD_SECRETTEXT_EXPOSE
+uint16_t uniffi_passcrow_checksum_method_secrettext_expose(void
     
 );
 #endif

@@ -44,6 +44,19 @@ pub enum PasscrowError {
         /// Tries left for that code, when the server says (0: ask anew).
         attempts_left: Option<u32>,
     },
+    /// Not a failure: the codes were right, but the escrows asked for a
+    /// release delay. The shares are released at `release_at` (unix time)
+    /// unless the owner stops it from a notice every identity was sent;
+    /// call `recover` again then, with the same codes.
+    #[error("{detail}")]
+    Pending {
+        /// What happened, and when to come back.
+        detail: String,
+        /// The server whose release is due last among those needed.
+        server: String,
+        /// When the recovery can complete (unix time).
+        release_at: i64,
+    },
     /// A server is rate limiting us; try again later.
     #[error("{detail}")]
     RateLimited {
@@ -146,9 +159,12 @@ impl From<Error> for PasscrowError {
             Error::NotFound(_) => PasscrowError::NotFound { detail },
             Error::Expired(_) => PasscrowError::Expired { detail },
             Error::Transport(_) => PasscrowError::Transport { detail },
-            Error::Server { server, .. } | Error::Pending { server, .. } => {
-                PasscrowError::Server { detail, server }
-            }
+            Error::Pending { server, release_at } => PasscrowError::Pending {
+                detail,
+                server,
+                release_at,
+            },
+            Error::Server { server, .. } => PasscrowError::Server { detail, server },
             Error::Protocol(_) => PasscrowError::Protocol { detail },
             Error::Decrypt(_) => PasscrowError::Decrypt { detail },
             Error::Incomplete {

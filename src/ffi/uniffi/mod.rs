@@ -28,6 +28,7 @@ mod health;
 mod pack;
 mod passcrow_client;
 mod records;
+mod secret_text;
 mod transport;
 
 pub use error::*;
@@ -35,6 +36,7 @@ pub use health::*;
 pub use pack::*;
 pub use passcrow_client::*;
 pub use records::*;
+pub use secret_text::*;
 pub use transport::*;
 
 /// Normalise a typed code as `recover` does (trim, drop blanks and dashes,

@@ -67,6 +67,27 @@ pub struct ProtectResult {
     /// Policy warnings (a threshold one server can meet alone); the pack
     /// was made anyway.
     pub warnings: Vec<String>,
+    /// One enrolment per `totp:` identity: show each to the user now (a QR
+    /// code of its `uri`), as it is nowhere else on this device.
+    pub totp: Vec<TotpEnrolmentInfo>,
+}
+
+/// A `totp:` identity's secret as an authenticator app enrols it.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TotpEnrolmentInfo {
+    /// The identity's label (`phone` for `totp:phone`): the account name
+    /// the app shows under the issuer "Passcrow".
+    pub label: String,
+    /// The server that checks its codes.
+    pub server: String,
+    /// The character its codes route by (typed before the 6 digits when
+    /// a pack has several authenticator escrows); none for the escrow of
+    /// the ephemeral copy.
+    pub prefix: Option<String>,
+    /// The `otpauth://totp/Passcrow:LABEL?secret=...` URI a QR code
+    /// encodes (`uri.expose()`). It holds the secret, so it is not plain
+    /// text: printing the record does not show it.
+    pub uri: Arc<SecretText>,
 }
 
 /// One verification started: where a code went.
@@ -297,5 +318,15 @@ pub(crate) fn protect_result(p: client::Protected) -> ProtectResult {
             .map(FailureInfo::from)
             .collect(),
         warnings: p.warnings,
+        totp: p
+            .totp
+            .into_iter()
+            .map(|t| TotpEnrolmentInfo {
+                label: t.label,
+                server: t.server,
+                prefix: t.prefix.map(String::from),
+                uri: SecretText::new(t.uri),
+            })
+            .collect(),
     }
 }

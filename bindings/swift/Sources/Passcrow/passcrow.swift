@@ -1761,6 +1761,141 @@ public func FfiConverterTypePasscrowClient_lower(_ value: PasscrowClient) -> UIn
 
 
 
+
+
+/**
+ * A secret string (an enrolment URI holding a TOTP secret): read it with
+ * [`SecretText::expose`], show it, and drop the object. Zeroed when
+ * dropped; its string form in every language is not the secret.
+ */
+public protocol SecretTextProtocol: AnyObject, Sendable {
+    
+    /**
+     * The secret text itself. The copy it returns belongs to the caller's
+     * language: keep it no longer than needed, and never log it.
+     */
+    func expose()  -> String
+    
+}
+/**
+ * A secret string (an enrolment URI holding a TOTP secret): read it with
+ * [`SecretText::expose`], show it, and drop the object. Zeroed when
+ * dropped; its string form in every language is not the secret.
+ */
+open class SecretText: SecretTextProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_passcrow_fn_clone_secrettext(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_passcrow_fn_free_secrettext(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The secret text itself. The copy it returns belongs to the caller's
+     * language: keep it no longer than needed, and never log it.
+     */
+open func expose() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_passcrow_fn_method_secrettext_expose(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSecretText: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = SecretText
+
+    public static func lift(_ handle: UInt64) throws -> SecretText {
+        return SecretText(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: SecretText) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SecretText {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SecretText, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSecretText_lift(_ handle: UInt64) throws -> SecretText {
+    return try FfiConverterTypeSecretText.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSecretText_lower(_ value: SecretText) -> UInt64 {
+    return FfiConverterTypeSecretText.lower(value)
+}
+
+
+
+
 /**
  * Options of one call (`protect`, `verify`, `recover`, `forget`,
  * `renew`), given with it and for it only. Leaving the argument out is the
@@ -2625,7 +2760,7 @@ public func FfiConverterTypePolicyDefaults_lower(_ value: PolicyDefaults) -> Rus
 /**
  * The result of [`PasscrowClient::protect`] and [`PasscrowClient::renew`].
  */
-public struct ProtectResult: Equatable, Hashable {
+public struct ProtectResult {
     /**
      * The pack's name.
      */
@@ -2659,6 +2794,11 @@ public struct ProtectResult: Equatable, Hashable {
      * was made anyway.
      */
     public var warnings: [String]
+    /**
+     * One enrolment per `totp:` identity: show each to the user now (a QR
+     * code of its `uri`), as it is nowhere else on this device.
+     */
+    public var totp: [TotpEnrolmentInfo]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2687,7 +2827,11 @@ public struct ProtectResult: Equatable, Hashable {
         /**
          * Policy warnings (a threshold one server can meet alone); the pack
          * was made anyway.
-         */warnings: [String]) {
+         */warnings: [String], 
+        /**
+         * One enrolment per `totp:` identity: show each to the user now (a QR
+         * code of its `uri`), as it is nowhere else on this device.
+         */totp: [TotpEnrolmentInfo]) {
         self.name = name
         self.path = path
         self.minShares = minShares
@@ -2696,6 +2840,7 @@ public struct ProtectResult: Equatable, Hashable {
         self.ephemeral = ephemeral
         self.cleanupFailures = cleanupFailures
         self.warnings = warnings
+        self.totp = totp
     }
 
     
@@ -2721,7 +2866,8 @@ public struct FfiConverterTypeProtectResult: FfiConverterRustBuffer {
                 expiresTs: FfiConverterInt64.read(from: &buf), 
                 ephemeral: FfiConverterOptionTypeEphemeralDetails.read(from: &buf), 
                 cleanupFailures: FfiConverterSequenceTypeFailureInfo.read(from: &buf), 
-                warnings: FfiConverterSequenceString.read(from: &buf)
+                warnings: FfiConverterSequenceString.read(from: &buf), 
+                totp: FfiConverterSequenceTypeTotpEnrolmentInfo.read(from: &buf)
         )
     }
 
@@ -2734,6 +2880,7 @@ public struct FfiConverterTypeProtectResult: FfiConverterRustBuffer {
         FfiConverterOptionTypeEphemeralDetails.write(value.ephemeral, into: &buf)
         FfiConverterSequenceTypeFailureInfo.write(value.cleanupFailures, into: &buf)
         FfiConverterSequenceString.write(value.warnings, into: &buf)
+        FfiConverterSequenceTypeTotpEnrolmentInfo.write(value.totp, into: &buf)
     }
 }
 
@@ -2908,6 +3055,105 @@ public func FfiConverterTypeRenewalReasonInfo_lift(_ buf: RustBuffer) throws -> 
 #endif
 public func FfiConverterTypeRenewalReasonInfo_lower(_ value: RenewalReasonInfo) -> RustBuffer {
     return FfiConverterTypeRenewalReasonInfo.lower(value)
+}
+
+
+/**
+ * A `totp:` identity's secret as an authenticator app enrols it.
+ */
+public struct TotpEnrolmentInfo {
+    /**
+     * The identity's label (`phone` for `totp:phone`): the account name
+     * the app shows under the issuer "Passcrow".
+     */
+    public var label: String
+    /**
+     * The server that checks its codes.
+     */
+    public var server: String
+    /**
+     * The character its codes route by (typed before the 6 digits when
+     * a pack has several authenticator escrows); none for the escrow of
+     * the ephemeral copy.
+     */
+    public var prefix: String?
+    /**
+     * The `otpauth://totp/Passcrow:LABEL?secret=...` URI a QR code
+     * encodes (`uri.expose()`). It holds the secret, so it is not plain
+     * text: printing the record does not show it.
+     */
+    public var uri: SecretText
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The identity's label (`phone` for `totp:phone`): the account name
+         * the app shows under the issuer "Passcrow".
+         */label: String, 
+        /**
+         * The server that checks its codes.
+         */server: String, 
+        /**
+         * The character its codes route by (typed before the 6 digits when
+         * a pack has several authenticator escrows); none for the escrow of
+         * the ephemeral copy.
+         */prefix: String?, 
+        /**
+         * The `otpauth://totp/Passcrow:LABEL?secret=...` URI a QR code
+         * encodes (`uri.expose()`). It holds the secret, so it is not plain
+         * text: printing the record does not show it.
+         */uri: SecretText) {
+        self.label = label
+        self.server = server
+        self.prefix = prefix
+        self.uri = uri
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TotpEnrolmentInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTotpEnrolmentInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TotpEnrolmentInfo {
+        return
+            try TotpEnrolmentInfo(
+                label: FfiConverterString.read(from: &buf), 
+                server: FfiConverterString.read(from: &buf), 
+                prefix: FfiConverterOptionString.read(from: &buf), 
+                uri: FfiConverterTypeSecretText.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TotpEnrolmentInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.label, into: &buf)
+        FfiConverterString.write(value.server, into: &buf)
+        FfiConverterOptionString.write(value.prefix, into: &buf)
+        FfiConverterTypeSecretText.write(value.uri, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTotpEnrolmentInfo_lift(_ buf: RustBuffer) throws -> TotpEnrolmentInfo {
+    return try FfiConverterTypeTotpEnrolmentInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTotpEnrolmentInfo_lower(_ value: TotpEnrolmentInfo) -> RustBuffer {
+    return FfiConverterTypeTotpEnrolmentInfo.lower(value)
 }
 
 
@@ -3341,6 +3587,23 @@ enum PasscrowError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          */attemptsLeft: UInt32?
     )
     /**
+     * Not a failure: the codes were right, but the escrows asked for a
+     * release delay. The shares are released at `release_at` (unix time)
+     * unless the owner stops it from a notice every identity was sent;
+     * call `recover` again then, with the same codes.
+     */
+    case Pending(
+        /**
+         * What happened, and when to come back.
+         */detail: String, 
+        /**
+         * The server whose release is due last among those needed.
+         */server: String, 
+        /**
+         * When the recovery can complete (unix time).
+         */releaseAt: Int64
+    )
+    /**
      * A server is rate limiting us; try again later.
      */
     case RateLimited(
@@ -3484,43 +3747,48 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             prefix: try FfiConverterOptionString.read(from: &buf), 
             attemptsLeft: try FfiConverterOptionUInt32.read(from: &buf)
             )
-        case 3: return .RateLimited(
+        case 3: return .Pending(
+            detail: try FfiConverterString.read(from: &buf), 
+            server: try FfiConverterString.read(from: &buf), 
+            releaseAt: try FfiConverterInt64.read(from: &buf)
+            )
+        case 4: return .RateLimited(
             detail: try FfiConverterString.read(from: &buf), 
             server: try FfiConverterString.read(from: &buf)
             )
-        case 4: return .NotFound(
+        case 5: return .NotFound(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 5: return .Expired(
+        case 6: return .Expired(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 6: return .Transport(
+        case 7: return .Transport(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 7: return .Server(
+        case 8: return .Server(
             detail: try FfiConverterString.read(from: &buf), 
             server: try FfiConverterString.read(from: &buf)
             )
-        case 8: return .Protocol(
+        case 9: return .Protocol(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .Decrypt(
+        case 10: return .Decrypt(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .Incomplete(
+        case 11: return .Incomplete(
             detail: try FfiConverterString.read(from: &buf), 
             operation: try FfiConverterString.read(from: &buf), 
             got: try FfiConverterUInt32.read(from: &buf), 
             needed: try FfiConverterUInt32.read(from: &buf), 
             failures: try FfiConverterSequenceTypeFailureInfo.read(from: &buf)
             )
-        case 11: return .Io(
+        case 12: return .Io(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .Cancelled(
+        case 13: return .Cancelled(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .OutOfMemory(
+        case 14: return .OutOfMemory(
             detail: try FfiConverterString.read(from: &buf)
             )
 
@@ -3547,45 +3815,52 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             FfiConverterOptionUInt32.write(attemptsLeft, into: &buf)
             
         
-        case let .RateLimited(detail,server):
+        case let .Pending(detail,server,releaseAt):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(detail, into: &buf)
+            FfiConverterString.write(server, into: &buf)
+            FfiConverterInt64.write(releaseAt, into: &buf)
+            
+        
+        case let .RateLimited(detail,server):
+            writeInt(&buf, Int32(4))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(server, into: &buf)
             
         
         case let .NotFound(detail):
-            writeInt(&buf, Int32(4))
-            FfiConverterString.write(detail, into: &buf)
-            
-        
-        case let .Expired(detail):
             writeInt(&buf, Int32(5))
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .Transport(detail):
+        case let .Expired(detail):
             writeInt(&buf, Int32(6))
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .Server(detail,server):
+        case let .Transport(detail):
             writeInt(&buf, Int32(7))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .Server(detail,server):
+            writeInt(&buf, Int32(8))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(server, into: &buf)
             
         
         case let .Protocol(detail):
-            writeInt(&buf, Int32(8))
-            FfiConverterString.write(detail, into: &buf)
-            
-        
-        case let .Decrypt(detail):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .Incomplete(detail,operation,got,needed,failures):
+        case let .Decrypt(detail):
             writeInt(&buf, Int32(10))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .Incomplete(detail,operation,got,needed,failures):
+            writeInt(&buf, Int32(11))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(operation, into: &buf)
             FfiConverterUInt32.write(got, into: &buf)
@@ -3594,17 +3869,17 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             
         
         case let .Io(detail):
-            writeInt(&buf, Int32(11))
-            FfiConverterString.write(detail, into: &buf)
-            
-        
-        case let .Cancelled(detail):
             writeInt(&buf, Int32(12))
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .OutOfMemory(detail):
+        case let .Cancelled(detail):
             writeInt(&buf, Int32(13))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .OutOfMemory(detail):
+            writeInt(&buf, Int32(14))
             FfiConverterString.write(detail, into: &buf)
             
         }
@@ -4341,6 +4616,31 @@ fileprivate struct FfiConverterSequenceTypeRenewalReasonInfo: FfiConverterRustBu
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeTotpEnrolmentInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [TotpEnrolmentInfo]
+
+    public static func write(_ value: [TotpEnrolmentInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTotpEnrolmentInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [TotpEnrolmentInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [TotpEnrolmentInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTotpEnrolmentInfo.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeVerificationHint: FfiConverterRustBuffer {
     typealias SwiftType = [VerificationHint]
 
@@ -4499,6 +4799,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_passcrowclient_verify() != 4513) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_passcrow_checksum_method_secrettext_expose() != 13107) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_passcrow_checksum_method_httptransport_post() != 30180) {

@@ -2,8 +2,10 @@
 // scripts/test.d/30-bindings.sh): protect 2-of-3, verify, read the codes,
 // recover, compare bytes; a wrong code throws the typed exception with the
 // attempts left; forget removes the pack. Also: an app-supplied transport,
-// bad input, calls from several threads, and the health check (no code
-// sent, renewal due, review recorded).
+// bad input, calls from several threads, the health check (no code sent,
+// renewal due, review recorded), an authenticator app (the enrolment URI,
+// the code an app would show, once) and a release delay (the typed
+// PasscrowException.Pending with its release time).
 //
 // Usage: PasscrowTestKt SERVER_URL CODES_FILE WORK_DIR
 
@@ -170,6 +172,62 @@ fun testHealth() {
     check(c.forget("health") == 3u) { "forget" }
 }
 
+/** The 6 digits an authenticator app enrolled with `uri` shows now
+ * (RFC 6238: HMAC-SHA-1 over the 30 s step). */
+fun appCode(uri: String): String {
+    val query = uri.substringAfter('?').split('&').associate { it.substringBefore('=') to it.substringAfter('=') }
+    check(query["algorithm"] == "SHA1" && query["digits"] == "6" && query["period"] == "30") { "uri parameters" }
+    val alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    var bits = 0L
+    var n = 0
+    val key = java.io.ByteArrayOutputStream()
+    for (ch in query.getValue("secret").uppercase()) {
+        bits = (bits shl 5) or alphabet.indexOf(ch).toLong()
+        n += 5
+        if (n >= 8) {
+            key.write(((bits shr (n - 8)) and 0xff).toInt())
+            n -= 8
+        }
+    }
+    val mac = javax.crypto.Mac.getInstance("HmacSHA1")
+    mac.init(javax.crypto.spec.SecretKeySpec(key.toByteArray(), "HmacSHA1"))
+    val step = System.currentTimeMillis() / 1000 / 30
+    val h = mac.doFinal(java.nio.ByteBuffer.allocate(8).putLong(step).array())
+    val o = h[h.size - 1].toInt() and 15
+    val v = java.nio.ByteBuffer.wrap(h, o, 4).int and 0x7fffffff
+    return "%06d".format(v % 1000000)
+}
+
+fun testTotpAndDelay() {
+    val c = client("totp")
+    val res = c.protect("wallet", SECRET, listOf("totp:phone via $serverUrl"), n = 1u, m = 1u)
+    val e = res.totp.single()
+    check(e.label == "phone" && e.server == serverUrl && e.prefix == "1") { "enrolment: $e" }
+    val uri = e.uri.expose()
+    check(uri.startsWith("otpauth://totp/Passcrow:phone?secret=")) { "uri" }
+    check(!e.toString().contains("secret=") && !res.toString().contains("secret=")) {
+        "printing the result shows the secret"
+    }
+    val pack = c.pack("wallet")
+    check(c.verify(pack).hints.single().kind == "totp") { "hint" }
+    val code = appCode(uri)
+    val got = c.recover(pack, listOf(code))
+    check(got is RecoveryResult.Secret && got.secret.contentEquals(SECRET)) { "recover" }
+    c.verify(pack)
+    expect<PasscrowException.WrongCode> { c.recover(pack, listOf(code)) }
+
+    c.protect(
+        "diary", SECRET,
+        listOf("gina@example.org, notify=hugo@example.org, delay=1h via $serverUrl"), n = 1u, m = 1u,
+    )
+    val diary = c.pack("diary")
+    c.verify(diary)
+    val before = System.currentTimeMillis() / 1000
+    val pending = expect<PasscrowException.Pending> { c.recover(diary, listOf(codeFor("gina"))) }
+    check(pending.releaseAt in (before + 3500)..(before + 3700)) { "release at ${pending.releaseAt}" }
+    check(codesFile.readText().contains("hugo@example.org")) { "the notify identity was not told" }
+}
+
 fun main(args: Array<String>) {
     serverUrl = args[0]
     codesFile = File(args[1])
@@ -180,6 +238,7 @@ fun main(args: Array<String>) {
         "bad input" to ::testBadInput,
         "threads" to ::testThreads,
         "health check" to ::testHealth,
+        "authenticator app and release delay" to ::testTotpAndDelay,
     )
     var passed = 0
     var failed = 0

@@ -771,6 +771,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_passcrow_checksum_method_passcrowclient_verify(
     ): Int
+    external fun uniffi_passcrow_checksum_method_secrettext_expose(
+    ): Int
     external fun uniffi_passcrow_checksum_method_httptransport_post(
     ): Int
     external fun uniffi_passcrow_checksum_method_logsink_log(
@@ -852,6 +854,12 @@ internal object UniffiLib {
     external fun uniffi_passcrow_fn_method_passcrowclient_set_defaults(`ptr`: Long,`defaults`: RustBuffer.ByValue,`save`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_passcrow_fn_method_passcrowclient_verify(`ptr`: Long,`pack`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_passcrow_fn_clone_secrettext(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_passcrow_fn_free_secrettext(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_passcrow_fn_method_secrettext_expose(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_passcrow_fn_clone_httptransport(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1072,6 +1080,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_passcrowclient_verify() and 0xFFFF) != 4513) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_passcrow_checksum_method_secrettext_expose() and 0xFFFF) != 13107) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_passcrow_checksum_method_httptransport_post() and 0xFFFF) != 30180) {
@@ -3205,6 +3216,279 @@ public object FfiConverterTypePasscrowClient: FfiConverter<PasscrowClient, Long>
 }
 
 
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A secret string (an enrolment URI holding a TOTP secret): read it with
+ * [`SecretText::expose`], show it, and drop the object. Zeroed when
+ * dropped; its string form in every language is not the secret.
+ */
+public interface SecretTextInterface {
+    
+    /**
+     * The secret text itself. The copy it returns belongs to the caller's
+     * language: keep it no longer than needed, and never log it.
+     */
+    fun `expose`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A secret string (an enrolment URI holding a TOTP secret): read it with
+ * [`SecretText::expose`], show it, and drop the object. Zeroed when
+ * dropped; its string form in every language is not the secret.
+ */
+open class SecretText: Disposable, AutoCloseable, SecretTextInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_passcrow_fn_free_secrettext(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_passcrow_fn_clone_secrettext(handle, status)
+        }
+    }
+
+    
+    /**
+     * The secret text itself. The copy it returns belongs to the caller's
+     * language: keep it no longer than needed, and never log it.
+     */override fun `expose`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_passcrow_fn_method_secrettext_expose(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSecretText: FfiConverter<SecretText, Long> {
+    override fun lower(value: SecretText): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): SecretText {
+        return SecretText(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): SecretText {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: SecretText) = 8UL
+
+    override fun write(value: SecretText, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
 
 /**
  * Options of one call (`protect`, `verify`, `recover`, `forget`,
@@ -3863,12 +4147,34 @@ data class ProtectResult (
      * was made anyway.
      */
     var `warnings`: List<kotlin.String>
+    , 
+    /**
+     * One enrolment per `totp:` identity: show each to the user now (a QR
+     * code of its `uri`), as it is nowhere else on this device.
+     */
+    var `totp`: List<TotpEnrolmentInfo>
     
-){
+): Disposable{
     
 
     
 
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`name`,
+        this.`path`,
+        this.`minShares`,
+        this.`escrows`,
+        this.`expiresTs`,
+        this.`ephemeral`,
+        this.`cleanupFailures`,
+        this.`warnings`,
+        this.`totp`
+    )
+    }
     
     companion object
 }
@@ -3887,6 +4193,7 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterOptionalTypeEphemeralDetails.read(buf),
             FfiConverterSequenceTypeFailureInfo.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceTypeTotpEnrolmentInfo.read(buf),
         )
     }
 
@@ -3898,7 +4205,8 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterLong.allocationSize(value.`expiresTs`) +
             FfiConverterOptionalTypeEphemeralDetails.allocationSize(value.`ephemeral`) +
             FfiConverterSequenceTypeFailureInfo.allocationSize(value.`cleanupFailures`) +
-            FfiConverterSequenceString.allocationSize(value.`warnings`)
+            FfiConverterSequenceString.allocationSize(value.`warnings`) +
+            FfiConverterSequenceTypeTotpEnrolmentInfo.allocationSize(value.`totp`)
     )
 
     override fun write(value: ProtectResult, buf: ByteBuffer) {
@@ -3910,6 +4218,7 @@ public object FfiConverterTypeProtectResult: FfiConverterRustBuffer<ProtectResul
             FfiConverterOptionalTypeEphemeralDetails.write(value.`ephemeral`, buf)
             FfiConverterSequenceTypeFailureInfo.write(value.`cleanupFailures`, buf)
             FfiConverterSequenceString.write(value.`warnings`, buf)
+            FfiConverterSequenceTypeTotpEnrolmentInfo.write(value.`totp`, buf)
     }
 }
 
@@ -4020,6 +4329,85 @@ public object FfiConverterTypeRenewalReasonInfo: FfiConverterRustBuffer<RenewalR
     override fun write(value: RenewalReasonInfo, buf: ByteBuffer) {
             FfiConverterTypeRenewalReasonKind.write(value.`kind`, buf)
             FfiConverterString.write(value.`text`, buf)
+    }
+}
+
+
+
+/**
+ * A `totp:` identity's secret as an authenticator app enrols it.
+ */
+data class TotpEnrolmentInfo (
+    /**
+     * The identity's label (`phone` for `totp:phone`): the account name
+     * the app shows under the issuer "Passcrow".
+     */
+    var `label`: kotlin.String
+    , 
+    /**
+     * The server that checks its codes.
+     */
+    var `server`: kotlin.String
+    , 
+    /**
+     * The character its codes route by (typed before the 6 digits when
+     * a pack has several authenticator escrows); none for the escrow of
+     * the ephemeral copy.
+     */
+    var `prefix`: kotlin.String?
+    , 
+    /**
+     * The `otpauth://totp/Passcrow:LABEL?secret=...` URI a QR code
+     * encodes (`uri.expose()`). It holds the secret, so it is not plain
+     * text: printing the record does not show it.
+     */
+    var `uri`: SecretText
+    
+): Disposable{
+    
+
+    
+
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`label`,
+        this.`server`,
+        this.`prefix`,
+        this.`uri`
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTotpEnrolmentInfo: FfiConverterRustBuffer<TotpEnrolmentInfo> {
+    override fun read(buf: ByteBuffer): TotpEnrolmentInfo {
+        return TotpEnrolmentInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterTypeSecretText.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TotpEnrolmentInfo) = (
+            FfiConverterString.allocationSize(value.`label`) +
+            FfiConverterString.allocationSize(value.`server`) +
+            FfiConverterOptionalString.allocationSize(value.`prefix`) +
+            FfiConverterTypeSecretText.allocationSize(value.`uri`)
+    )
+
+    override fun write(value: TotpEnrolmentInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`label`, buf)
+            FfiConverterString.write(value.`server`, buf)
+            FfiConverterOptionalString.write(value.`prefix`, buf)
+            FfiConverterTypeSecretText.write(value.`uri`, buf)
     }
 }
 
@@ -4316,6 +4704,33 @@ sealed class PasscrowException: kotlin.Exception() {
     }
     
     /**
+     * Not a failure: the codes were right, but the escrows asked for a
+     * release delay. The shares are released at `release_at` (unix time)
+     * unless the owner stops it from a notice every identity was sent;
+     * call `recover` again then, with the same codes.
+     */
+    class Pending(
+        
+        /**
+         * What happened, and when to come back.
+         */
+        val `detail`: kotlin.String, 
+        
+        /**
+         * The server whose release is due last among those needed.
+         */
+        val `server`: kotlin.String, 
+        
+        /**
+         * When the recovery can complete (unix time).
+         */
+        val `releaseAt`: kotlin.Long
+        ) : PasscrowException() {
+        override val message
+            get() = "detail=${ `detail` }, server=${ `server` }, releaseAt=${ `releaseAt` }"
+    }
+    
+    /**
      * A server is rate limiting us; try again later.
      */
     class RateLimited(
@@ -4527,43 +4942,48 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 FfiConverterOptionalString.read(buf),
                 FfiConverterOptionalUInt.read(buf),
                 )
-            3 -> PasscrowException.RateLimited(
+            3 -> PasscrowException.Pending(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            4 -> PasscrowException.RateLimited(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            4 -> PasscrowException.NotFound(
+            5 -> PasscrowException.NotFound(
                 FfiConverterString.read(buf),
                 )
-            5 -> PasscrowException.Expired(
+            6 -> PasscrowException.Expired(
                 FfiConverterString.read(buf),
                 )
-            6 -> PasscrowException.Transport(
+            7 -> PasscrowException.Transport(
                 FfiConverterString.read(buf),
                 )
-            7 -> PasscrowException.Server(
+            8 -> PasscrowException.Server(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            8 -> PasscrowException.Protocol(
+            9 -> PasscrowException.Protocol(
                 FfiConverterString.read(buf),
                 )
-            9 -> PasscrowException.Decrypt(
+            10 -> PasscrowException.Decrypt(
                 FfiConverterString.read(buf),
                 )
-            10 -> PasscrowException.Incomplete(
+            11 -> PasscrowException.Incomplete(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 FfiConverterUInt.read(buf),
                 FfiConverterUInt.read(buf),
                 FfiConverterSequenceTypeFailureInfo.read(buf),
                 )
-            11 -> PasscrowException.Io(
+            12 -> PasscrowException.Io(
                 FfiConverterString.read(buf),
                 )
-            12 -> PasscrowException.Cancelled(
+            13 -> PasscrowException.Cancelled(
                 FfiConverterString.read(buf),
                 )
-            13 -> PasscrowException.OutOfMemory(
+            14 -> PasscrowException.OutOfMemory(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4583,6 +5003,13 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 + FfiConverterString.allocationSize(value.`detail`)
                 + FfiConverterOptionalString.allocationSize(value.`prefix`)
                 + FfiConverterOptionalUInt.allocationSize(value.`attemptsLeft`)
+            )
+            is PasscrowException.Pending -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`detail`)
+                + FfiConverterString.allocationSize(value.`server`)
+                + FfiConverterLong.allocationSize(value.`releaseAt`)
             )
             is PasscrowException.RateLimited -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -4662,45 +5089,52 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 FfiConverterOptionalUInt.write(value.`attemptsLeft`, buf)
                 Unit
             }
-            is PasscrowException.RateLimited -> {
+            is PasscrowException.Pending -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`detail`, buf)
+                FfiConverterString.write(value.`server`, buf)
+                FfiConverterLong.write(value.`releaseAt`, buf)
+                Unit
+            }
+            is PasscrowException.RateLimited -> {
+                buf.putInt(4)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`server`, buf)
                 Unit
             }
             is PasscrowException.NotFound -> {
-                buf.putInt(4)
-                FfiConverterString.write(value.`detail`, buf)
-                Unit
-            }
-            is PasscrowException.Expired -> {
                 buf.putInt(5)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is PasscrowException.Transport -> {
+            is PasscrowException.Expired -> {
                 buf.putInt(6)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is PasscrowException.Server -> {
+            is PasscrowException.Transport -> {
                 buf.putInt(7)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is PasscrowException.Server -> {
+                buf.putInt(8)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`server`, buf)
                 Unit
             }
             is PasscrowException.Protocol -> {
-                buf.putInt(8)
-                FfiConverterString.write(value.`detail`, buf)
-                Unit
-            }
-            is PasscrowException.Decrypt -> {
                 buf.putInt(9)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is PasscrowException.Incomplete -> {
+            is PasscrowException.Decrypt -> {
                 buf.putInt(10)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is PasscrowException.Incomplete -> {
+                buf.putInt(11)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`operation`, buf)
                 FfiConverterUInt.write(value.`got`, buf)
@@ -4709,17 +5143,17 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 Unit
             }
             is PasscrowException.Io -> {
-                buf.putInt(11)
-                FfiConverterString.write(value.`detail`, buf)
-                Unit
-            }
-            is PasscrowException.Cancelled -> {
                 buf.putInt(12)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is PasscrowException.OutOfMemory -> {
+            is PasscrowException.Cancelled -> {
                 buf.putInt(13)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is PasscrowException.OutOfMemory -> {
+                buf.putInt(14)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
@@ -5457,6 +5891,34 @@ public object FfiConverterSequenceTypeRenewalReasonInfo: FfiConverterRustBuffer<
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeRenewalReasonInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeTotpEnrolmentInfo: FfiConverterRustBuffer<List<TotpEnrolmentInfo>> {
+    override fun read(buf: ByteBuffer): List<TotpEnrolmentInfo> {
+        val len = buf.getInt()
+        return List<TotpEnrolmentInfo>(len) {
+            FfiConverterTypeTotpEnrolmentInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<TotpEnrolmentInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeTotpEnrolmentInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<TotpEnrolmentInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeTotpEnrolmentInfo.write(it, buf)
         }
     }
 }
