@@ -297,14 +297,14 @@ mod tests {
         // Any other failure clears it.
         set_last_error(PASSCROW_BAD_INPUT, "x".into());
         let mut t = 7i64;
-        // SAFETY: `t` is writable.
         assert_eq!(
+            // SAFETY: `t` is writable.
             unsafe { passcrow_pending_release_at(&mut t) },
             PASSCROW_NOT_FOUND
         );
         assert_eq!(t, 7);
-        // SAFETY: NULL is refused before any write.
         assert_eq!(
+            // SAFETY: NULL is refused before any write.
             unsafe { passcrow_pending_release_at(std::ptr::null_mut()) },
             PASSCROW_NULL_ARGUMENT
         );

@@ -414,9 +414,8 @@ impl PostgresStorage {
                     let e = failed.error();
                     // Leave the connection outside any transaction, or
                     // drop it.
-                    if c.is_closed() || session_ended(e) {
-                        lent.broken = true;
-                    } else if mode != Mode::Statement && c.batch_execute("ROLLBACK").is_err() {
+                    let gone = c.is_closed() || session_ended(e);
+                    if gone || (mode != Mode::Statement && c.batch_execute("ROLLBACK").is_err()) {
                         lent.broken = true;
                     }
                     // Deadlocks and serialization failures are reported
