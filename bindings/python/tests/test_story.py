@@ -200,12 +200,14 @@ def test_ephemeral_recovery_without_the_pack(server, tmp_path):
     assert res.path is None and c.list() == []
     eph = res.ephemeral
     assert eph is not None and eph.server == server.url
-    assert eph.recovery_id == f"{eph.server}:{eph.user_key}"
-    assert eph.user_key not in repr(res)
+    user_key, recovery_id = eph.user_key.expose(), eph.recovery_id.expose()
+    assert recovery_id == f"{eph.server}:{user_key}"
+    for shown in (repr(res), str(res), repr(eph), str(eph)):
+        assert user_key not in shown, shown
 
     # On a new device: the recovery id alone.
     c2 = passcrow.PasscrowClient(tmp_path / "c2", tmp_path / "d2")
-    stub = c2.pack(eph.recovery_id)
+    stub = c2.pack(recovery_id)
     assert stub.is_ephemeral_stub()
     c2.verify(stub)
     step = c2.recover(stub, [server.code_for("jo")])

@@ -173,10 +173,11 @@ mod tests {
         assert!(!format!("{r:?}").contains("hunter2"));
         let e = EphemeralDetails {
             server: "s".into(),
-            user_key: "AbCd-23Ef".into(),
-            recovery_id: "s:AbCd-23Ef".into(),
+            user_key: SecretText::new(crate::SecretString::new("AbCd-23Ef".into())),
+            recovery_id: SecretText::new(crate::SecretString::new("s:AbCd-23Ef".into())),
             expiration: 0,
         };
         assert!(!format!("{e:?}").contains("AbCd"));
+        assert_eq!(e.user_key.expose(), "AbCd-23Ef");
     }
 }

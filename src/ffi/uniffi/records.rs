@@ -24,27 +24,21 @@ impl From<EphemeralMode> for Ephemeral {
     }
 }
 
-/// What to keep to recover an ephemerally escrowed pack.
-#[derive(Clone, uniffi::Record)]
+/// What to keep to recover an ephemerally escrowed pack. The user key and
+/// the recovery id are [`SecretText`] objects (`.expose()`): with a code,
+/// either one recovers the secret, so printing the record never shows
+/// them.
+#[derive(Debug, Clone, uniffi::Record)]
 pub struct EphemeralDetails {
     /// The server holding the pack.
     pub server: String,
     /// The user key (`AbCd-23Ef-GhJk-MnPq`): the user writes it down.
-    pub user_key: String,
-    /// `SERVER:USER_KEY`: give it to [`PasscrowClient::pack`] to recover.
-    pub recovery_id: String,
+    pub user_key: Arc<SecretText>,
+    /// `SERVER:USER_KEY`: give it (exposed) to [`PasscrowClient::pack`] to
+    /// recover.
+    pub recovery_id: Arc<SecretText>,
     /// When the escrowed copy expires (unix time).
     pub expiration: i64,
-}
-
-impl std::fmt::Debug for EphemeralDetails {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EphemeralDetails")
-            .field("server", &self.server)
-            .field("user_key", &"[redacted]")
-            .field("expiration", &self.expiration)
-            .finish()
-    }
 }
 
 /// The result of [`PasscrowClient::protect`] and [`PasscrowClient::renew`].
@@ -307,9 +301,9 @@ pub(crate) fn protect_result(p: client::Protected) -> ProtectResult {
         escrows: sat_u32(p.pack.prefixed_escrows().len()),
         expires_ts: p.pack.expires_ts(),
         ephemeral: p.ephemeral.map(|e| EphemeralDetails {
-            recovery_id: e.recovery_id().expose_secret().to_string(),
+            recovery_id: SecretText::new(e.recovery_id()),
             server: e.server,
-            user_key: e.user_key.expose_secret().to_string(),
+            user_key: SecretText::new(e.user_key),
             expiration: e.expiration,
         }),
         cleanup_failures: p

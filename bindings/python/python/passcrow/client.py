@@ -410,7 +410,7 @@ class PasscrowClient(object):
         if r.ephemeral is not None:
             e = r.ephemeral
             return EscrowRecord(kind='ephemeral', server=e.server,
-                                recovery_key=e.user_key,
+                                recovery_key=e.user_key.expose(),
                                 expiration=e.expiration)
         return True
 

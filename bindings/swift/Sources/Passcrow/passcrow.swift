@@ -2035,9 +2035,12 @@ public func FfiConverterTypeDelayRange_lower(_ value: DelayRange) -> RustBuffer 
 
 
 /**
- * What to keep to recover an ephemerally escrowed pack.
+ * What to keep to recover an ephemerally escrowed pack. The user key and
+ * the recovery id are [`SecretText`] objects (`.expose()`): with a code,
+ * either one recovers the secret, so printing the record never shows
+ * them.
  */
-public struct EphemeralDetails: Equatable, Hashable {
+public struct EphemeralDetails {
     /**
      * The server holding the pack.
      */
@@ -2045,11 +2048,12 @@ public struct EphemeralDetails: Equatable, Hashable {
     /**
      * The user key (`AbCd-23Ef-GhJk-MnPq`): the user writes it down.
      */
-    public var userKey: String
+    public var userKey: SecretText
     /**
-     * `SERVER:USER_KEY`: give it to [`PasscrowClient::pack`] to recover.
+     * `SERVER:USER_KEY`: give it (exposed) to [`PasscrowClient::pack`] to
+     * recover.
      */
-    public var recoveryId: String
+    public var recoveryId: SecretText
     /**
      * When the escrowed copy expires (unix time).
      */
@@ -2063,10 +2067,11 @@ public struct EphemeralDetails: Equatable, Hashable {
          */server: String, 
         /**
          * The user key (`AbCd-23Ef-GhJk-MnPq`): the user writes it down.
-         */userKey: String, 
+         */userKey: SecretText, 
         /**
-         * `SERVER:USER_KEY`: give it to [`PasscrowClient::pack`] to recover.
-         */recoveryId: String, 
+         * `SERVER:USER_KEY`: give it (exposed) to [`PasscrowClient::pack`] to
+         * recover.
+         */recoveryId: SecretText, 
         /**
          * When the escrowed copy expires (unix time).
          */expiration: Int64) {
@@ -2093,16 +2098,16 @@ public struct FfiConverterTypeEphemeralDetails: FfiConverterRustBuffer {
         return
             try EphemeralDetails(
                 server: FfiConverterString.read(from: &buf), 
-                userKey: FfiConverterString.read(from: &buf), 
-                recoveryId: FfiConverterString.read(from: &buf), 
+                userKey: FfiConverterTypeSecretText.read(from: &buf), 
+                recoveryId: FfiConverterTypeSecretText.read(from: &buf), 
                 expiration: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: EphemeralDetails, into buf: inout [UInt8]) {
         FfiConverterString.write(value.server, into: &buf)
-        FfiConverterString.write(value.userKey, into: &buf)
-        FfiConverterString.write(value.recoveryId, into: &buf)
+        FfiConverterTypeSecretText.write(value.userKey, into: &buf)
+        FfiConverterTypeSecretText.write(value.recoveryId, into: &buf)
         FfiConverterInt64.write(value.expiration, into: &buf)
     }
 }

@@ -3583,7 +3583,10 @@ public object FfiConverterTypeDelayRange: FfiConverterRustBuffer<DelayRange> {
 
 
 /**
- * What to keep to recover an ephemerally escrowed pack.
+ * What to keep to recover an ephemerally escrowed pack. The user key and
+ * the recovery id are [`SecretText`] objects (`.expose()`): with a code,
+ * either one recovers the secret, so printing the record never shows
+ * them.
  */
 data class EphemeralDetails (
     /**
@@ -3594,23 +3597,35 @@ data class EphemeralDetails (
     /**
      * The user key (`AbCd-23Ef-GhJk-MnPq`): the user writes it down.
      */
-    var `userKey`: kotlin.String
+    var `userKey`: SecretText
     , 
     /**
-     * `SERVER:USER_KEY`: give it to [`PasscrowClient::pack`] to recover.
+     * `SERVER:USER_KEY`: give it (exposed) to [`PasscrowClient::pack`] to
+     * recover.
      */
-    var `recoveryId`: kotlin.String
+    var `recoveryId`: SecretText
     , 
     /**
      * When the escrowed copy expires (unix time).
      */
     var `expiration`: kotlin.Long
     
-){
+): Disposable{
     
 
     
 
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`server`,
+        this.`userKey`,
+        this.`recoveryId`,
+        this.`expiration`
+    )
+    }
     
     companion object
 }
@@ -3622,23 +3637,23 @@ public object FfiConverterTypeEphemeralDetails: FfiConverterRustBuffer<Ephemeral
     override fun read(buf: ByteBuffer): EphemeralDetails {
         return EphemeralDetails(
             FfiConverterString.read(buf),
-            FfiConverterString.read(buf),
-            FfiConverterString.read(buf),
+            FfiConverterTypeSecretText.read(buf),
+            FfiConverterTypeSecretText.read(buf),
             FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: EphemeralDetails) = (
             FfiConverterString.allocationSize(value.`server`) +
-            FfiConverterString.allocationSize(value.`userKey`) +
-            FfiConverterString.allocationSize(value.`recoveryId`) +
+            FfiConverterTypeSecretText.allocationSize(value.`userKey`) +
+            FfiConverterTypeSecretText.allocationSize(value.`recoveryId`) +
             FfiConverterLong.allocationSize(value.`expiration`)
     )
 
     override fun write(value: EphemeralDetails, buf: ByteBuffer) {
             FfiConverterString.write(value.`server`, buf)
-            FfiConverterString.write(value.`userKey`, buf)
-            FfiConverterString.write(value.`recoveryId`, buf)
+            FfiConverterTypeSecretText.write(value.`userKey`, buf)
+            FfiConverterTypeSecretText.write(value.`recoveryId`, buf)
             FfiConverterLong.write(value.`expiration`, buf)
     }
 }
