@@ -175,6 +175,17 @@ enum passcrow_result
      * (every identity was told). Recover again then, with the same codes.
      */
     PASSCROW_PENDING = 113,
+    /**
+     * Too many wrong codes over an escrow's life: its server froze it for
+     * good. Protect the secret again (`passcrow_renew()`) while it can be
+     * had.
+     */
+    PASSCROW_FROZEN = 114,
+    /**
+     * The owner stopped this delayed recovery from its notice: the share
+     * is never released for it.
+     */
+    PASSCROW_STOPPED = 115,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -64,6 +64,24 @@ pub enum Error {
         release_at: i64,
     },
 
+    /// Too many wrong codes over the escrow's life: its server froze it
+    /// for good and checks no code any more (its identities were told).
+    /// Protect the secret again (`renew`) while it can still be had.
+    #[error("{server} froze this escrow for good after too many wrong codes; protect the secret again (renew)")]
+    Frozen {
+        /// The server holding the frozen escrow.
+        server: String,
+    },
+
+    /// The escrow's owner stopped this delayed recovery from the notice
+    /// its identities were sent: its server never releases the share for
+    /// it.
+    #[error("{server}: the owner stopped this recovery; the share will not be released")]
+    Stopped {
+        /// The server that stopped the release.
+        server: String,
+    },
+
     /// The server is rate limiting us; try again later.
     #[error("rate limited by {server}")]
     RateLimited {

@@ -269,8 +269,12 @@ fn a_recovery_stopped_from_its_notice_in_a_browser_is_never_released() {
 
     // Never released: not now, not after T; the link says so.
     for _ in 0..2 {
-        let e = c.recover(&pack, &typed).unwrap_err().to_string();
-        assert!(e.contains("stopped a recovery"), "{e}");
+        let e = c.recover(&pack, &typed).unwrap_err();
+        assert!(matches!(e, passcrow::Error::Stopped { .. }), "{e}");
+        assert!(
+            e.to_string().contains("the owner stopped this recovery"),
+            "{e}"
+        );
         srv.advance(49 * HOUR);
     }
     let (_, body) = page(&url, false);

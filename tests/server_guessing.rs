@@ -614,3 +614,47 @@ fn a_full_server_refuses_stores_nothing_and_spends_no_token() {
     assert!(text(&v).contains("full"), "{v}");
     assert_eq!(s.escrows(), 3);
 }
+
+/// Through the client: a wrong code is `WrongCode` until the lifetime
+/// budget is spent, then every recovery is the typed `Frozen` (protect
+/// again), even with the right code; not a bare server error.
+#[test]
+fn the_client_sees_a_frozen_escrow_as_frozen() {
+    use passcrow::client::{Client, ClientConfig, ProtectOptions};
+    let s = Srv::start(|c| {
+        c.limits.wrong_guesses_per_hour = 4;
+        c.limits.wrong_guesses_lifetime = 4;
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Client::new(ClientConfig::new(tmp.path(), tmp.path())).unwrap();
+    let policy = c
+        .make_policy(&[format!("alice@example.org via {}", s.url)], Some((1, 1)))
+        .unwrap();
+    c.protect("wallet", b"hunter2", &policy, &ProtectOptions::default())
+        .unwrap();
+    let pack = c.pack("wallet").unwrap();
+    let mut wrong_codes = 0;
+    let frozen = loop {
+        // The guess that spends the budget is refused as wrong; the escrow
+        // is frozen from then on, so the next verification says so.
+        match c.verify(&pack) {
+            Ok(_) => {}
+            Err(e @ passcrow::Error::Frozen { .. }) => break e,
+            Err(e) => panic!("verify after {wrong_codes} wrong codes: {e}"),
+        }
+        let code = newest_code(&s.codes, ALICE).unwrap();
+        match c.recover(&pack, &[wrong(&code)]) {
+            Err(passcrow::Error::WrongCode { .. }) => wrong_codes += 1,
+            Err(e @ passcrow::Error::Frozen { .. }) => break e,
+            other => panic!("after {wrong_codes} wrong codes: {other:?}"),
+        }
+        assert!(wrong_codes < 10, "never frozen");
+        s.advance(HOUR);
+    };
+    assert!(wrong_codes >= 3, "frozen after {wrong_codes} wrong codes");
+    assert!(frozen.to_string().contains("renew"), "{frozen}");
+    // The right code of the last verification opens nothing now.
+    let right = newest_code(&s.codes, ALICE).unwrap();
+    let e = c.recover(&pack, &[right]).unwrap_err();
+    assert!(matches!(e, passcrow::Error::Frozen { .. }), "{e}");
+}

@@ -102,6 +102,7 @@ impl Client {
         );
         let mut hints = vec![];
         let mut failures = vec![];
+        let mut frozen: Option<String> = None;
         for ((prefix, e), r) in escrows.iter().zip(results) {
             match r {
                 Ok(v) => hints.push(Hint {
@@ -112,10 +113,20 @@ impl Client {
                     action_url: v.action_url,
                     server: e.server.clone(),
                 }),
-                Err(err) => failures.push(failure(e, err)),
+                Err(err) => {
+                    if let Error::Frozen { server } = &err {
+                        frozen.get_or_insert_with(|| server.clone());
+                    }
+                    failures.push(failure(e, err));
+                }
             }
         }
         if hints.len() < pack.min_shares as usize {
+            // Not enough codes can come, and an escrow is frozen for good:
+            // what to do is protect again, whatever else failed.
+            if let Some(server) = frozen {
+                return Err(Error::Frozen { server });
+            }
             return Err(Error::Incomplete {
                 operation: "verify",
                 got: hints.len(),
@@ -186,12 +197,26 @@ impl Client {
         let mut got: Vec<SecretString> = vec![];
         let mut failures = vec![];
         let mut wrong: Option<Error> = None;
+        // A frozen escrow or a stopped release: what to do differs from a
+        // plain failure (protect again; the owner said no).
+        let mut settled: Option<Error> = None;
         let mut pending: Vec<(i64, String)> = vec![];
         for ((_, _, e), r) in by_prefix.iter().zip(results) {
             match r {
                 Ok(s) => got.push(s),
                 Err(Error::Pending { release_at, server }) => pending.push((release_at, server)),
                 Err(err) => {
+                    if settled.is_none() {
+                        settled = match &err {
+                            Error::Frozen { server } => Some(Error::Frozen {
+                                server: server.clone(),
+                            }),
+                            Error::Stopped { server } => Some(Error::Stopped {
+                                server: server.clone(),
+                            }),
+                            _ => None,
+                        };
+                    }
                     if matches!(err, Error::WrongCode { .. }) && wrong.is_none() {
                         wrong = Some(Error::WrongCode {
                             prefix: match &err {
@@ -219,7 +244,7 @@ impl Client {
             return Err(Error::Pending { server, release_at });
         }
         if got.len() < need {
-            if let Some(w) = wrong {
+            if let Some(w) = wrong.or(settled) {
                 return Err(w);
             }
             return Err(Error::Incomplete {

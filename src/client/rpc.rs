@@ -117,6 +117,14 @@ fn map_server_error(server: &str, e: ErrorAnswer) -> Error {
             server: server.into(),
             release_at: crate::proto::untrusted::clean_time(e.release_at.unwrap_or(0)),
         }
+    } else if kind == "frozen" {
+        Error::Frozen {
+            server: server.into(),
+        }
+    } else if kind == "stopped" {
+        Error::Stopped {
+            server: server.into(),
+        }
     } else if kind == "rate-limited" || msg.starts_with("Sorry, rate limited") {
         Error::RateLimited {
             server: server.into(),
@@ -156,6 +164,18 @@ mod tests {
                 release_at: 1_900_000_000,
                 ..
             }
+        ));
+        let kind = |k: &str| ErrorAnswer {
+            error_kind: Some(k.into()),
+            ..e("whatever the text says")
+        };
+        assert!(matches!(
+            map_server_error("s", kind("frozen")),
+            Error::Frozen { .. }
+        ));
+        assert!(matches!(
+            map_server_error("s", kind("stopped")),
+            Error::Stopped { .. }
         ));
         assert!(matches!(
             map_server_error("s", e("Incorrect verfication code")),

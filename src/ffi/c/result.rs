@@ -64,6 +64,13 @@ pub enum passcrow_result {
     /// `passcrow_pending_release_at()` returns unless the owner stops it
     /// (every identity was told). Recover again then, with the same codes.
     PASSCROW_PENDING = 113,
+    /// Too many wrong codes over an escrow's life: its server froze it for
+    /// good. Protect the secret again (`passcrow_renew()`) while it can be
+    /// had.
+    PASSCROW_FROZEN = 114,
+    /// The owner stopped this delayed recovery from its notice: the share
+    /// is never released for it.
+    PASSCROW_STOPPED = 115,
 }
 
 use passcrow_result::*;
@@ -96,6 +103,8 @@ pub(super) fn error_code(e: &Error) -> passcrow_result {
         Error::Transport(_) => PASSCROW_TRANSPORT,
         Error::Server { .. } => PASSCROW_SERVER,
         Error::Pending { .. } => PASSCROW_PENDING,
+        Error::Frozen { .. } => PASSCROW_FROZEN,
+        Error::Stopped { .. } => PASSCROW_STOPPED,
         Error::Protocol(_) => PASSCROW_PROTOCOL,
         Error::Decrypt(_) => PASSCROW_DECRYPT,
         Error::Incomplete { .. } => PASSCROW_INCOMPLETE,
@@ -279,6 +288,14 @@ mod tests {
         assert_eq!(error_code(&Error::Cancelled), PASSCROW_CANCELLED);
         assert_eq!(PASSCROW_INCOMPLETE as u32, 109);
         assert_eq!(PASSCROW_PENDING as u32, 113);
+        assert_eq!(
+            error_code(&Error::Frozen { server: "s".into() }),
+            PASSCROW_FROZEN
+        );
+        assert_eq!(
+            error_code(&Error::Stopped { server: "s".into() }),
+            PASSCROW_STOPPED
+        );
     }
 
     #[test]

@@ -57,6 +57,24 @@ pub enum PasscrowError {
         /// When the recovery can complete (unix time).
         release_at: i64,
     },
+    /// Too many wrong codes over an escrow's life: its server froze it
+    /// for good. Protect the secret again (`renew`) while it can be had.
+    #[error("{detail}")]
+    Frozen {
+        /// What happened.
+        detail: String,
+        /// The server holding the frozen escrow.
+        server: String,
+    },
+    /// The owner stopped this delayed recovery from its notice: the share
+    /// is never released for it.
+    #[error("{detail}")]
+    Stopped {
+        /// What happened.
+        detail: String,
+        /// The server that stopped it.
+        server: String,
+    },
     /// A server is rate limiting us; try again later.
     #[error("{detail}")]
     RateLimited {
@@ -165,6 +183,8 @@ impl From<Error> for PasscrowError {
                 release_at,
             },
             Error::Server { server, .. } => PasscrowError::Server { detail, server },
+            Error::Frozen { server } => PasscrowError::Frozen { detail, server },
+            Error::Stopped { server } => PasscrowError::Stopped { detail, server },
             Error::Protocol(_) => PasscrowError::Protocol { detail },
             Error::Decrypt(_) => PasscrowError::Decrypt { detail },
             Error::Incomplete {

@@ -3609,6 +3609,30 @@ enum PasscrowError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          */releaseAt: Int64
     )
     /**
+     * Too many wrong codes over an escrow's life: its server froze it
+     * for good. Protect the secret again (`renew`) while it can be had.
+     */
+    case Frozen(
+        /**
+         * What happened.
+         */detail: String, 
+        /**
+         * The server holding the frozen escrow.
+         */server: String
+    )
+    /**
+     * The owner stopped this delayed recovery from its notice: the share
+     * is never released for it.
+     */
+    case Stopped(
+        /**
+         * What happened.
+         */detail: String, 
+        /**
+         * The server that stopped it.
+         */server: String
+    )
+    /**
      * A server is rate limiting us; try again later.
      */
     case RateLimited(
@@ -3757,43 +3781,51 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             server: try FfiConverterString.read(from: &buf), 
             releaseAt: try FfiConverterInt64.read(from: &buf)
             )
-        case 4: return .RateLimited(
+        case 4: return .Frozen(
             detail: try FfiConverterString.read(from: &buf), 
             server: try FfiConverterString.read(from: &buf)
             )
-        case 5: return .NotFound(
-            detail: try FfiConverterString.read(from: &buf)
-            )
-        case 6: return .Expired(
-            detail: try FfiConverterString.read(from: &buf)
-            )
-        case 7: return .Transport(
-            detail: try FfiConverterString.read(from: &buf)
-            )
-        case 8: return .Server(
+        case 5: return .Stopped(
             detail: try FfiConverterString.read(from: &buf), 
             server: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .Protocol(
+        case 6: return .RateLimited(
+            detail: try FfiConverterString.read(from: &buf), 
+            server: try FfiConverterString.read(from: &buf)
+            )
+        case 7: return .NotFound(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .Decrypt(
+        case 8: return .Expired(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .Incomplete(
+        case 9: return .Transport(
+            detail: try FfiConverterString.read(from: &buf)
+            )
+        case 10: return .Server(
+            detail: try FfiConverterString.read(from: &buf), 
+            server: try FfiConverterString.read(from: &buf)
+            )
+        case 11: return .Protocol(
+            detail: try FfiConverterString.read(from: &buf)
+            )
+        case 12: return .Decrypt(
+            detail: try FfiConverterString.read(from: &buf)
+            )
+        case 13: return .Incomplete(
             detail: try FfiConverterString.read(from: &buf), 
             operation: try FfiConverterString.read(from: &buf), 
             got: try FfiConverterUInt32.read(from: &buf), 
             needed: try FfiConverterUInt32.read(from: &buf), 
             failures: try FfiConverterSequenceTypeFailureInfo.read(from: &buf)
             )
-        case 12: return .Io(
+        case 14: return .Io(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .Cancelled(
+        case 15: return .Cancelled(
             detail: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .OutOfMemory(
+        case 16: return .OutOfMemory(
             detail: try FfiConverterString.read(from: &buf)
             )
 
@@ -3827,45 +3859,57 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             FfiConverterInt64.write(releaseAt, into: &buf)
             
         
-        case let .RateLimited(detail,server):
+        case let .Frozen(detail,server):
             writeInt(&buf, Int32(4))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(server, into: &buf)
             
         
-        case let .NotFound(detail):
+        case let .Stopped(detail,server):
             writeInt(&buf, Int32(5))
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterString.write(server, into: &buf)
             
         
-        case let .Expired(detail):
+        case let .RateLimited(detail,server):
             writeInt(&buf, Int32(6))
             FfiConverterString.write(detail, into: &buf)
+            FfiConverterString.write(server, into: &buf)
             
         
-        case let .Transport(detail):
+        case let .NotFound(detail):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(detail, into: &buf)
             
         
-        case let .Server(detail,server):
+        case let .Expired(detail):
             writeInt(&buf, Int32(8))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .Transport(detail):
+            writeInt(&buf, Int32(9))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .Server(detail,server):
+            writeInt(&buf, Int32(10))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(server, into: &buf)
             
         
         case let .Protocol(detail):
-            writeInt(&buf, Int32(9))
+            writeInt(&buf, Int32(11))
             FfiConverterString.write(detail, into: &buf)
             
         
         case let .Decrypt(detail):
-            writeInt(&buf, Int32(10))
+            writeInt(&buf, Int32(12))
             FfiConverterString.write(detail, into: &buf)
             
         
         case let .Incomplete(detail,operation,got,needed,failures):
-            writeInt(&buf, Int32(11))
+            writeInt(&buf, Int32(13))
             FfiConverterString.write(detail, into: &buf)
             FfiConverterString.write(operation, into: &buf)
             FfiConverterUInt32.write(got, into: &buf)
@@ -3874,17 +3918,17 @@ public struct FfiConverterTypePasscrowError: FfiConverterRustBuffer {
             
         
         case let .Io(detail):
-            writeInt(&buf, Int32(12))
+            writeInt(&buf, Int32(14))
             FfiConverterString.write(detail, into: &buf)
             
         
         case let .Cancelled(detail):
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(15))
             FfiConverterString.write(detail, into: &buf)
             
         
         case let .OutOfMemory(detail):
-            writeInt(&buf, Int32(14))
+            writeInt(&buf, Int32(16))
             FfiConverterString.write(detail, into: &buf)
             
         }

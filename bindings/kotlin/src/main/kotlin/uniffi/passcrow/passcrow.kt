@@ -4746,6 +4746,46 @@ sealed class PasscrowException: kotlin.Exception() {
     }
     
     /**
+     * Too many wrong codes over an escrow's life: its server froze it
+     * for good. Protect the secret again (`renew`) while it can be had.
+     */
+    class Frozen(
+        
+        /**
+         * What happened.
+         */
+        val `detail`: kotlin.String, 
+        
+        /**
+         * The server holding the frozen escrow.
+         */
+        val `server`: kotlin.String
+        ) : PasscrowException() {
+        override val message
+            get() = "detail=${ `detail` }, server=${ `server` }"
+    }
+    
+    /**
+     * The owner stopped this delayed recovery from its notice: the share
+     * is never released for it.
+     */
+    class Stopped(
+        
+        /**
+         * What happened.
+         */
+        val `detail`: kotlin.String, 
+        
+        /**
+         * The server that stopped it.
+         */
+        val `server`: kotlin.String
+        ) : PasscrowException() {
+        override val message
+            get() = "detail=${ `detail` }, server=${ `server` }"
+    }
+    
+    /**
      * A server is rate limiting us; try again later.
      */
     class RateLimited(
@@ -4962,43 +5002,51 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 FfiConverterString.read(buf),
                 FfiConverterLong.read(buf),
                 )
-            4 -> PasscrowException.RateLimited(
+            4 -> PasscrowException.Frozen(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            5 -> PasscrowException.NotFound(
-                FfiConverterString.read(buf),
-                )
-            6 -> PasscrowException.Expired(
-                FfiConverterString.read(buf),
-                )
-            7 -> PasscrowException.Transport(
-                FfiConverterString.read(buf),
-                )
-            8 -> PasscrowException.Server(
+            5 -> PasscrowException.Stopped(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            9 -> PasscrowException.Protocol(
+            6 -> PasscrowException.RateLimited(
+                FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            10 -> PasscrowException.Decrypt(
+            7 -> PasscrowException.NotFound(
                 FfiConverterString.read(buf),
                 )
-            11 -> PasscrowException.Incomplete(
+            8 -> PasscrowException.Expired(
+                FfiConverterString.read(buf),
+                )
+            9 -> PasscrowException.Transport(
+                FfiConverterString.read(buf),
+                )
+            10 -> PasscrowException.Server(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            11 -> PasscrowException.Protocol(
+                FfiConverterString.read(buf),
+                )
+            12 -> PasscrowException.Decrypt(
+                FfiConverterString.read(buf),
+                )
+            13 -> PasscrowException.Incomplete(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 FfiConverterUInt.read(buf),
                 FfiConverterUInt.read(buf),
                 FfiConverterSequenceTypeFailureInfo.read(buf),
                 )
-            12 -> PasscrowException.Io(
+            14 -> PasscrowException.Io(
                 FfiConverterString.read(buf),
                 )
-            13 -> PasscrowException.Cancelled(
+            15 -> PasscrowException.Cancelled(
                 FfiConverterString.read(buf),
                 )
-            14 -> PasscrowException.OutOfMemory(
+            16 -> PasscrowException.OutOfMemory(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -5025,6 +5073,18 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 + FfiConverterString.allocationSize(value.`detail`)
                 + FfiConverterString.allocationSize(value.`server`)
                 + FfiConverterLong.allocationSize(value.`releaseAt`)
+            )
+            is PasscrowException.Frozen -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`detail`)
+                + FfiConverterString.allocationSize(value.`server`)
+            )
+            is PasscrowException.Stopped -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`detail`)
+                + FfiConverterString.allocationSize(value.`server`)
             )
             is PasscrowException.RateLimited -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5111,45 +5171,57 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 FfiConverterLong.write(value.`releaseAt`, buf)
                 Unit
             }
-            is PasscrowException.RateLimited -> {
+            is PasscrowException.Frozen -> {
                 buf.putInt(4)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`server`, buf)
                 Unit
             }
-            is PasscrowException.NotFound -> {
+            is PasscrowException.Stopped -> {
                 buf.putInt(5)
                 FfiConverterString.write(value.`detail`, buf)
+                FfiConverterString.write(value.`server`, buf)
                 Unit
             }
-            is PasscrowException.Expired -> {
+            is PasscrowException.RateLimited -> {
                 buf.putInt(6)
                 FfiConverterString.write(value.`detail`, buf)
+                FfiConverterString.write(value.`server`, buf)
                 Unit
             }
-            is PasscrowException.Transport -> {
+            is PasscrowException.NotFound -> {
                 buf.putInt(7)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
-            is PasscrowException.Server -> {
+            is PasscrowException.Expired -> {
                 buf.putInt(8)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is PasscrowException.Transport -> {
+                buf.putInt(9)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is PasscrowException.Server -> {
+                buf.putInt(10)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`server`, buf)
                 Unit
             }
             is PasscrowException.Protocol -> {
-                buf.putInt(9)
+                buf.putInt(11)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is PasscrowException.Decrypt -> {
-                buf.putInt(10)
+                buf.putInt(12)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is PasscrowException.Incomplete -> {
-                buf.putInt(11)
+                buf.putInt(13)
                 FfiConverterString.write(value.`detail`, buf)
                 FfiConverterString.write(value.`operation`, buf)
                 FfiConverterUInt.write(value.`got`, buf)
@@ -5158,17 +5230,17 @@ public object FfiConverterTypePasscrowError : FfiConverterRustBuffer<PasscrowExc
                 Unit
             }
             is PasscrowException.Io -> {
-                buf.putInt(12)
+                buf.putInt(14)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is PasscrowException.Cancelled -> {
-                buf.putInt(13)
+                buf.putInt(15)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is PasscrowException.OutOfMemory -> {
-                buf.putInt(14)
+                buf.putInt(16)
                 FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
