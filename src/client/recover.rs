@@ -102,7 +102,7 @@ impl Client {
         );
         let mut hints = vec![];
         let mut failures = vec![];
-        let mut frozen: Option<String> = None;
+        let mut refused: Option<Error> = None;
         for ((prefix, e), r) in escrows.iter().zip(results) {
             match r {
                 Ok(v) => hints.push(Hint {
@@ -114,18 +114,18 @@ impl Client {
                     server: e.server.clone(),
                 }),
                 Err(err) => {
-                    if let Error::Frozen { server } = &err {
-                        frozen.get_or_insert_with(|| server.clone());
+                    if refused.is_none() {
+                        refused = actionable(&err);
                     }
                     failures.push(failure(e, err));
                 }
             }
         }
         if hints.len() < pack.min_shares as usize {
-            // Not enough codes can come, and an escrow is frozen for good:
-            // what to do is protect again, whatever else failed.
-            if let Some(server) = frozen {
-                return Err(Error::Frozen { server });
+            // Not enough codes can come, and a refusal says what to do (a
+            // frozen escrow: protect again): that, whatever else failed.
+            if let Some(r) = refused {
+                return Err(r);
             }
             return Err(Error::Incomplete {
                 operation: "verify",
@@ -196,9 +196,9 @@ impl Client {
         );
         let mut got: Vec<SecretString> = vec![];
         let mut failures = vec![];
+        // A wrong code first (type it again), else a frozen escrow or a
+        // stopped release (protect again; the owner said no).
         let mut wrong: Option<Error> = None;
-        // A frozen escrow or a stopped release: what to do differs from a
-        // plain failure (protect again; the owner said no).
         let mut settled: Option<Error> = None;
         let mut pending: Vec<(i64, String)> = vec![];
         for ((_, _, e), r) in by_prefix.iter().zip(results) {
@@ -206,28 +206,13 @@ impl Client {
                 Ok(s) => got.push(s),
                 Err(Error::Pending { release_at, server }) => pending.push((release_at, server)),
                 Err(err) => {
-                    if settled.is_none() {
-                        settled = match &err {
-                            Error::Frozen { server } => Some(Error::Frozen {
-                                server: server.clone(),
-                            }),
-                            Error::Stopped { server } => Some(Error::Stopped {
-                                server: server.clone(),
-                            }),
-                            _ => None,
-                        };
-                    }
-                    if matches!(err, Error::WrongCode { .. }) && wrong.is_none() {
-                        wrong = Some(Error::WrongCode {
-                            prefix: match &err {
-                                Error::WrongCode { prefix, .. } => *prefix,
-                                _ => None,
-                            },
-                            attempts_left: match &err {
-                                Error::WrongCode { attempts_left, .. } => *attempts_left,
-                                _ => None,
-                            },
-                        });
+                    let slot = if matches!(err, Error::WrongCode { .. }) {
+                        &mut wrong
+                    } else {
+                        &mut settled
+                    };
+                    if slot.is_none() {
+                        *slot = actionable(&err);
                     }
                     failures.push(failure(e, err));
                 }
@@ -271,6 +256,28 @@ impl Client {
         let secret = combine_and_open(pack, &got)?;
         self.note_review(&pack.name);
         Ok(Recovered::Secret(secret))
+    }
+}
+
+/// A copy of `err` when it tells the user what to do better than a bare
+/// `Incomplete` would: a wrong code (type it again), a frozen escrow
+/// (protect again), a stopped release (the owner said no).
+fn actionable(err: &Error) -> Option<Error> {
+    match err {
+        Error::WrongCode {
+            prefix,
+            attempts_left,
+        } => Some(Error::WrongCode {
+            prefix: *prefix,
+            attempts_left: *attempts_left,
+        }),
+        Error::Frozen { server } => Some(Error::Frozen {
+            server: server.clone(),
+        }),
+        Error::Stopped { server } => Some(Error::Stopped {
+            server: server.clone(),
+        }),
+        _ => None,
     }
 }
 
