@@ -287,7 +287,7 @@ def test_check_and_renewal_due(server, client):
     assert advice.due
     assert [r.kind for r in advice.reasons] == [passcrow.RenewalReasonKind.EXPIRING]
     [advice] = [a for a in client.renewal_due(within_seconds=60) if a.name == "health"]
-    assert not advice.due and advice.reasons == []
+    assert not advice.due and advice.reasons == [], [r.text for r in advice.reasons]
     client.mark_reviewed("health")
     after = server.codes_file.read_text() if server.codes_file.exists() else ""
     assert after == before
