@@ -261,6 +261,19 @@ impl ServerChoice {
         if kinds.is_empty() {
             return Err(Error::bad_input(format!("{text:?}: no kinds before via")));
         }
+        // Kinds are protocol names (`email`, `tel`, `sms`, `totp`): one
+        // with other characters matches no identity, and could hold a
+        // second " via " once written back.
+        if let Some(bad) = kinds.iter().find(|k| {
+            k.len() > 32
+                || !k
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        }) {
+            return Err(Error::bad_input(format!(
+                "{text:?}: {bad:?} is not an identity kind (such as email, tel, sms or totp)"
+            )));
+        }
         Ok(ServerChoice { kinds, server })
     }
 }
@@ -274,6 +287,17 @@ impl fmt::Display for ServerChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_lines_take_only_kind_names() {
+        let s = ServerChoice::parse("email, tel via srv.example").unwrap();
+        assert_eq!(s.to_string(), "email, tel via srv.example");
+        // Found by the policy_text fuzz target: a "kind" ending in "via"
+        // wrote back as a line with another server.
+        let e = ServerChoice::parse("a@b.org via, via, via srv.example").unwrap_err();
+        assert!(e.to_string().contains("is not an identity kind"), "{e}");
+        assert!(ServerChoice::parse("e-mail_2 via srv.example").is_ok());
+    }
 
     #[test]
     fn identity_policies() {
