@@ -6,13 +6,18 @@
 //!     URL, its password in $PASSCROW_DATABASE_PASSWORD) through the
 //!     storage layer (sealed like real ones, 10,000 per transaction);
 //!     prints one JSON line.
-//! bench_server load --url URL --codes FILE --seconds S --concurrency C [--label L] [--policy-only]
-//!     [--server-pid PID]   (then the JSON says how many cores the server used)
+//! bench_server load --url URL[,URL...] --codes FILE --seconds S --concurrency C [--label L]
+//!     [--policy-only] [--server-pid PID[,PID...]]
 //!     run escrow -> verify -> recover cycles (1-day escrows paid free, a
 //!     fresh identity per cycle, codes read from the server's code file)
 //!     for S seconds on C connections; prints one JSON line with requests
 //!     per second and p50/p99 latency per request type. --policy-only asks
 //!     for the policy instead (the HTTP layer alone, for comparison).
+//!     Several URLs (instances of one server): connection i goes to URL
+//!     i mod their number, all its cycles on that instance; their code
+//!     files must be one file. With --server-pid the JSON says how many
+//!     cores those processes used; it always says how busy the whole
+//!     machine was (/proc/stat), which counts a database's processes too.
 //! ```
 
 use std::collections::HashMap;
@@ -186,8 +191,29 @@ fn cpu_seconds(pid: &str) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// CPU seconds the whole machine has spent busy (not idle, not waiting
+/// for I/O) since boot, from the first line of /proc/stat.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: f64 = f.iter().take(8).sum();
+    let idle = f.get(3).unwrap_or(&0.0) + f.get(4).unwrap_or(&0.0);
+    (total - idle) / 100.0
+}
+
 fn load(args: &[String]) {
-    let url = need(args, "--url");
+    let urls: Vec<String> = need(args, "--url")
+        .split(',')
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
     let codes_path = PathBuf::from(need(args, "--codes"));
     let seconds: f64 = need(args, "--seconds").parse().expect("--seconds S");
     let conc: usize = need(args, "--concurrency")
@@ -211,14 +237,19 @@ fn load(args: &[String]) {
     // The server's process, to say how much CPU each side used: with both
     // on one machine, a generator near a full share of the cores would be
     // the bottleneck rather than the server.
-    let server_pid = arg(args, "--server-pid");
-    let server_cpu0 = server_pid.as_deref().map(cpu_seconds);
+    let server_pids: Vec<String> = arg(args, "--server-pid")
+        .map(|p| p.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let servers_cpu = |pids: &[String]| pids.iter().map(|p| cpu_seconds(p)).sum::<f64>();
+    let server_cpu0 = servers_cpu(&server_pids);
+    let machine0 = machine_busy_seconds();
     let cpu0 = cpu_seconds("self");
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let t0 = Instant::now();
     let mut threads = vec![];
     for w in 0..conc {
-        let (url, codes, all) = (url.clone(), codes.clone(), all.clone());
+        let url = urls[w % urls.len()].clone();
+        let (codes, all) = (codes.clone(), all.clone());
         threads.push(std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(30))
@@ -309,10 +340,9 @@ fn load(args: &[String]) {
     }
     let secs = t0.elapsed().as_secs_f64();
     let generator_cores = (cpu_seconds("self") - cpu0) / secs;
-    let server_cores = server_pid
-        .as_deref()
-        .zip(server_cpu0)
-        .map(|(p, c0)| (cpu_seconds(p) - c0) / secs);
+    let server_cores =
+        (!server_pids.is_empty()).then(|| (servers_cpu(&server_pids) - server_cpu0) / secs);
+    let machine_cores = (machine_busy_seconds() - machine0) / secs;
     let mut a = all.lock().unwrap_or_else(|p| p.into_inner());
     let mut every: Vec<f64> = a
         .escrow
@@ -340,6 +370,8 @@ fn load(args: &[String]) {
             "recover": summary(&mut a.recover),
             "generator-cores": generator_cores,
             "server-cores": server_cores,
+            "machine-cores": machine_cores,
+            "instances": urls.len(),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         })
     );
