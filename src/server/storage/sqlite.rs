@@ -48,29 +48,33 @@ impl rusqlite::ToSql for StoredId {
 /// Most jobs one transaction takes.
 const GROUP_MAX: usize = 512;
 
-/// What the writer did, for tests: commits by the `synchronous` level in
-/// force when they were made (read back from SQLite, not assumed), and
+/// What the writer did, for tests: commits answered only after their
+/// WAL frames were synced (by the syncer thread's `fdatasync`, counted
+/// once it returned, or by a COMMIT made at `synchronous=FULL`, the level
+/// read back from SQLite, not assumed) and commits answered without, and
 /// the size of every group.
 #[cfg(test)]
 #[derive(Default)]
 struct Trace {
     /// Jobs handed to the writer.
     submitted: AtomicUsize,
-    /// Commits made with `synchronous=FULL` (synced before the answer).
+    /// Commits synced before their answers.
     synced_commits: AtomicUsize,
-    /// Commits made with a weaker `synchronous`.
+    /// Commits answered without a sync.
     unsynced_commits: AtomicUsize,
     /// Jobs per group, in order.
     groups: Mutex<Vec<usize>>,
 }
 
-/// SQLite storage: one file, WAL, `synchronous=FULL`.
+/// SQLite storage: one file, WAL, every answered write synced.
 ///
 /// Writes go to one writer thread that commits them in groups: every job
 /// waiting when a transaction starts joins it (each in its own savepoint,
-/// so one failing job does not undo the others), then one commit, one
-/// disk sync, and only then are the callers answered. Under load many
-/// requests share a sync; alone, a request waits for just its own. Reads
+/// so one failing job does not undo the others), then one commit; a
+/// second thread syncs the WAL, and only then are the callers answered,
+/// while the writer already runs the next group (see `syncer_loop`).
+/// Under load many requests share a sync; alone, a request waits for just
+/// its own. Reads
 /// use a small pool of read-only connections (WAL readers see the last
 /// commit and never wait for a sync).
 pub struct SqliteStorage {
@@ -88,12 +92,98 @@ impl std::fmt::Debug for SqliteStorage {
     }
 }
 
+/// Answers waiting for the disk: the `Done`s of one committed group
+/// whose caller must not hear of it before its WAL frames are synced.
+type Waiting = Vec<Done>;
+
+/// The other half of group commit: the thread that makes committed groups
+/// durable while the writer already runs the next one.
+///
+/// The writer's connection runs with `synchronous=NORMAL`, so a COMMIT
+/// writes the group's frames to the WAL without syncing them and returns;
+/// the group's answers are then handed here, and given only once an
+/// `fdatasync` of the WAL file, begun after that commit, has returned.
+/// WAL frames are appended in order, so one sync makes every group
+/// committed before it durable: all groups waiting when a sync starts share
+/// it. That is the durability of `synchronous=FULL` (whose COMMIT syncs the
+/// WAL itself) for every answer given, without the writer idling through
+/// each sync. What SQLite itself syncs is unchanged: before a checkpoint
+/// copies frames into the database file it syncs the WAL, after it the
+/// database, and a WAL reused from its start has its header synced, so a
+/// frame is never overwritten before the database file holds it. The
+/// window in which another request can read a committed group that is not
+/// yet on disk is harmless: every answer that depends on a write goes
+/// through this thread after that write's sync, and a later group's sync
+/// covers the earlier group's frames.
+fn syncer_loop(
+    wal: std::path::PathBuf,
+    rx: mpsc::Receiver<Waiting>,
+    #[cfg(test)] trace: std::sync::Arc<Trace>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(g) = rx.try_recv() {
+            groups.push(g);
+        }
+        // Opened for each sync: the file is SQLite's, and this way no
+        // descriptor outlives a WAL that SQLite recreated.
+        let synced = std::fs::File::open(&wal).and_then(|f| f.sync_data());
+        if let Err(e) = &synced {
+            tracing::error!(
+                "syncing the write-ahead log failed ({e}); {} groups of writes are \
+                 answered as failed",
+                groups.len()
+            );
+        }
+        #[cfg(test)]
+        if synced.is_ok() {
+            trace
+                .synced_commits
+                .fetch_add(groups.len(), Ordering::SeqCst);
+        }
+        for d in groups.into_iter().flatten() {
+            d(synced.is_ok());
+        }
+    }
+}
+
 fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Job>,
+    wal: Option<std::path::PathBuf>,
     #[cfg(test)] trace: std::sync::Arc<Trace>,
 ) {
-    let mut synced = true; // synchronous=FULL, as set up
+    // A file database: commits are synced by the syncer thread (see
+    // `syncer_loop`), so COMMIT itself does not wait for the disk. If that
+    // thread cannot be started, every commit syncs itself (FULL).
+    let syncer = wal.and_then(|wal| {
+        let (tx, srx) = mpsc::channel::<Waiting>();
+        #[cfg(test)]
+        let t = trace.clone();
+        let thread = std::thread::Builder::new()
+            .name("passcrow-sqlite-sync".into())
+            .spawn(move || {
+                syncer_loop(
+                    wal,
+                    srx,
+                    #[cfg(test)]
+                    t,
+                )
+            });
+        match thread {
+            Ok(h) if conn.execute_batch("PRAGMA synchronous=NORMAL").is_ok() => Some((tx, h)),
+            Ok(h) => {
+                drop(tx);
+                let _ = h.join();
+                None
+            }
+            Err(e) => {
+                tracing::warn!("could not start the WAL sync thread ({e}); commits sync inline");
+                None
+            }
+        }
+    });
+    let mut synced = syncer.is_none(); // synchronous=FULL, as set up
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
@@ -105,13 +195,13 @@ fn writer_loop(
         // A group holding anything a caller is answered on (an escrow, a
         // deletion, a spent token, and all code bookkeeping: verification
         // counts, codes set, attempts spent, codes used) is synced to disk
-        // at commit, so a power cut cannot hand back spent guesses; a
-        // group of housekeeping only (sweeps, expired escrows removed) is
-        // committed to the OS (safe from a crash of this process, not from
-        // a power cut). WAL frames are sequential, so the next synced
-        // commit syncs the ones before it too.
+        // before its answers, so a power cut cannot hand back spent
+        // guesses; a group of housekeeping only (sweeps, expired escrows
+        // removed) is committed to the OS (safe from a crash of this
+        // process, not from a power cut). WAL frames are sequential, so the
+        // next synced commit syncs the ones before it too.
         let want = jobs.iter().any(|j| j.durable);
-        if want != synced {
+        if syncer.is_none() && want != synced {
             let pragma = if want {
                 "PRAGMA synchronous=FULL"
             } else {
@@ -151,22 +241,41 @@ fn writer_loop(
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap_or(-1);
         let committed = began && sound && conn.execute_batch("COMMIT").is_ok();
-        #[cfg(test)]
-        if committed {
-            // 2 is FULL, 3 EXTRA.
-            let n = if level >= 2 {
-                &trace.synced_commits
-            } else {
-                &trace.unsynced_commits
-            };
-            n.fetch_add(1, Ordering::SeqCst);
-        }
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        for d in dones {
-            d(committed);
+        match &syncer {
+            // Answered once the WAL is synced, by the syncer thread.
+            Some((to_sync, _)) if committed && want => {
+                if let Err(mpsc::SendError(dones)) = to_sync.send(dones) {
+                    tracing::error!("the WAL sync thread stopped; writes answered as failed");
+                    for d in dones {
+                        d(false);
+                    }
+                }
+            }
+            _ => {
+                #[cfg(test)]
+                if committed {
+                    // 2 is FULL, 3 EXTRA: a commit that synced itself.
+                    let n = if level >= 2 {
+                        &trace.synced_commits
+                    } else {
+                        &trace.unsynced_commits
+                    };
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+                for d in dones {
+                    d(committed);
+                }
+            }
         }
+    }
+    // Every answer waiting for the disk is given before the connection
+    // closes (closing may checkpoint and remove the WAL).
+    if let Some((to_sync, thread)) = syncer {
+        drop(to_sync);
+        let _ = thread.join();
     }
 }
 
@@ -450,7 +559,9 @@ impl SqliteStorage {
             r.execute_batch("PRAGMA cache_size=-2048; PRAGMA secure_delete=ON;")?;
             readers.push(Mutex::new(r));
         }
-        Self::start(conn, readers)
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Self::start(conn, readers, Some(wal.into()))
     }
 
     /// A private in-memory database (for tests).
@@ -459,7 +570,7 @@ impl SqliteStorage {
         Self::setup(&conn, BUSY_TIMEOUT, None)?;
         // Another connection would see another database: reads go
         // through the writer.
-        Self::start(conn, vec![])
+        Self::start(conn, vec![], None)
     }
 
     fn setup(
@@ -536,7 +647,13 @@ impl SqliteStorage {
         }
     }
 
-    fn start(conn: Connection, readers: Vec<Mutex<Connection>>) -> StorageResult<SqliteStorage> {
+    /// Start the writer thread on `conn`; `wal` is the database's
+    /// write-ahead log (none in memory), synced by its syncer thread.
+    fn start(
+        conn: Connection,
+        readers: Vec<Mutex<Connection>>,
+        wal: Option<std::path::PathBuf>,
+    ) -> StorageResult<SqliteStorage> {
         let (tx, rx) = mpsc::channel::<Job>();
         #[cfg(test)]
         let trace = std::sync::Arc::new(Trace::default());
@@ -548,6 +665,7 @@ impl SqliteStorage {
                 writer_loop(
                     conn,
                     rx,
+                    wal,
                     #[cfg(test)]
                     t,
                 )
@@ -626,9 +744,9 @@ impl SqliteStorage {
             let done: Done = Box::new(move |committed: bool| {
                 let _ = tx.send(match r {
                     Err(e) => Err(e),
-                    Ok(_) if !committed => {
-                        Err(StorageError("the transaction did not commit".into()))
-                    }
+                    Ok(_) if !committed => Err(StorageError(
+                        "the transaction did not commit (or could not be synced to disk)".into(),
+                    )),
                     ok => ok,
                 });
             });

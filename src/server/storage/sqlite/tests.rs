@@ -590,14 +590,60 @@ fn commits(s: &SqliteStorage) -> (usize, usize) {
 }
 
 #[test]
+fn a_write_whose_log_cannot_be_synced_is_answered_as_failed() {
+    // The writer commits at synchronous=NORMAL and leaves the sync to its
+    // syncer thread: if that sync fails, no durable write may be answered
+    // as done. A WAL path that does not exist makes every sync fail.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let conn = Connection::open(&path).unwrap();
+    SqliteStorage::setup(&conn, BUSY_TIMEOUT, None).unwrap();
+    let s = SqliteStorage::start(conn, vec![], Some(dir.path().join("no-such-wal"))).unwrap();
+    let e = s.insert_escrow(&id("a"), 100_000, b"x", 10).unwrap_err();
+    assert!(e.0.contains("synced to disk"), "{e:?}");
+    assert_eq!(commits(&s).0, 0, "nothing counted as synced");
+    // Housekeeping does not wait for a sync, so it still answers.
+    assert_eq!(s.sweep(10).unwrap().escrows, 0);
+}
+
+#[test]
+fn writes_go_on_while_a_sync_is_in_flight() {
+    // Many durable writes from many threads: the groups they form are
+    // answered after a shared sync each, and every write is answered.
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(&dir.path().join("db.sqlite")).unwrap();
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            let s = &s;
+            sc.spawn(move || {
+                for i in 0..25 {
+                    assert!(s
+                        .insert_escrow(&id(&format!("t{t}i{i}")), 100_000, b"x", 10)
+                        .unwrap());
+                }
+            });
+        }
+    });
+    assert_eq!(s.escrows_held().unwrap(), 200);
+    let (synced, unsynced) = commits(&s);
+    assert_eq!(unsynced, 0);
+    assert!((1..=200).contains(&synced), "{synced} synced groups");
+    drop(s);
+    // Everything answered is in the file after the writer closed it.
+    let s = SqliteStorage::open(&dir.path().join("db.sqlite")).unwrap();
+    assert_eq!(s.escrows_held().unwrap(), 200);
+}
+
+#[test]
 fn code_bookkeeping_is_synced_before_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStorage::open(&dir.path().join("db.sqlite")).unwrap();
     assert!(s.insert_escrow(&id("a"), 100_000, b"x", 10).unwrap());
-    // Each call returns only once its own commit was made with
-    // synchronous=FULL (the level read back from SQLite at commit time):
-    // an attempt spent, a code used, a verification counted or forgiven
-    // is on disk before the caller is answered.
+    // Each call returns only once its own commit's WAL frames were synced
+    // (the syncer thread's fdatasync returned, or a commit made at
+    // synchronous=FULL, the level read back from SQLite): an attempt
+    // spent, a code used, a verification counted or forgiven is on disk
+    // before the caller is answered.
     let synced = |what: &str, f: &dyn Fn()| {
         let (y0, n0) = commits(&s);
         f();
