@@ -592,6 +592,81 @@ fn migrate_copies_every_table_and_every_limit_stays_spent() {
     assert_eq!(full.unwrap(), Inserted::Full);
 }
 
+/// A database of schema 8 (one counter row of escrows held, one row of
+/// free escrows a day) migrated to 9 (sharded counters) keeps its counts:
+/// the caps go on from them, deletions and sweeps take from them.
+#[test]
+fn a_schema_8_database_keeps_its_counters_through_the_migration() {
+    use passcrow::server::storage::{Caps, Inserted, Spend};
+    let c = pg::cluster();
+    let url = c.new_database();
+    let mut admin = c.admin(pg::db_name(&url));
+    passcrow::server::storage::postgres::create_schema_at(&mut admin, 8).unwrap();
+    let today: i64 = 400;
+    let now = today * 86_400 + 60;
+    let expires = now + 10 * 86_400;
+    // As a schema 8 server left it: three escrows (counted by its
+    // triggers), two free ones made today, five the day before.
+    for id in ["old-a", "old-b", "old-c"] {
+        let id = sid(id).as_bytes().to_vec();
+        admin
+            .execute(
+                "INSERT INTO escrow (id, expires, data, created) VALUES ($1, $2, $3, $4)",
+                &[&id, &expires, &b"x".to_vec(), &now],
+            )
+            .unwrap();
+    }
+    admin
+        .execute(
+            "INSERT INTO free_day (day, n) VALUES ($1, 2), ($2, 5)",
+            &[&today, &(today - 1)],
+        )
+        .unwrap();
+    let count = |admin: &mut postgres::Client, sql: &str| -> i64 {
+        admin.query_one(sql, &[]).unwrap().get(0)
+    };
+    assert_eq!(
+        count(&mut admin, "SELECT n FROM tally WHERE name = 'escrows'"),
+        3
+    );
+
+    let s = open(&url);
+    assert_eq!(
+        s.schema_version().unwrap(),
+        passcrow::server::storage::SCHEMA_VERSION
+    );
+    let held = "SELECT sum(n)::int8 FROM tally WHERE name = 'escrows'";
+    assert_eq!(count(&mut admin, held), 3);
+    // A deletion takes one from the migrated count: two held.
+    assert!(s.delete_escrow(&sid("old-a")).unwrap());
+    assert_eq!(count(&mut admin, held), 2);
+    let caps = Caps {
+        max_escrows: 5,
+        max_free_per_day: 3,
+    };
+    let insert = |id: &str, spend: Option<u8>| {
+        let spend = spend.map(|b| Spend {
+            hash: [b; 32],
+            expires,
+        });
+        s.insert_escrow_capped(&sid(id), expires, b"x", spend.as_ref(), &caps, now)
+            .unwrap()
+    };
+    // Two of today's three free escrows were made before the migration.
+    assert_eq!(insert("new-f1", None), Inserted::Stored);
+    assert_eq!(insert("new-f2", None), Inserted::FreeCapReached);
+    // Three held: two places left.
+    assert_eq!(insert("new-p1", Some(1)), Inserted::Stored);
+    assert_eq!(insert("new-p2", Some(2)), Inserted::Stored);
+    assert_eq!(insert("new-p3", Some(3)), Inserted::Full);
+    assert_eq!(count(&mut admin, held), 5);
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM escrow"), 5);
+    // A sweep two days later drops the old days' counts, every shard.
+    s.sweep(now + 2 * 86_400).unwrap();
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM free_day"), 0);
+    assert_eq!(count(&mut admin, held), 5);
+}
+
 fn open(url: &str) -> PostgresStorage {
     PostgresStorage::open(url, &pg::cluster().settings()).unwrap()
 }

@@ -612,6 +612,134 @@ fn the_last_places_are_taken_once_across_instances(db: &Db) {
     assert_eq!(db.open().counts().unwrap().escrows, 5);
 }
 
+/// A token that pays for thread `i`'s `k`th escrow (no two alike).
+fn token(i: usize, k: usize, expires: i64) -> Spend {
+    let mut hash = [0xa5; 32];
+    hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    hash[8..16].copy_from_slice(&(k as u64).to_be_bytes());
+    Spend { hash, expires }
+}
+
+/// Many more inserts than either cap allows race through two handles,
+/// free and paid ones, well past both caps (a PostgreSQL backend that
+/// decides far from a cap without a lock and near it with one crosses
+/// from one to the other on the way): exactly `max_escrows` are held,
+/// never more free ones than the day's cap, every refusal names a cap
+/// that was reached, and the count is the rows.
+fn the_caps_hold_exactly_when_many_inserts_race_past_them(db: &Db) {
+    let caps = Caps {
+        max_escrows: 400,
+        max_free_per_day: 220,
+    };
+    let now = 86_400 * 300 + 7;
+    let got = race(db, 20, |i, s| {
+        (0..25)
+            .map(|k| {
+                let id = sid(&format!("r{i}-{k}"));
+                let spend = (i % 2 == 1).then(|| token(i, k, now * 2));
+                let r = s
+                    .insert_escrow_capped(&id, now + 100_000, b"x", spend.as_ref(), &caps, now)
+                    .unwrap();
+                (spend.is_none(), r)
+            })
+            .collect::<Vec<_>>()
+    });
+    let all: Vec<_> = got.into_iter().flatten().collect();
+    let stored = |free: bool| {
+        all.iter()
+            .filter(|(f, r)| *f == free && *r == Inserted::Stored)
+            .count()
+    };
+    let (free, paid) = (stored(true), stored(false));
+    assert_eq!(free + paid, 400, "{free} free and {paid} paid stored");
+    assert!(free <= 220, "{free} free stored");
+    for (f, r) in &all {
+        match r {
+            Inserted::Stored | Inserted::Full => {}
+            Inserted::FreeCapReached if *f => assert_eq!(free, 220),
+            other => panic!("{other:?}"),
+        }
+    }
+    let s = db.open();
+    assert_eq!(s.counts().unwrap().escrows, 400);
+    let again = s
+        .insert_escrow_capped(
+            &sid("late"),
+            now + 9,
+            b"x",
+            Some(&token(99, 0, now * 2)),
+            &caps,
+            now,
+        )
+        .unwrap();
+    assert_eq!(again, Inserted::Full);
+}
+
+/// Far from the caps, inserts and deletions race through two handles
+/// (each deletion counted wherever its session counts it): afterwards
+/// the escrows held and the day's free escrows are counted exactly, so
+/// a cap just above them takes exactly the places left.
+fn far_from_the_caps_racing_inserts_and_deletions_keep_exact_counts(db: &Db) {
+    let far = Caps {
+        max_escrows: 1_000_000,
+        max_free_per_day: 1_000_000,
+    };
+    let now = 86_400 * 301 + 7;
+    let kept = race(db, 16, |i, s| {
+        let mut kept = 0u64;
+        for k in 0..20 {
+            let id = sid(&format!("m{i}-{k}"));
+            let spend = (i % 2 == 1).then(|| token(i, k, now * 2));
+            let r = s
+                .insert_escrow_capped(&id, now + 100_000, b"x", spend.as_ref(), &far, now)
+                .unwrap();
+            assert_eq!(r, Inserted::Stored);
+            if k % 4 == 0 {
+                assert!(s.delete_escrow(&id).unwrap());
+            } else {
+                kept += 1;
+            }
+        }
+        kept
+    });
+    let held: u64 = kept.iter().sum();
+    assert_eq!(held, 16 * 15);
+    let s = db.open();
+    assert_eq!(s.counts().unwrap().escrows, held);
+    // Two places left: two paid escrows are stored, the third is refused.
+    let near = Caps {
+        max_escrows: held + 2,
+        max_free_per_day: 1_000_000,
+    };
+    let paid = |n: usize| {
+        s.insert_escrow_capped(
+            &sid(&format!("p{n}")),
+            now + 100_000,
+            b"x",
+            Some(&token(100, n, now * 2)),
+            &near,
+            now,
+        )
+        .unwrap()
+    };
+    assert_eq!(paid(0), Inserted::Stored);
+    assert_eq!(paid(1), Inserted::Stored);
+    assert_eq!(paid(2), Inserted::Full);
+    // 8 threads made 20 free escrows each today (deleting one gives no
+    // place back): a cap of 161 takes one more.
+    let day = Caps {
+        max_escrows: 1_000_000,
+        max_free_per_day: 161,
+    };
+    let free = |id: &str| {
+        s.insert_escrow_capped(&sid(id), now + 100_000, b"x", None, &day, now)
+            .unwrap()
+    };
+    assert_eq!(free("f0"), Inserted::Stored);
+    assert_eq!(free("f1"), Inserted::FreeCapReached);
+    assert_eq!(s.counts().unwrap().escrows, held + 3);
+}
+
 fn budget(scope: &str, window: i64, limit: u32, reserve: u32) -> BudgetLimit {
     BudgetLimit {
         scope: scope.into(),
@@ -1022,6 +1150,8 @@ conformance!(
     a_guessing_window_holds_across_instances,
     caps_on_escrows_held_and_free_ones_a_day,
     the_last_places_are_taken_once_across_instances,
+    the_caps_hold_exactly_when_many_inserts_race_past_them,
+    far_from_the_caps_racing_inserts_and_deletions_keep_exact_counts,
     delivery_budgets_refunds_and_suppression,
     a_delivery_budget_holds_across_instances,
     status_calls_are_counted_per_window,

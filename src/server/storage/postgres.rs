@@ -5,16 +5,20 @@
 //! Every piece of state a limit depends on (codes and their attempts,
 //! verification counts and their windows, spent tokens, guessing budgets
 //! and frozen escrows, the escrows held and free escrows a day, delivery
-//! budgets and the suppression list, `status` counts) is a row, and
+//! budgets and the suppression list, `status` counts) is in rows, and
 //! every operation that must not race is serialised by the database, never
 //! by process memory: a single statement (`UPDATE ... WHERE ... RETURNING`,
 //! `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ... RETURNING`, which
 //! re-check their condition on the newest row version after waiting for
 //! its lock) or one transaction holding the rows' locks (`SELECT ... FOR
-//! UPDATE` / `FOR SHARE`). Deadlocks and serialization failures (both
-//! rolled back by the database) are retried a bounded number of times; no
-//! transaction is held open across a delivery (the protocol calls
-//! [`Storage::start_verification`], delivers, then [`Storage::set_code`]).
+//! UPDATE` / `FOR SHARE`). The two caps (escrows held, free escrows a
+//! day) are sums of sharded counters, kept exact by advisory locks and a
+//! bound on the transactions in flight (see `capped_in`), so that escrow
+//! inserts do not take turns on one row. Deadlocks and serialization
+//! failures (both rolled back by the database) are retried a bounded
+//! number of times; no transaction is held open across a delivery (the
+//! protocol calls [`Storage::start_verification`], delivers, then
+//! [`Storage::set_code`]).
 //!
 //! Each operation is one function below with its SQL in it: a new method
 //! of the trait is one more function. Statements are sent with their
@@ -461,6 +465,22 @@ impl PostgresStorage {
     }
 }
 
+/// Create the schema as a build of schema `version` (6 up to
+/// [`super::SCHEMA_VERSION`]) made it, in the database `c` is connected
+/// to (empty, or older): for tests of the migrations.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub fn create_schema_at(c: &mut Client, version: i64) -> Result<(), String> {
+    if !(6..=super::SCHEMA_VERSION).contains(&version) {
+        return Err(format!("no PostgreSQL schema {version}"));
+    }
+    match schema::migrate_to(c, version) {
+        Ok(_) => Ok(()),
+        Err(schema::MigrateError::Db(e)) => Err(connect::error_text(&e)),
+        Err(_) => Err("the database holds another schema".into()),
+    }
+}
+
 impl Drop for PostgresStorage {
     fn drop(&mut self) {
         // Each client owns a small runtime, which must not be dropped on
@@ -552,6 +572,159 @@ fn insert_paid(
         return Ok(Inserted::IdTaken);
     }
     Ok(Inserted::Stored)
+}
+
+/// Key of the advisory lock every capped insert takes on the escrows held
+/// ("pcrw" "held"), shared or exclusive: see [`capped_in`].
+const HELD_LOCK: i64 = 0x7063_7277_6865_6c64;
+
+/// Key of the advisory lock every capped free insert takes on the free
+/// escrows of a day ("pcrw" "free"), after [`HELD_LOCK`].
+const FREE_LOCK: i64 = 0x7063_7277_6672_6565;
+
+/// The caps of one capped insert, and its UTC day.
+struct CapsAt {
+    max: i64,
+    max_free: i64,
+    day: i64,
+}
+
+/// Which of a capped insert's advisory locks it takes exclusively (the
+/// others shared).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct Exclusive {
+    held: bool,
+    free: bool,
+}
+
+/// What one attempt of a capped insert came to.
+enum Capped {
+    Done(Inserted),
+    /// Too near a cap to decide under a shared lock: rolled back, to run
+    /// again as a new transaction with these locks exclusive.
+    Again(Exclusive),
+}
+
+/// One attempt of [`Storage::insert_escrow_capped`], in the caller's
+/// transaction; every refusal, and `Again`, rolls it back.
+///
+/// The counters are sharded (schema 9, `postgres/schema.rs`): each is
+/// the sum of 64 rows, and a transaction adds to its own session's row,
+/// so concurrent inserts seldom wait for each other's row locks (and so
+/// for each other's commit flush). Reading the sum locks nothing, so the
+/// caps are kept exact another way, with the number of sessions the
+/// database admits, `M = max_connections` (read in the same statement as
+/// the sums, so it is the database's of the moment):
+///
+/// 1. Every capped insert first takes the advisory lock [`HELD_LOCK`]
+///    (and a free one then [`FREE_LOCK`]), shared, in a statement of its
+///    own, so that the next statement's snapshot (READ COMMITTED: one per
+///    statement) is taken with the lock held. That statement reads the
+///    sum, `S` (what had committed at its snapshot: the triggers count in
+///    the inserting or deleting transaction, so `S` is the escrows then
+///    visible). `S >= max`: refused (the server was full at that moment).
+///    `S + M <= max`: inserted. Between the two: rolled back and run
+///    again with the lock exclusive, which PostgreSQL grants once every
+///    shared holder has ended (committed, and so visible to the next
+///    snapshot: a commit is visible before its locks are released); under
+///    it no other capped insert is in flight, and `S < max` decides
+///    exactly. A lock is never upgraded within a transaction (two
+///    upgraders would deadlock): the exclusive attempt is a new one.
+/// 2. Why no more than `max` are ever held: suppose a commit makes the
+///    escrows visible exceed `max`. Of the capped inserts visible then,
+///    take W, the one whose sum was read last (snapshot s). Every other
+///    one that was not yet visible at s read its sum before s and commits
+///    after s, so at s its transaction was open, on a session of its own:
+///    there are at most M - 1 of them, plus W, so at most `S + M` are
+///    visible (deletions only lower it). If W was shared, `S + M <= max`;
+///    if W was exclusive, no other capped insert was open at s (each holds
+///    the lock from before its snapshot to its commit, and the lock was
+///    W's), so at most `S + 1 <= max`. Either way not more than `max`.
+/// 3. The free escrows of a day: the same, with [`FREE_LOCK`], the day's
+///    sum and `max_free` (paid inserts do not count there, nor take it).
+///
+/// Only capped inserts are bounded: the operator's bulk import and the
+/// uncapped inserts are counted but not held back, as before. Every
+/// session of ours counts in `max_connections`; we never use prepared
+/// (two-phase) transactions, which could outlive their session. Far from
+/// the caps (the common case) inserts share the locks and take turns on
+/// nothing; within `M` of a cap they take turns, as every insert did with
+/// the single counter row.
+#[allow(clippy::too_many_arguments)]
+fn capped_in(
+    t: &mut Tx<'_>,
+    id: &[u8],
+    expires: i64,
+    sealed: &[u8],
+    spend: Option<&Spend>,
+    caps: &CapsAt,
+    now: i64,
+    exclusive: Exclusive,
+) -> Result<Capped, postgres::Error> {
+    let free = spend.is_none();
+    let lock = |x: bool| {
+        if x {
+            "pg_advisory_xact_lock"
+        } else {
+            "pg_advisory_xact_lock_shared"
+        }
+    };
+    // Before any row lock, in this order (HELD_LOCK first) on every
+    // session: a target list is evaluated left to right.
+    if free {
+        let sql = format!(
+            "SELECT {}($1), {}($2)",
+            lock(exclusive.held),
+            lock(exclusive.free)
+        );
+        t.exec(&sql, &[int(&HELD_LOCK), int(&FREE_LOCK)])?;
+    } else {
+        let sql = format!("SELECT {}($1)", lock(exclusive.held));
+        t.exec(&sql, &[int(&HELD_LOCK)])?;
+    }
+    let r = t.one(
+        "SELECT (SELECT COALESCE(sum(n), 0) FROM tally WHERE name = 'escrows')::int8,
+                (SELECT COALESCE(sum(n), 0) FROM free_day WHERE day = $1)::int8,
+                current_setting('max_connections')::int8",
+        &[int(&caps.day)],
+    )?;
+    let (held, made, sessions): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    if held >= caps.max {
+        t.abandon();
+        return Ok(Capped::Done(Inserted::Full));
+    }
+    if !exclusive.held && held.saturating_add(sessions) > caps.max {
+        t.abandon();
+        return Ok(Capped::Again(Exclusive {
+            held: true,
+            ..exclusive
+        }));
+    }
+    let Some(sp) = spend else {
+        if made >= caps.max_free {
+            t.abandon();
+            return Ok(Capped::Done(Inserted::FreeCapReached));
+        }
+        if !exclusive.free && made.saturating_add(sessions) > caps.max_free {
+            t.abandon();
+            return Ok(Capped::Again(Exclusive {
+                free: true,
+                ..exclusive
+            }));
+        }
+        if !insert_row(t, id, expires, sealed, now)? {
+            t.abandon();
+            return Ok(Capped::Done(Inserted::IdTaken));
+        }
+        // This session's shard of the day (as the triggers' `tally`).
+        t.exec(
+            "INSERT INTO free_day (day, shard, n) VALUES ($1, pg_backend_pid() % 64, 1)
+             ON CONFLICT (day, shard) DO UPDATE SET n = free_day.n + 1",
+            &[int(&caps.day)],
+        )?;
+        return Ok(Capped::Done(Inserted::Stored));
+    };
+    insert_paid(t, id, expires, sealed, sp, now).map(Capped::Done)
 }
 
 /// The UTC day of `now` (free escrows are counted per day).
@@ -707,46 +880,27 @@ impl Storage for PostgresStorage {
         now: i64,
     ) -> StorageResult<Inserted> {
         let id: &[u8] = id.as_bytes();
-        let max = i64::try_from(caps.max_escrows).unwrap_or(i64::MAX);
-        let max_free = i64::from(caps.max_free_per_day);
-        let day = day_of(now);
-        // The counter of escrows held is locked first (FOR UPDATE) and
-        // kept locked to the commit: capped inserts on every instance
-        // take turns, so two cannot both take the last place or the
-        // day's last free one. Every refusal rolls back.
-        self.run("storing an escrow", Mode::Durable, |t| {
-            let held: i64 = t
-                .opt("SELECT n FROM tally WHERE name = 'escrows' FOR UPDATE", &[])?
-                .map(|r| r.get(0))
-                .unwrap_or(0);
-            if held >= max {
-                t.abandon();
-                return Ok(Inserted::Full);
-            }
-            match spend {
-                Some(sp) => insert_paid(t, id, expires, sealed, sp, now),
-                None => {
-                    let made: i64 = t
-                        .opt("SELECT n FROM free_day WHERE day = $1", &[int(&day)])?
-                        .map(|r| r.get(0))
-                        .unwrap_or(0);
-                    if made >= max_free {
-                        t.abandon();
-                        return Ok(Inserted::FreeCapReached);
-                    }
-                    if !insert_row(t, id, expires, sealed, now)? {
-                        t.abandon();
-                        return Ok(Inserted::IdTaken);
-                    }
-                    t.exec(
-                        "INSERT INTO free_day (day, n) VALUES ($1, 1)
-                         ON CONFLICT (day) DO UPDATE SET n = free_day.n + 1",
-                        &[int(&day)],
-                    )?;
-                    Ok(Inserted::Stored)
+        let caps = CapsAt {
+            max: i64::try_from(caps.max_escrows).unwrap_or(i64::MAX),
+            max_free: i64::from(caps.max_free_per_day),
+            day: day_of(now),
+        };
+        // Under shared locks first; near a cap, again under exclusive
+        // ones (see capped_in). Each attempt is its own transaction, and
+        // each `Again` makes one more lock exclusive: at most three.
+        let mut exclusive = Exclusive::default();
+        loop {
+            let out = self.run("storing an escrow", Mode::Durable, |t| {
+                capped_in(t, id, expires, sealed, spend, &caps, now, exclusive)
+            })?;
+            match out {
+                Capped::Done(inserted) => return Ok(inserted),
+                Capped::Again(more) => {
+                    debug_assert!(more != exclusive);
+                    exclusive = more;
                 }
             }
-        })
+        }
     }
 
     fn insert_escrows(&self, rows: &[(StoredId, i64, Vec<u8>)], now: i64) -> StorageResult<usize> {

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use super::{Rekey, StorageError, StorageResult};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Version 1: escrows (with their verification window), codes, spent
 /// tokens.
@@ -264,7 +264,10 @@ pub(super) fn migrate(conn: &Connection, rekey: Option<&dyn Rekey>) -> StorageRe
     if version < 8 {
         conn.execute_batch(SCHEMA_V8)?;
     }
-    // Later migrations go here: `if version < 9 { ... }`.
+    // Version 9 changes nothing here: it is PostgreSQL's sharded counters
+    // (`postgres/schema.rs`), numbered for both backends because their
+    // versions are one sequence. A SQLite file is only marked 9.
+    // Later migrations go here: `if version < 10 { ... }`.
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }

@@ -26,7 +26,10 @@ enum Col {
 
 /// Every table of [`super::super::SCHEMA_VERSION`], with its columns.
 /// (`tally` is not copied: the triggers count the escrows as they are
-/// inserted, and the copy checks the counter against the rows.)
+/// inserted, on the copying session's shard, and the copy checks the
+/// counter's sum against the rows. SQLite's `free_day` has one row a
+/// day; each lands in the day's shard 0, the default of PostgreSQL's
+/// `shard` column.)
 const TABLES: &[(&str, &[(&str, Col)])] = &[
     (
         "escrow",
@@ -240,11 +243,13 @@ pub fn copy_from_sqlite(src: &Path, dst: &PostgresStorage) -> StorageResult<Copi
         }
         out.tables.push((name, copied));
     }
-    // The counter of escrows held (the triggers') matches the rows.
+    // The counter of escrows held (the sum of the triggers' shards)
+    // matches the rows.
     let (held, rows): (i64, i64) = {
         let r = t
             .query_one(
-                "SELECT (SELECT n FROM tally WHERE name = 'escrows'), (SELECT count(*) FROM escrow)",
+                "SELECT (SELECT COALESCE(sum(n), 0) FROM tally WHERE name = 'escrows')::int8,
+                        (SELECT count(*) FROM escrow)",
                 &[],
             )
             .map_err(|e| pgerr("counting", e))?;

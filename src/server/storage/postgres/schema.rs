@@ -3,8 +3,10 @@
 //!
 //! Versions are numbered as SQLite's ([`super::super::SCHEMA_VERSION`]):
 //! version N here holds what version N there holds, so a data set moves
-//! between them table for table (`passcrow-server migrate`). PostgreSQL
-//! starts at version 6, created whole. All integers are BIGINT.
+//! between them table for table (`passcrow-server migrate`); version 9
+//! changes only how PostgreSQL keeps its counters (SQLite's version 9 is
+//! the same data as its 8). PostgreSQL starts at version 6, created
+//! whole. All integers are BIGINT.
 
 use postgres::Client;
 
@@ -112,6 +114,48 @@ ALTER TABLE escrow ADD COLUMN rcancel BYTEA NOT NULL DEFAULT ''::bytea;
 CREATE INDEX escrow_rcancel ON escrow (rcancel);
 ";
 
+/// Version 9 (PostgreSQL only; SQLite's version 9 changes nothing): the
+/// counters of escrows held (`tally`) and of free escrows a day
+/// (`free_day`) split into 64 rows each (the shards), keyed by a `shard`
+/// column, so that concurrent inserts do not queue on one row lock held
+/// through each commit. A transaction adds to (or takes from) the shard
+/// of its session, `pg_backend_pid() % 64`; a counter is the `sum(n)` of
+/// its shards (one shard alone means nothing, and may go negative: a
+/// deletion counts on the deleting session's shard). The values of
+/// version 8 stay as shard 0, in the same transaction; `shard` defaults
+/// to 0 so that `migrate --from sqlite` copies SQLite's `free_day` rows
+/// as they are. (The 64 is written out here and in the free-day insert
+/// of `postgres.rs`.) How the caps stay exact without a lock on one row: see
+/// `insert_escrow_capped` in `postgres.rs`.
+const SCHEMA_V9: &str = "
+ALTER TABLE tally ADD COLUMN shard BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tally DROP CONSTRAINT tally_pkey;
+ALTER TABLE tally ADD PRIMARY KEY (name, shard);
+ALTER TABLE free_day ADD COLUMN shard BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE free_day DROP CONSTRAINT free_day_pkey;
+ALTER TABLE free_day ADD PRIMARY KEY (day, shard);
+CREATE OR REPLACE FUNCTION passcrow_tally_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE k BIGINT;
+BEGIN
+    SELECT count(*) INTO k FROM new_rows;
+    IF k > 0 THEN
+        INSERT INTO tally (name, shard, n) VALUES ('escrows', pg_backend_pid() % 64, k)
+        ON CONFLICT (name, shard) DO UPDATE SET n = tally.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION passcrow_tally_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE k BIGINT;
+BEGIN
+    SELECT count(*) INTO k FROM old_rows;
+    IF k > 0 THEN
+        INSERT INTO tally (name, shard, n) VALUES ('escrows', pg_backend_pid() % 64, -k)
+        ON CONFLICT (name, shard) DO UPDATE SET n = tally.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END $$;
+";
+
 /// The statements that bring a database from version `v - 1` to `v`.
 /// Versions 1 to 5 never existed here (a development build's version 2,
 /// with clear ids, is refused: see [`MigrateError::Old`]); version 6
@@ -122,7 +166,8 @@ fn step(v: i64) -> Option<&'static str> {
         6 => Some(SCHEMA_V6),
         7 => Some(SCHEMA_V7),
         8 => Some(SCHEMA_V8),
-        // Later versions go here: `9 => Some(SCHEMA_V9)`.
+        9 => Some(SCHEMA_V9),
+        // Later versions go here: `10 => Some(SCHEMA_V10)`.
         _ => None,
     }
 }
@@ -132,6 +177,12 @@ fn step(v: i64) -> Option<&'static str> {
 /// others wait, then find it done); refuse a newer one. Returns the
 /// version found.
 pub(super) fn migrate(c: &mut Client) -> Result<i64, MigrateError> {
+    migrate_to(c, SCHEMA_VERSION)
+}
+
+/// [`migrate`], to version `to` (at most [`SCHEMA_VERSION`]; tests make
+/// older databases with it).
+pub(super) fn migrate_to(c: &mut Client, to: i64) -> Result<i64, MigrateError> {
     let mut t = c.transaction()?;
     t.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     t.batch_execute("CREATE TABLE IF NOT EXISTS passcrow_schema (version BIGINT NOT NULL)")?;
@@ -145,18 +196,15 @@ pub(super) fn migrate(c: &mut Client) -> Result<i64, MigrateError> {
     if (1..6).contains(&found) {
         return Err(MigrateError::Old(found));
     }
-    for v in found + 1..=SCHEMA_VERSION {
+    for v in found + 1..=to {
         let sql = step(v).ok_or(MigrateError::Missing(v))?;
         if !sql.is_empty() {
             t.batch_execute(sql)?;
         }
     }
-    if found < SCHEMA_VERSION {
+    if found < to {
         t.execute("DELETE FROM passcrow_schema", &[])?;
-        t.execute(
-            "INSERT INTO passcrow_schema (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
-        )?;
+        t.execute("INSERT INTO passcrow_schema (version) VALUES ($1)", &[&to])?;
     }
     t.commit()?;
     Ok(found)
