@@ -516,6 +516,7 @@ fn migrate_copies_every_table_and_every_limit_stays_spent() {
             window: 86_400,
             limit: 1,
             reserve: 0,
+            shared: true,
         }],
         reserve_ok: false,
         force: false,

@@ -740,12 +740,14 @@ fn far_from_the_caps_racing_inserts_and_deletions_keep_exact_counts(db: &Db) {
     assert_eq!(s.counts().unwrap().escrows, held + 3);
 }
 
+/// A budget; `all` is the server-wide one (shared by every recipient).
 fn budget(scope: &str, window: i64, limit: u32, reserve: u32) -> BudgetLimit {
     BudgetLimit {
         scope: scope.into(),
         window,
         limit,
         reserve,
+        shared: scope == "all",
     }
 }
 
@@ -835,6 +837,54 @@ fn delivery_budgets_refunds_and_suppression(db: &Db) {
         panic!("counted")
     };
     assert_eq!(n[0].used, 2, "the suppressed one counted nothing");
+}
+
+/// A message over both its recipient's budget and the server's is refused
+/// by the recipient's (the first in `limits`), as in one transaction; over
+/// the server's alone, by the server's; neither refusal counts anything.
+fn a_refusal_names_the_first_budget_spent(db: &Db) {
+    let s = db.open();
+    let charge = |recipient: u8| Charge {
+        recipient: [recipient; 16],
+        limits: vec![budget("r:x", 3600, 1, 0), budget("all", 3600, 2, 0)],
+        reserve_ok: false,
+        force: false,
+    };
+    assert!(matches!(
+        s.charge_delivery(&charge(1), 10).unwrap(),
+        Charged::Counted(_)
+    ));
+    assert_eq!(s.charge_delivery(&charge(1), 11).unwrap(), Charged::Over(0));
+    let other = Charge {
+        limits: vec![budget("r:y", 3600, 5, 0), budget("all", 3600, 2, 0)],
+        ..charge(2)
+    };
+    assert!(matches!(
+        s.charge_delivery(&other, 12).unwrap(),
+        Charged::Counted(_)
+    ));
+    // Both spent now: the recipient's is named.
+    assert_eq!(s.charge_delivery(&charge(1), 13).unwrap(), Charged::Over(0));
+    // The server's alone: named.
+    assert_eq!(s.charge_delivery(&other, 14).unwrap(), Charged::Over(1));
+    let v = sid("v");
+    assert!(s.insert_escrow(&v, 100_000, b"x", 10).unwrap());
+    assert_eq!(
+        s.charge_and_start_verification(&other, &v, 15, 3600, 5)
+            .unwrap(),
+        VerificationCharge::Refused(Charged::Over(1))
+    );
+    // Nothing was counted by the refusals: the verification's place is
+    // free, and a new hour has the server's whole budget.
+    assert!(s.start_verification(&v, 16, 3600, 1).unwrap().is_some());
+    let third = Charge {
+        limits: vec![budget("r:z", 3600, 5, 0), budget("all", 3600, 2, 0)],
+        ..charge(3)
+    };
+    let Charged::Counted(c) = s.charge_delivery(&third, 3610).unwrap() else {
+        panic!("a new hour")
+    };
+    assert_eq!((c[0].used, c[1].used), (1, 1));
 }
 
 fn a_delivery_budget_holds_across_instances(db: &Db) {
@@ -1154,6 +1204,7 @@ conformance!(
     far_from_the_caps_racing_inserts_and_deletions_keep_exact_counts,
     delivery_budgets_refunds_and_suppression,
     a_delivery_budget_holds_across_instances,
+    a_refusal_names_the_first_budget_spent,
     status_calls_are_counted_per_window,
     a_code_and_its_verification_count_together_or_not_at_all,
     a_code_and_its_verification_hold_across_instances,

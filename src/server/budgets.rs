@@ -242,18 +242,21 @@ impl Server {
                 window: HOUR,
                 limit: o.per_recipient_per_hour,
                 reserve: o.reserve_per_hour,
+                shared: false,
             },
             BudgetLimit {
                 scope,
                 window: DAY,
                 limit: o.per_recipient_per_day,
                 reserve: o.reserve_per_day,
+                shared: false,
             },
             BudgetLimit {
                 scope: format!("kind:{group}"),
                 window: HOUR,
                 limit: per_kind,
                 reserve: kind_reserve,
+                shared: true,
             },
         ]
     }

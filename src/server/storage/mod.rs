@@ -365,6 +365,13 @@ pub struct BudgetLimit {
     pub limit: u32,
     /// Extra messages in a window, for charges with `reserve_ok`.
     pub reserve: u32,
+    /// Counted by the messages to every recipient (the server-wide
+    /// `kind:` budgets), so one row every charge of its kind locks.
+    /// SQLite has one writer and no use for it; PostgreSQL counts these
+    /// in a short transaction of their own, so that concurrent charges do
+    /// not take turns on the row for a whole commit's flush
+    /// (`postgres/budget.rs`).
+    pub shared: bool,
 }
 
 /// A message to count ([`Storage::charge_delivery`]).

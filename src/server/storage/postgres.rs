@@ -14,7 +14,9 @@
 //! UPDATE` / `FOR SHARE`). The two caps (escrows held, free escrows a
 //! day) are sums of sharded counters, kept exact by advisory locks and a
 //! bound on the transactions in flight (see `capped_in`), so that escrow
-//! inserts do not take turns on one row. Deadlocks and serialization
+//! inserts do not take turns on one row; the server-wide delivery budgets
+//! are counted in a short transaction of their own for the same reason
+//! (`budget.rs`). Deadlocks and serialization
 //! failures (both rolled back by the database) are retried a bounded
 //! number of times; no transaction is held open across a delivery (the
 //! protocol calls [`Storage::start_verification`], delivers, then
@@ -30,11 +32,14 @@
 //! connect when the server's default is `off`), so a commit, and so every
 //! answer, waits for the WAL flush; PostgreSQL groups the flushes of
 //! concurrent commits itself. Housekeeping (sweeps, expired rows removed
-//! on read) commits with `synchronous_commit = off`, like SQLite's.
+//! on read) commits with `synchronous_commit = off`, like SQLite's, and so
+//! does a server-wide budget's count, which the durable commit after it
+//! flushes (`budget.rs`).
 //!
 //! Clock: the instances' (the `now` each call is given), so their clocks
 //! must agree (NTP); see docs/server.md.
 
+mod budget;
 mod connect;
 mod copy;
 mod pool;
@@ -50,6 +55,7 @@ use super::{
     GuessesLeft, Inserted, Lookup, Probe, ReleaseCancel, Spend, Started, Storage, StorageError,
     StorageResult, StoredId, Swept, VerificationCharge, RELEASE_STOPPED,
 };
+use budget::Outcome;
 
 pub use connect::Settings;
 pub use copy::{copy_from_sqlite, Copied};
@@ -102,6 +108,12 @@ enum Mode {
     /// A transaction of housekeeping that may be lost and redone
     /// (committed with `synchronous_commit = off`).
     Housekeeping,
+    /// A short transaction whose row locks must not wait for a flush
+    /// (committed with `synchronous_commit = off`): its caller makes a
+    /// durable commit after it before answering, whose flush writes the
+    /// WAL out in order and so this one too; lost in a crash before that,
+    /// it must be harmless (`budget.rs`).
+    Prelude,
 }
 
 /// An open transaction (or one statement, in [`Mode::Statement`]).
@@ -125,84 +137,6 @@ impl Tx<'_> {
     fn abandon(&mut self) {
         self.rollback = true;
     }
-}
-
-/// Count a message against every budget of `charge` (see
-/// [`Storage::charge_delivery`]); a refusal abandons the transaction.
-fn charge_in(t: &mut Tx<'_>, charge: &Charge, now: i64) -> Result<Charged, postgres::Error> {
-    let recipient: &[u8] = &charge.recipient;
-    // Each budget's row is made if missing and locked (FOR UPDATE)
-    // before it is read, so charges on every instance take turns on
-    // it; everything is decided before anything is written, and a
-    // refusal rolls back (the rows made for it too).
-    let suppressed: bool = t
-        .one(
-            "SELECT EXISTS (SELECT 1 FROM suppressed WHERE hash = $1)",
-            &[bytes(&recipient)],
-        )?
-        .get(0);
-    if suppressed {
-        t.abandon();
-        return Ok(Charged::Suppressed);
-    }
-    let mut counted = Vec::with_capacity(charge.limits.len());
-    for (i, l) in charge.limits.iter().enumerate() {
-        let scope: &str = &l.scope;
-        t.exec(
-            "INSERT INTO delivery_budget (scope, win, start, used, reserve)
-             VALUES ($1, $2, $3, 0, 0) ON CONFLICT (scope, win) DO NOTHING",
-            &[text(&scope), int(&l.window), int(&now)],
-        )?;
-        let r = t.one(
-            "SELECT start, used, reserve FROM delivery_budget
-             WHERE scope = $1 AND win = $2 FOR UPDATE",
-            &[text(&scope), int(&l.window)],
-        )?;
-        let (start, used, reserve): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        let (used, reserve) = (count32(used), count32(reserve));
-        // A window starts with the first message counted in it.
-        let (start, used, reserve) = if start + l.window > now && start <= now {
-            (start, used, reserve)
-        } else {
-            (now, 0, 0)
-        };
-        let (reserve_hit, used, reserve) = if used < l.limit {
-            (false, used + 1, reserve)
-        } else if charge.reserve_ok && reserve < l.reserve {
-            (true, used, reserve + 1)
-        } else if charge.force {
-            (false, used.saturating_add(1), reserve)
-        } else {
-            t.abandon();
-            return Ok(Charged::Over(i));
-        };
-        counted.push((
-            Counted {
-                scope: l.scope.clone(),
-                window: l.window,
-                start,
-                reserve: reserve_hit,
-                used,
-            },
-            reserve,
-        ));
-    }
-    for (k, reserve) in &counted {
-        let scope: &str = &k.scope;
-        let (used, reserve) = (i64::from(k.used), i64::from(*reserve));
-        t.exec(
-            "UPDATE delivery_budget SET start = $3, used = $4, reserve = $5
-             WHERE scope = $1 AND win = $2",
-            &[
-                text(&scope),
-                int(&k.window),
-                int(&k.start),
-                int(&used),
-                int(&reserve),
-            ],
-        )?;
-    }
-    Ok(Charged::Counted(counted.into_iter().map(|x| x.0).collect()))
 }
 
 /// Count a verification of `id` in its window (see
@@ -286,7 +220,7 @@ fn attempt<T>(
             return f(&mut tx).map_err(Failed::Commit);
         }
         Mode::Durable => "BEGIN",
-        Mode::Housekeeping => "BEGIN; SET LOCAL synchronous_commit = off",
+        Mode::Housekeeping | Mode::Prelude => "BEGIN; SET LOCAL synchronous_commit = off",
     };
     c.batch_execute(begin).map_err(Failed::BeforeCommit)?;
     let mut tx = Tx {
@@ -994,24 +928,19 @@ impl Storage for PostgresStorage {
         window: i64,
         max: u32,
     ) -> StorageResult<VerificationCharge> {
-        self.run(
+        let outcome = budget::charge_with(
+            self,
             "counting a code's message and its verification",
-            Mode::Durable,
-            |t| {
-                let counted = match charge_in(t, charge, now)? {
-                    Charged::Counted(counted) => counted,
-                    refused => return Ok(VerificationCharge::Refused(refused)),
-                };
-                Ok(match start_verification_in(t, id, now, window, max)? {
-                    Some(started) => VerificationCharge::Started(counted, started),
-                    None => {
-                        // The message's charge goes with it.
-                        t.abandon();
-                        VerificationCharge::WindowFull
-                    }
-                })
-            },
-        )
+            charge,
+            now,
+            |t| start_verification_in(t, id, now, window, max).map(|s| s.ok_or(())),
+        )?;
+        Ok(match outcome {
+            Outcome::Refused(refused) => VerificationCharge::Refused(refused),
+            // The message's charge went with it.
+            Outcome::Declined(()) => VerificationCharge::WindowFull,
+            Outcome::Counted(counted, started) => VerificationCharge::Started(counted, started),
+        })
     }
 
     fn set_code(
@@ -1219,27 +1148,19 @@ impl Storage for PostgresStorage {
     }
 
     fn charge_delivery(&self, charge: &Charge, now: i64) -> StorageResult<Charged> {
-        self.run("counting a message", Mode::Durable, |t| {
-            charge_in(t, charge, now)
+        let outcome = budget::charge_with(self, "counting a message", charge, now, |_| {
+            Ok(Ok::<(), std::convert::Infallible>(()))
+        })?;
+        Ok(match outcome {
+            Outcome::Refused(refused) => refused,
+            Outcome::Counted(counted, ()) => Charged::Counted(counted),
+            Outcome::Declined(never) => match never {},
         })
     }
 
     fn refund_delivery(&self, counted: &[Counted]) -> StorageResult<()> {
         self.run("giving back a message's count", Mode::Durable, |t| {
-            for k in counted {
-                let scope: &str = &k.scope;
-                // One conditional UPDATE each: never below zero, and only
-                // in the window it was counted in.
-                let sql = if k.reserve {
-                    "UPDATE delivery_budget SET reserve = reserve - 1
-                     WHERE scope = $1 AND win = $2 AND start = $3 AND reserve > 0"
-                } else {
-                    "UPDATE delivery_budget SET used = used - 1
-                     WHERE scope = $1 AND win = $2 AND start = $3 AND used > 0"
-                };
-                t.exec(sql, &[text(&scope), int(&k.window), int(&k.start)])?;
-            }
-            Ok(())
+            budget::refund_in(t, counted)
         })
     }
 
