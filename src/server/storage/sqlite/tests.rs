@@ -456,6 +456,7 @@ fn delivery_budgets_in_one_transaction() {
         window,
         limit,
         reserve,
+        shared: scope.starts_with("kind:"),
     };
     let charge = |reserve_ok, force| Charge {
         recipient: [7; 16],
