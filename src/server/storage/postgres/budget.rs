@@ -11,9 +11,9 @@
 //! So a charge with shared budgets is two transactions:
 //!
 //! 1. the shared budgets alone (after the suppression list), decided under
-//!    their rows' locks (exact, as before) and committed with `synchronous_commit = off`
-//!    ([`Mode::Prelude`]): the locks are released at once, not after the
-//!    flush;
+//!    their rows' locks (exact, as before) and committed with
+//!    `synchronous_commit = off` ([`Mode::Prelude`]): the locks are released
+//!    at once, not after the flush;
 //! 2. the suppression list, the recipient's budgets and what the caller
 //!    counts with them (the escrow's verification), committed durably. The
 //!    WAL is flushed in order, so this commit's flush makes the first one
@@ -22,9 +22,8 @@
 //! The second refusing (an opt-out since the first, the recipient's budget,
 //! the escrow's window) gives the first count back, in another short
 //! transaction; meanwhile the count may refuse another message near the
-//! limit. The
-//! first refusing (the server-wide budget is spent) decides the whole
-//! charge again as one durable transaction, the way it was, so that a
+//! limit. The first refusing (the server-wide budget is spent) decides the
+//! whole charge again as one durable transaction, the way it was, so that a
 //! refusal names the budget it always named (the recipient's before the
 //! server's) and the answers are SQLite's. A crash between the two
 //! transactions, or a give-back that fails, leaves the server-wide budget
